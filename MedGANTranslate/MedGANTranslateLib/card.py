@@ -1,0 +1,256 @@
+"""Model cards: ``model.json`` files describing one generator, validated against a JSON Schema.
+
+The schema (``schemas/model_card.schema.json``) is the single source of truth for what a card may hold and
+its defaults. :func:`load_card` validates with ``jsonschema`` and fills defaults, so the rest of the engine
+reads plain attributes. :func:`read_card_summary` reads a card without validating: the Slicer panel uses it
+to list models before the engine's dependencies are installed.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .errors import CardError
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "model_card.schema.json"
+CARD_FILENAME = "model.json"
+RESEARCH_ONLY = "Research use only, not for clinical decisions."
+
+
+def load_schema() -> Dict[str, Any]:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    if not path.is_file():
+        raise CardError(f"Model card not found: {path}. A model folder must contain {CARD_FILENAME}.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise CardError(f"Model card {path} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}.") from exc
+    if not isinstance(data, dict):
+        raise CardError(f"Model card {path} must hold a JSON object, found {type(data).__name__}.")
+    return data
+
+
+def _field_path(error: Any) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def validate_card_data(data: Dict[str, Any], source: str = "<card>") -> None:
+    """Raises :class:`CardError` naming the file, the field and what the schema expects."""
+    import jsonschema  # imported here so that reading summaries needs no third-party package
+
+    validator_cls = jsonschema.validators.validator_for(load_schema())
+    validator = validator_cls(load_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    if not errors:
+        _check_consistency(data, source)
+        return
+    lines = []
+    for err in errors[:5]:
+        best = jsonschema.exceptions.best_match([err])
+        lines.append(f"  field '{_field_path(best)}': {best.message}")
+    more = f"\n  ... and {len(errors) - 5} more problem(s)" if len(errors) > 5 else ""
+    raise CardError(f"Model card {source} does not match the model card schema:\n" + "\n".join(lines) + more)
+
+
+def _check_consistency(data: Dict[str, Any], source: str) -> None:
+    """Cross-field rules JSON Schema cannot express."""
+    n_inputs = len(data["inputs"])
+    n_norm = len(data["preprocessing"]["normalization"])
+    if n_norm != n_inputs:
+        raise CardError(
+            f"Model card {source}: field 'preprocessing.normalization' has {n_norm} entr{'y' if n_norm == 1 else 'ies'} "
+            f"but the card declares {n_inputs} input(s); give one normalization per input."
+        )
+    arch, fmt = data["architecture"]["type"], data["weights"]["format"]
+    if arch in ("torchscript", "onnx") and fmt != arch:
+        raise CardError(f"Model card {source}: architecture '{arch}' needs weights.format '{arch}', found '{fmt}'.")
+    if arch in ("builtin", "monai") and fmt in ("torchscript", "onnx"):
+        raise CardError(
+            f"Model card {source}: weights.format '{fmt}' is a self-contained network; set architecture.type to '{fmt}'."
+        )
+
+
+def _fill_defaults(data: Any, schema: Dict[str, Any], root: Dict[str, Any]) -> Any:
+    """Adds the schema's ``default`` values for missing object properties (recursively)."""
+    if "$ref" in schema:
+        ref = schema["$ref"].split("/")[-1]
+        schema = root["$defs"][ref]
+    if isinstance(data, dict):
+        props = dict(schema.get("properties", {}))
+        for branch in schema.get("oneOf", []):
+            if all(data.get(k) == v.get("const") for k, v in branch.get("properties", {}).items() if "const" in v):
+                props.update(branch.get("properties", {}))
+        for key, sub in props.items():
+            if key not in data and "default" in sub:
+                data[key] = copy.deepcopy(sub["default"])
+            if key in data:
+                data[key] = _fill_defaults(data[key], sub, root)
+    elif isinstance(data, list) and "items" in schema:
+        data = [_fill_defaults(item, schema["items"], root) for item in data]
+    return data
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    modality: str
+    sequence: str = ""
+    name_pattern: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.modality} {self.sequence}".strip()
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A validated card with defaults filled in; ``folder`` is where its weights live."""
+
+    data: Dict[str, Any]
+    path: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def id(self) -> str:
+        return self.data["id"]
+
+    @property
+    def version(self) -> str:
+        return self.data["version"]
+
+    @property
+    def title(self) -> str:
+        return self.data["title"]
+
+    @property
+    def inputs(self) -> List[InputSpec]:
+        return [InputSpec(**spec) for spec in self.data["inputs"]]
+
+    @property
+    def output(self) -> Dict[str, Any]:
+        return self.data["output"]
+
+    @property
+    def output_label(self) -> str:
+        out = self.output
+        return out.get("label") or f"synthetic {out['modality']}"
+
+    @property
+    def architecture(self) -> Dict[str, Any]:
+        return self.data["architecture"]
+
+    @property
+    def weights(self) -> Dict[str, Any]:
+        return self.data["weights"]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / self.weights["file"]
+
+    @property
+    def preprocessing(self) -> Dict[str, Any]:
+        return self.data["preprocessing"]
+
+    @property
+    def inference(self) -> Dict[str, Any]:
+        return self.data["inference"]
+
+    @property
+    def postprocessing(self) -> Dict[str, Any]:
+        return self.data["postprocessing"]
+
+    @property
+    def display(self) -> Dict[str, Any]:
+        return self.data.get("display", {})
+
+    @property
+    def difference(self) -> Dict[str, Any]:
+        return self.data.get("difference", {"without_reference": "none"})
+
+    @property
+    def sha256(self) -> str:
+        return self.weights["sha256"]
+
+    @property
+    def intended_use(self) -> str:
+        return self.data["intended_use"]
+
+    def provenance(self) -> Dict[str, str]:
+        """Key/value pairs written into every output so a synthetic image is never mistaken for a real one."""
+        return {
+            "MedGANTranslate.Synthetic": "true",
+            "MedGANTranslate.ModelId": self.id,
+            "MedGANTranslate.ModelVersion": self.version,
+            "MedGANTranslate.WeightsSHA256": self.sha256,
+            "MedGANTranslate.Modality": self.output["modality"],
+            "MedGANTranslate.Unit": self.output["unit"],
+            "MedGANTranslate.IntendedUse": self.intended_use,
+        }
+
+
+def load_card(path: "str | Path") -> ModelCard:
+    """Reads, validates and completes a card. ``path`` is the card file or its folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CARD_FILENAME
+    data = _read_json(path)
+    validate_card_data(data, str(path))
+    data = _fill_defaults(data, load_schema(), load_schema())
+    return ModelCard(data=data, path=path.resolve())
+
+
+@dataclass(frozen=True)
+class CardSummary:
+    """What a model picker shows, read without validation or third-party packages."""
+
+    id: str
+    version: str
+    title: str
+    inputs: Sequence[InputSpec]
+    output_modality: str
+    output_unit: str
+    site: str
+    intended_use: str
+    path: Path
+    deprecated: bool = False
+    cpu_seconds: Optional[float] = None
+    gpu_seconds: Optional[float] = None
+    description: str = ""
+
+
+def read_card_summary(path: "str | Path") -> CardSummary:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CARD_FILENAME
+    data = _read_json(path)
+    try:
+        runtime = data.get("runtime", {})
+        return CardSummary(
+            id=data["id"],
+            version=data["version"],
+            title=data["title"],
+            inputs=[InputSpec(**spec) for spec in data["inputs"]],
+            output_modality=data["output"]["modality"],
+            output_unit=data["output"]["unit"],
+            site=data.get("site", ""),
+            intended_use=data.get("intended_use", RESEARCH_ONLY),
+            path=path.resolve(),
+            deprecated=bool(data.get("deprecated", False)),
+            cpu_seconds=runtime.get("cpu_seconds"),
+            gpu_seconds=runtime.get("gpu_seconds"),
+            description=data.get("description", ""),
+        )
+    except (KeyError, TypeError) as exc:
+        raise CardError(f"Model card {path} lacks a required field or has a wrong type ({exc}); run 'medgan-translate models verify'.") from exc

@@ -1,0 +1,58 @@
+"""User-facing errors.
+
+Every failure a user can cause (bad file, bad card, tampered weights, no memory) raises a subclass of
+:class:`MedGANError` whose message names the problem and what to do about it. The CLI prints the message
+(no traceback) and exits with the class's ``exit_code``; the Slicer module shows it in a dialog.
+"""
+from __future__ import annotations
+
+
+class MedGANError(Exception):
+    """Base class: a problem the user can fix. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 2
+    kind = "error"
+
+
+class InputError(MedGANError):
+    """An input image is missing, unreadable or unsuitable (2D, 4D, empty, NaN...)."""
+
+    kind = "input"
+
+
+class OutputError(MedGANError):
+    """An output path cannot be written (missing folder, same as an input...)."""
+
+    kind = "output"
+
+
+class CardError(MedGANError):
+    """A model card is missing, not JSON, or fails the schema."""
+
+    kind = "card"
+
+
+class ModelNotFoundError(MedGANError):
+    """No model card with the requested id is in the registry."""
+
+    kind = "model-not-found"
+
+
+class WeightsError(MedGANError):
+    """Weights are missing, tampered with (SHA-256 mismatch), or in a format we refuse to load."""
+
+    kind = "weights"
+
+
+class ResourceError(MedGANError):
+    """The job would not fit in memory; raised before any work starts."""
+
+    kind = "resources"
+    exit_code = 3
+
+
+class Cancelled(MedGANError):
+    """The user cancelled the run; no output is left behind."""
+
+    kind = "cancelled"
+    exit_code = 130
