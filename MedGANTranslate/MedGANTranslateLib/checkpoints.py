@@ -1,0 +1,227 @@
+"""Loads a card's generator from its weights file, whatever the format, and exports networks to those formats.
+
+Weights are checked against the card's SHA-256 before anything is read, and pickled PyTorch files are only
+read with ``weights_only=True``: a model folder from elsewhere can never run code through unpickling.
+Every format comes back as an ``nn.Module`` in eval mode, so inference treats them all the same.
+"""
+from __future__ import annotations
+
+import contextlib
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping
+
+import torch
+from torch import nn
+
+from .card import ModelCard
+from .errors import WeightsError
+from .networks import build_network
+from .registry import verify_weights
+
+GANSLATE_DEFAULT_KEYS = ("G_AB", "G")
+_RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+_SHOW_KEYS = 5
+
+
+class OnnxGenerator(nn.Module):
+    """An onnxruntime session behind the ``nn.Module`` interface: torch tensors in, torch tensors out."""
+
+    def __init__(self, session: Any) -> None:
+        super().__init__()
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        out = self.session.run(None, {self.input_name: array})[0]
+        return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
+
+
+def _describe(card: ModelCard) -> str:
+    return f"model '{card.id}' v{card.version}"
+
+
+def _first(keys: List[str]) -> str:
+    more = f" (+{len(keys) - _SHOW_KEYS} more)" if len(keys) > _SHOW_KEYS else ""
+    return ", ".join(keys[:_SHOW_KEYS]) + more
+
+
+def _torch_load(card: ModelCard, path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = str(exc)
+        if "Unsupported global" not in detail:
+            raise WeightsError(f"Weights {path} of {_describe(card)} are not a readable PyTorch checkpoint.") from exc
+        needed = detail.split("Unsupported global:", 1)[1].split(" was not", 1)[0].replace("GLOBAL", "").strip()
+        raise WeightsError(
+            f"Weights {path} of {_describe(card)} were refused: only weights-only checkpoints (tensors in plain "
+            f"dicts) are accepted, and this file needs arbitrary Python objects unpickled ({needed}). To convert it, load "
+            "it once yourself in a trusted environment and save the network's state_dict() with torch.save, or as "
+            "safetensors, then update the card's weights.file, format and sha256."
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise WeightsError(f"Weights {path} of {_describe(card)} are not a readable PyTorch checkpoint: {exc}") from exc
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _read_state_dict(card: ModelCard, path: Path, fmt: str) -> Dict[str, torch.Tensor]:
+    if fmt == "safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as exc:
+            raise WeightsError(f"Weights {path} of {_describe(card)} are not a readable safetensors file: {exc}") from exc
+    obj = _torch_load(card, path)
+    keys = [str(k) for k in obj] if isinstance(obj, Mapping) else []
+    if fmt == "state_dict":
+        if not _is_state_dict(obj):
+            raise WeightsError(
+                f"Weights {path} of {_describe(card)} hold {type(obj).__name__} with keys [{_first(keys)}], not a "
+                "state_dict of tensors. If it bundles several networks, set weights.format to 'ganslate' and "
+                "weights.key to the generator's key."
+            )
+        return dict(obj)
+    key = card.weights.get("key") or next((k for k in GANSLATE_DEFAULT_KEYS if k in keys), None)
+    if key is None or key not in keys or not _is_state_dict(obj[key]):
+        wanted = f"'{key}'" if key else "one of " + ", ".join(GANSLATE_DEFAULT_KEYS)
+        raise WeightsError(
+            f"Checkpoint {path} of {_describe(card)} has no generator state_dict under {wanted}; keys found: "
+            f"{', '.join(keys) or 'none'}. Set weights.key in the card to the generator's key."
+        )
+    return dict(obj[key])
+
+
+def _clean_state_dict(net: nn.Module, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Strips DataParallel's ``module.`` prefix and drops running-stat buffers that old PyTorch versions saved
+    for InstanceNorm layers, which now keep none (pytorch-CycleGAN-and-pix2pix checkpoints have them)."""
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    stale = {
+        f"{name}.{buf}"
+        for name, module in net.named_modules()
+        if isinstance(module, nn.modules.instancenorm._InstanceNorm) and not module.track_running_stats
+        for buf in _RUNNING_STATS
+    }
+    return {k: v for k, v in state.items() if k not in stale}
+
+
+def _load_strict(net: nn.Module, state: Dict[str, torch.Tensor], card: ModelCard, path: Path) -> None:
+    state = _clean_state_dict(net, state)
+    expected = net.state_dict()
+    # BatchNorm fills a missing num_batches_tracked itself (checkpoints from before PyTorch 0.4.1 lack it)
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} (file {tuple(state[k].shape)}, network {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = [f"{label}: {_first(keys)}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
+    if problems:
+        arch = card.architecture
+        raise WeightsError(
+            f"Weights {path} do not fit the network of {_describe(card)} ({arch.get('type')} "
+            f"{arch.get('name')} {arch.get('params')}): " + "; ".join(problems) + ". Check architecture.params "
+            "in the card (channels, ngf, n_blocks/num_downs, norm) against the options the weights were trained with."
+        )
+    net.load_state_dict(state, strict=True)
+
+
+def _load_onnx(card: ModelCard, path: Path, device: torch.device) -> OnnxGenerator:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise WeightsError(
+            f"{_describe(card)} is an ONNX model and needs onnxruntime: pip install onnxruntime "
+            "(or onnxruntime-gpu for CUDA)."
+        ) from exc
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime's error classes are private and derive from Exception directly
+        raise WeightsError(f"Weights {path} of {_describe(card)} are not a loadable ONNX model: {exc}") from exc
+    return OnnxGenerator(session).eval()
+
+
+def load_generator(card: ModelCard, device: "str | torch.device" = "cpu", verify: bool = True) -> nn.Module:
+    """The card's generator in eval mode on ``device``; refuses weights whose SHA-256 differs from the card's."""
+    if verify:
+        path = verify_weights(card)
+    else:
+        path = card.weights_path
+        if not path.is_file():
+            raise WeightsError(f"Weights of {_describe(card)} are missing: expected {path}.")
+    device = torch.device(device)
+    fmt = card.weights["format"]
+    if fmt == "onnx":
+        return _load_onnx(card, path, device)
+    if fmt == "torchscript":
+        try:
+            net = torch.jit.load(str(path), map_location=device)
+        except RuntimeError as exc:
+            raise WeightsError(f"Weights {path} of {_describe(card)} are not a TorchScript archive: {exc}") from exc
+    else:
+        net = build_network(card.architecture)
+        _load_strict(net, _read_state_dict(card, path, fmt), card, path)
+    return net.to(device).eval()
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Exports run in eval mode (dropout off, BatchNorm running stats) and leave the caller's mode as it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def save_safetensors(module: nn.Module, path: "str | Path") -> Path:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt"})
+    return Path(path)
+
+
+def export_torchscript(module: nn.Module, path: "str | Path", example_input: torch.Tensor) -> Path:
+    """Traces the module; the generators have no data-dependent control flow, so the trace fits any size."""
+    with _eval_mode(module), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(module, example_input)
+    traced.save(str(path))
+    return Path(path)
+
+
+def export_onnx(module: nn.Module, path: "str | Path", example_input: torch.Tensor) -> Path:
+    """Exports with the torch.export-based exporter (needs onnxscript): the legacy TorchScript exporter is
+    deprecated in torch 2.13. Batch and spatial axes are dynamic; weights are stored inside the one file."""
+    from torch.export import Dim
+
+    dims = {axis: Dim.DYNAMIC for axis in [0] + list(range(2, example_input.dim()))}
+    with _eval_mode(module):
+        torch.onnx.export(
+            module,
+            (example_input,),
+            str(path),
+            dynamo=True,
+            external_data=False,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=(dims,),
+            verbose=False,
+        )
+    return Path(path)
