@@ -1,0 +1,271 @@
+"""Geometry and intensity steps between an input volume and a generator, driven by the model card.
+
+Geometry: :func:`to_network_grid` moves an input onto the grid the network was trained on (orientation,
+spacing) and :func:`to_input_grid` brings the output back onto the exact input grid, so the synthetic image
+is aligned voxel for voxel with the input. Both return the image untouched (no interpolation) when the grids
+already match. Intensities: :func:`normalize` maps inputs to the network's range, :func:`map_output` and
+:func:`cast_output` map the network's output to physical units and the card's output type.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Mapping, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from monai.transforms import NormalizeIntensity, ScaleIntensityRange
+
+from .errors import InputError, OutputError
+
+#: Grids whose spacing and origin differ by less than this (mm), and direction cosines by less than
+#: ``DIRECTION_TOLERANCE``, are the same grid: the difference is float rounding in file headers.
+GRID_TOLERANCE_MM = 1e-4
+DIRECTION_TOLERANCE = 1e-5
+
+_OUTPUT_TYPES = {"int16": sitk.sitkInt16, "uint16": sitk.sitkUInt16, "float32": sitk.sitkFloat32}
+_INTEGER_LIMITS = {"int16": (-32768.0, 32767.0), "uint16": (0.0, 65535.0)}
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    """True when two images have the same size, and spacing, origin and direction up to header rounding."""
+    return (
+        tuple(a.GetSize()) == tuple(b.GetSize())
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=GRID_TOLERANCE_MM)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=GRID_TOLERANCE_MM)
+        and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=DIRECTION_TOLERANCE)
+    )
+
+
+def _on_grid(image: sitk.Image, grid: sitk.Image) -> sitk.Image:
+    """``image`` with ``grid``'s exact geometry (the grids are equal up to rounding): no interpolation."""
+    out = sitk.Image(image)
+    out.CopyInformation(grid)
+    return out
+
+
+def _darkest(image: sitk.Image) -> float:
+    """Value used outside the input's field of view: its minimum, i.e. background (air) for CT and MR."""
+    return float(sitk.GetArrayViewFromImage(image).min())
+
+
+def _resample_to_spacing(image: sitk.Image, spacing: Sequence[float], interpolator: int) -> sitk.Image:
+    """Resamples onto a grid of ``spacing`` that covers the same physical extent, centred on the same point."""
+    old_size = np.asarray(image.GetSize(), dtype=float)
+    old_spacing = np.asarray(image.GetSpacing(), dtype=float)
+    new_spacing = np.asarray(spacing, dtype=float)
+    new_size = np.maximum(1, np.round(old_size * old_spacing / new_spacing)).astype(int)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    shift = (old_spacing * (old_size - 1) - new_spacing * (new_size - 1)) / 2.0
+    origin = np.asarray(image.GetOrigin(), dtype=float) + direction @ shift
+    return sitk.Resample(
+        image, [int(s) for s in new_size], sitk.Transform(), interpolator, origin.tolist(), new_spacing.tolist(),
+        image.GetDirection(), _darkest(image), sitk.sitkFloat32,
+    )
+
+
+def to_network_grid(
+    image: sitk.Image,
+    preprocessing: Mapping[str, Any],
+    reference_grid: Optional[sitk.Image] = None,
+    interpolator: int = sitk.sitkLinear,
+) -> sitk.Image:
+    """A float32 copy of ``image`` on the network's grid.
+
+    With ``reference_grid`` (later inputs of multi-input models), the image is resampled onto exactly that
+    grid, with its minimum outside its own field of view. Otherwise it is reoriented (``orientation``, by axis
+    permutation and flips, never interpolated) and resampled to ``spacing`` over the same physical extent.
+    Nothing the card does not ask for changes the geometry."""
+    as_float = sitk.Cast(image, sitk.sitkFloat32)
+    if reference_grid is not None:
+        if same_grid(image, reference_grid):
+            return _on_grid(as_float, reference_grid)
+        return sitk.Resample(
+            as_float, reference_grid, sitk.Transform(), interpolator, _darkest(image), sitk.sitkFloat32
+        )
+    out = as_float
+    if preprocessing.get("orientation"):
+        out = sitk.DICOMOrient(out, preprocessing["orientation"])
+    spacing = preprocessing.get("spacing")
+    if spacing is not None and not np.allclose(out.GetSpacing(), spacing, rtol=0, atol=GRID_TOLERANCE_MM):
+        out = _resample_to_spacing(out, spacing, interpolator)
+    return out
+
+
+def to_input_grid(
+    image: sitk.Image, input_image: sitk.Image, default_value: float, interpolator: int = sitk.sitkLinear
+) -> sitk.Image:
+    """``image`` (on the network grid) brought back onto ``input_image``'s exact grid, keeping its pixel type.
+
+    Matching grids, and grids that differ only by orientation, come back bit-exact; otherwise the image is
+    interpolated, with ``default_value`` where the network grid does not reach."""
+    if same_grid(image, input_image):
+        return _on_grid(image, input_image)
+    orientation = sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(input_image.GetDirection())
+    reoriented = sitk.DICOMOrient(image, orientation)
+    if same_grid(reoriented, input_image):
+        return _on_grid(reoriented, input_image)
+    return sitk.Resample(image, input_image, sitk.Transform(), interpolator, float(default_value), image.GetPixelID())
+
+
+# ---------------------------------------------------------------------------------------------- body mask
+
+
+def _radius(mm: float, spacing: Sequence[float]) -> List[int]:
+    """Per-axis radius in voxels of a ball of ``mm`` millimetres."""
+    return [int(round(mm / s)) for s in spacing]
+
+
+def _fill_slices(mask: sitk.Image) -> sitk.Image:
+    """Fills holes in each slice across the axis nearest the patient's head-feet axis, so cavities that are
+    open to the outside only through the nose, mouth or neck (airways, sinuses) count as body."""
+    axis = int(np.argmax(np.abs(np.asarray(mask.GetDirection()).reshape(3, 3)[2, :])))
+    values = sitk.GetArrayFromImage(mask)
+    numpy_axis = 2 - axis
+    for index in range(values.shape[numpy_axis]):
+        plane = np.take(values, index, axis=numpy_axis)
+        filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(plane)))
+        slicer = [slice(None)] * 3
+        slicer[numpy_axis] = index
+        values[tuple(slicer)] = filled
+    out = sitk.GetImageFromArray(values)
+    out.CopyInformation(mask)
+    return out
+
+
+def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
+    """Binary uint8 mask of the body on the image's grid (card ``postprocessing.body_mask``).
+
+    Threshold (Otsu when ``threshold`` is null), closing, 3D and slice-wise hole filling, largest connected
+    component, dilation. Works for MR (dark background) and CT (air at -1000 HU)."""
+    as_float = sitk.Cast(image, sitk.sitkFloat32)
+    threshold = spec.get("threshold")
+    if threshold is None:
+        otsu = sitk.OtsuThresholdImageFilter()
+        otsu.Execute(as_float)
+        threshold = otsu.GetThreshold()
+    mask = sitk.Cast(as_float > float(threshold), sitk.sitkUInt8)
+    if not np.any(sitk.GetArrayViewFromImage(mask)):
+        raise InputError(
+            f"No body found: no voxel is above the body-mask threshold {threshold:g}; check the input image or the "
+            "card's body_mask.threshold."
+        )
+    spacing = image.GetSpacing()
+    closing = _radius(float(spec.get("closing_radius_mm", 3.0)), spacing)
+    if any(closing):
+        mask = sitk.BinaryMorphologicalClosing(mask, closing, sitk.sitkBall, 1, True)
+    mask = _fill_slices(sitk.BinaryFillhole(mask, False, 1))
+    mask = sitk.Cast(sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True) == 1, sitk.sitkUInt8)
+    dilation = _radius(float(spec.get("dilation_mm", 2.0)), spacing)
+    if any(dilation):
+        mask = sitk.BinaryDilate(mask, dilation, sitk.sitkBall, 0, 1)
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------- bias field
+
+
+def n4_correct(image: sitk.Image, mask: Optional[sitk.Image] = None, shrink_factor: int = 4) -> sitk.Image:
+    """N4 bias-field correction (float32, same grid), fitted on a shrunk copy for speed.
+
+    The log bias field fitted at low resolution is evaluated on the full grid and divided out. Only positive
+    voxels (inside ``mask`` when given) are used for the fit, since N4 works on log intensities."""
+    as_float = sitk.Cast(image, sitk.sitkFloat32)
+    region = as_float > 0
+    if mask is not None:
+        region = sitk.And(region, sitk.Cast(mask > 0, sitk.sitkUInt8))
+    factors = [max(1, min(shrink_factor, size // 16)) for size in as_float.GetSize()]
+    corrector = sitk.N4BiasFieldCorrectionImageFilter()
+    corrector.Execute(sitk.Shrink(as_float, factors), sitk.Shrink(region, factors))
+    log_bias = corrector.GetLogBiasFieldAsImage(as_float)
+    return sitk.Cast(as_float / sitk.Exp(log_bias), sitk.sitkFloat32)
+
+
+# ---------------------------------------------------------------------------------------------- intensities
+
+
+def _scale(values: np.ndarray, source: Sequence[float], target: Sequence[float], clip: bool) -> np.ndarray:
+    """Linear map of ``source`` onto ``target`` (MONAI ScaleIntensityRange), as float32."""
+    scaler = ScaleIntensityRange(float(source[0]), float(source[1]), float(target[0]), float(target[1]), clip=clip)
+    return np.asarray(scaler(np.asarray(values, dtype=np.float32)), dtype=np.float32)
+
+
+def _statistics_region(values: np.ndarray, spec: Mapping[str, Any], mask: Optional[np.ndarray]) -> np.ndarray:
+    """Voxels the statistics are taken from: the body mask when the card asks for it and one is given."""
+    if spec.get("mask", "body") != "body" or mask is None:
+        return values.ravel()
+    inside = values[np.asarray(mask) > 0]
+    if inside.size == 0:
+        raise InputError("The body mask is empty, so the input cannot be normalised; check the input image.")
+    return inside
+
+
+def normalize(array: np.ndarray, spec: Mapping[str, Any], mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Maps intensities to the network's range (float32), per the card's ``normalization`` entry.
+
+    ``percentile``: the ``lower``/``upper`` percentiles (inside ``mask`` when the entry's mask is "body") map
+    to ``target_range``, clipped. ``range``: fixed ``source_range`` to ``target_range``, clipped (CT in HU).
+    ``zscore``: minus the mean, divided by the standard deviation, both inside the mask."""
+    values = np.asarray(array, dtype=np.float32)
+    method = spec["method"]
+    if method == "range":
+        return _scale(values, spec["source_range"], spec["target_range"], clip=True)
+    region = _statistics_region(values, spec, mask)
+    if method == "percentile":
+        low, high = np.percentile(region, [spec["lower"], spec["upper"]])
+        if not high > low:
+            raise InputError(
+                f"The input's {spec['lower']}th and {spec['upper']}th intensity percentiles are equal ({low:g}): "
+                "the body holds no contrast to normalise; check the input image."
+            )
+        return _scale(values, (low, high), spec["target_range"], clip=True)
+    if method == "zscore":
+        mean, std = float(region.mean(dtype=np.float64)), float(region.std(dtype=np.float64))
+        if std == 0:
+            raise InputError(f"The input is constant ({mean:g}) inside the body, so it cannot be z-score normalised.")
+        return np.asarray(NormalizeIntensity(subtrahend=mean, divisor=std)(values), dtype=np.float32)
+    raise ValueError(f"Unknown normalization method {method!r}.")
+
+
+def background_value(spec: Mapping[str, Any], normalized: Optional[np.ndarray] = None) -> float:
+    """The normalised value of the darkest intensity (background), used to pad windows and skip empty ones.
+
+    ``percentile`` and ``range`` map it to ``target_range[0]``. A z-scored background depends on the image,
+    so for ``zscore`` it is the minimum of the ``normalized`` array, which must then be given."""
+    if spec["method"] in ("percentile", "range"):
+        return float(spec["target_range"][0])
+    if normalized is None:
+        raise ValueError("background_value of a zscore normalization needs the normalized array.")
+    return float(np.min(normalized))
+
+
+def map_output(array: np.ndarray, postprocessing: Mapping[str, Any]) -> np.ndarray:
+    """Network output to physical units (float32): the linear ``output_mapping``, then ``clip`` when set."""
+    mapping = postprocessing["output_mapping"]
+    out = _scale(array, mapping["source_range"], mapping["target_range"], clip=False)
+    clip = postprocessing.get("clip")
+    if clip is not None:
+        out = np.clip(out, clip[0], clip[1])
+    return out
+
+
+def cast_output(image: sitk.Image, dtype: str, valid_range: Sequence[float]) -> sitk.Image:
+    """Clips to ``valid_range`` (and the type's limits), rounds for integer types, casts to ``dtype``."""
+    if dtype not in _OUTPUT_TYPES:
+        raise ValueError(f"Unsupported output dtype {dtype!r}; expected one of {sorted(_OUTPUT_TYPES)}.")
+    as_float = sitk.Cast(image, sitk.sitkFloat32)
+    values = sitk.GetArrayViewFromImage(as_float)
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise OutputError(
+            f"The network produced {bad} NaN/Inf voxel(s); nothing was written. On a GPU, run again with mixed "
+            "precision (amp) off; otherwise the model's weights may be broken."
+        )
+    low, high = float(valid_range[0]), float(valid_range[1])
+    if dtype in _INTEGER_LIMITS:
+        low, high = max(low, _INTEGER_LIMITS[dtype][0]), min(high, _INTEGER_LIMITS[dtype][1])
+    out = sitk.Clamp(as_float, lowerBound=low, upperBound=high)
+    if dtype in _INTEGER_LIMITS:
+        out = sitk.Round(out)
+    return sitk.Cast(out, _OUTPUT_TYPES[dtype])

@@ -1,0 +1,313 @@
+"""Grids, body mask, bias field and intensity mappings, on small synthetic SimpleITK volumes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy.ndimage import distance_transform_edt
+from scipy.spatial.transform import Rotation
+
+from MedGANTranslateLib.errors import InputError, OutputError
+from MedGANTranslateLib.preprocessing import (
+    background_value,
+    body_mask,
+    cast_output,
+    map_output,
+    n4_correct,
+    normalize,
+    same_grid,
+    to_input_grid,
+    to_network_grid,
+)
+
+SPACING = (0.9, 1.3, 2.5)
+SIZE = (17, 19, 13)  # odd on purpose
+DIRECTIONS = {
+    "LPS": np.eye(3),
+    "RAS-flipped": np.diag([-1.0, -1.0, 1.0]),
+    "left-handed": np.diag([1.0, -1.0, 1.0]),
+    "oblique": Rotation.from_euler("xy", [25, -40], degrees=True).as_matrix(),
+}
+BODY = {"threshold": None, "closing_radius_mm": 3, "dilation_mm": 2}
+
+
+def smooth_image(direction=np.eye(3), size=SIZE, spacing=SPACING, origin=(-12.5, 30.0, 7.25)) -> sitk.Image:
+    """A smooth function of the physical position, so interpolation errors stay small."""
+    image = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(np.asarray(direction, dtype=float).ravel().tolist())
+    k, j, i = np.indices(size[::-1], dtype=float)
+    points = np.stack([i, j, k], -1) * spacing @ np.asarray(direction).T + origin
+    values = 100 + 20 * np.sin(points[..., 0] / 9.0) + 15 * np.cos(points[..., 1] / 11.0) + 0.5 * points[..., 2]
+    out = sitk.GetImageFromArray(values.astype(np.float32))
+    out.CopyInformation(image)
+    return out
+
+
+def array(image: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(image)
+
+
+# ------------------------------------------------------------------------------------------- grids
+
+
+@pytest.mark.parametrize("name", DIRECTIONS)
+@pytest.mark.parametrize("orientation", ["LPS", "RAS", None])
+def test_network_grid_round_trip_comes_back_on_the_input_grid(name, orientation):
+    image = smooth_image(DIRECTIONS[name])
+    network = to_network_grid(image, {"orientation": orientation, "spacing": [1.0, 1.0, 1.0]})
+    assert network.GetPixelID() == sitk.sitkFloat32
+    np.testing.assert_allclose(network.GetSpacing(), (1.0, 1.0, 1.0))
+    back = to_input_grid(network, image, default_value=-1.0)
+    assert back.GetSize() == image.GetSize()
+    assert back.GetSpacing() == image.GetSpacing() and back.GetOrigin() == image.GetOrigin()
+    assert back.GetDirection() == image.GetDirection()
+    for index in [(0, 0, 0), (16, 18, 12), (3, 11, 7), (16, 0, 5)]:
+        assert back.TransformIndexToPhysicalPoint(index) == image.TransformIndexToPhysicalPoint(index)
+    error = np.abs(array(back) - array(image))
+    assert error[1:-1, 1:-1, 1:-1].max() < 1.0  # values span ~80; linear twice on 1-2.5 mm grids
+    assert error.mean() < 0.3
+
+
+@pytest.mark.parametrize("name", DIRECTIONS)
+def test_network_grid_covers_the_same_extent(name):
+    image = smooth_image(DIRECTIONS[name])
+    network = to_network_grid(image, {"orientation": None, "spacing": [2.0, 2.0, 2.0]})
+    expected = [max(1, round(n * s / 2.0)) for n, s in zip(SIZE, SPACING)]
+    assert list(network.GetSize()) == expected
+    centre = lambda im: im.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in im.GetSize()])  # noqa: E731
+    np.testing.assert_allclose(centre(network), centre(image), atol=1e-9)
+    assert network.GetDirection() == image.GetDirection()
+
+
+def test_tiny_axis_keeps_at_least_one_voxel():
+    image = smooth_image(size=(9, 9, 3), spacing=(1.0, 1.0, 0.5))
+    assert to_network_grid(image, {"spacing": [1.0, 1.0, 5.0]}).GetSize() == (9, 9, 1)
+
+
+@pytest.mark.parametrize("name", DIRECTIONS)
+def test_orientation_only_round_trip_is_bit_exact(name):
+    image = smooth_image(DIRECTIONS[name])
+    network = to_network_grid(image, {"orientation": "RAS", "spacing": None})
+    code = sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(network.GetDirection())
+    assert code == "RAS"
+    back = to_input_grid(network, image, default_value=0.0)
+    np.testing.assert_array_equal(array(back), array(image))
+    assert same_grid(back, image) and back.GetOrigin() == image.GetOrigin()
+
+
+def test_nothing_to_do_keeps_geometry_and_values_bit_exact():
+    image = sitk.Cast(smooth_image(DIRECTIONS["oblique"]), sitk.sitkInt16)
+    for preprocessing in ({"orientation": None, "spacing": None}, {"spacing": list(SPACING)}, {}):
+        network = to_network_grid(image, preprocessing)
+        assert network.GetPixelID() == sitk.sitkFloat32
+        assert network.GetSize() == image.GetSize() and network.GetOrigin() == image.GetOrigin()
+        assert network.GetSpacing() == image.GetSpacing() and network.GetDirection() == image.GetDirection()
+        np.testing.assert_array_equal(array(network), array(image).astype(np.float32))
+        back = to_input_grid(network, image, default_value=-1.0)
+        np.testing.assert_array_equal(array(back), array(image).astype(np.float32))
+
+
+def test_already_oriented_input_is_not_interpolated():
+    image = smooth_image(DIRECTIONS["RAS-flipped"])
+    network = to_network_grid(image, {"orientation": "RAS"})
+    np.testing.assert_array_equal(array(network), array(image))
+    assert network.GetOrigin() == image.GetOrigin()
+
+
+def test_reference_grid_resamples_second_input_onto_the_first():
+    first = smooth_image(DIRECTIONS["oblique"])
+    network = to_network_grid(first, {"orientation": "LPS", "spacing": [1.5, 1.5, 1.5]})
+    second = smooth_image(np.eye(3), size=(21, 23, 15), spacing=(1.1, 1.1, 2.0), origin=(-20.0, 20.0, -5.0))
+    on_grid = to_network_grid(second, {"orientation": "LPS", "spacing": [1.5, 1.5, 1.5]}, reference_grid=network)
+    assert on_grid.GetSize() == network.GetSize() and on_grid.GetOrigin() == network.GetOrigin()
+    assert on_grid.GetSpacing() == network.GetSpacing() and on_grid.GetDirection() == network.GetDirection()
+    inside = array(on_grid) != array(second).min()  # outside its field of view: its minimum
+    assert inside.mean() > 0.2
+    assert np.abs(array(on_grid) - array(network))[inside].max() < 1.5  # same physical function
+
+
+def test_reference_grid_equal_to_the_image_is_bit_exact():
+    image = smooth_image()
+    reference = sitk.Image(image)
+    reference.SetOrigin([o + 1e-7 for o in image.GetOrigin()])  # header rounding only
+    out = to_network_grid(image, {"spacing": [2.0, 2.0, 2.0]}, reference_grid=reference)
+    np.testing.assert_array_equal(array(out), array(image))
+    assert out.GetOrigin() == reference.GetOrigin()
+
+
+def test_to_input_grid_with_nearest_neighbour_for_masks():
+    image = smooth_image(DIRECTIONS["oblique"])
+    labels = sitk.Cast(image > 100, sitk.sitkUInt8)
+    network = to_network_grid(labels, {"spacing": [1.0, 1.0, 1.0]}, interpolator=sitk.sitkNearestNeighbor)
+    back = to_input_grid(sitk.Cast(network, sitk.sitkUInt8), image, 0, interpolator=sitk.sitkNearestNeighbor)
+    assert back.GetPixelID() == sitk.sitkUInt8
+    assert set(np.unique(array(back))) <= {0, 1}
+    assert (array(back) == array(labels)).mean() > 0.95
+
+
+# ------------------------------------------------------------------------------------------- body mask
+
+
+def head_phantom(ct: bool):
+    """An ellipsoidal 'head' with a sinus cavity open to the outside through an airway down the neck, in a
+    noisy dark background, plus a small bright blob outside (a table, a marker). CT has a bony skull."""
+    shape = (36, 36, 36)  # z, y, x
+    z, y, x = np.indices(shape, dtype=float)
+    head = ((x - 18) / 13) ** 2 + ((y - 18) / 11) ** 2 + ((z - 20) / 14) ** 2 <= 1
+    neck = (((x - 18) / 7) ** 2 + ((y - 18) / 6) ** 2 <= 1) & (z < 20)
+    cavity = ((x - 18) / 4) ** 2 + ((y - 14) / 3) ** 2 + ((z - 21) / 4) ** 2 <= 1
+    airway = (((x - 18) / 1.6) ** 2 + ((y - 15) / 1.6) ** 2 <= 1) & (z <= 21)
+    blob = (np.abs(x - 33) <= 1) & (np.abs(y - 33) <= 1) & (np.abs(z - 33) <= 1)
+    rng = np.random.default_rng(3)
+    if ct:
+        values = np.full(shape, -1000.0) + rng.normal(0, 20, shape)
+        values[head | neck] = 40
+        inner = ((x - 18) / 11) ** 2 + ((y - 18) / 9) ** 2 + ((z - 20) / 12) ** 2 <= 1
+        values[head & ~inner] = 1000
+        values[cavity | airway] = -1000
+        values[blob] = 300
+    else:
+        values = np.abs(rng.normal(0, 5, shape))
+        values[head | neck] = 300 + rng.normal(0, 10, np.count_nonzero(head | neck))
+        values[cavity | airway] = np.abs(rng.normal(0, 5, np.count_nonzero(cavity | airway)))
+        values[blob] = 400
+    image = sitk.GetImageFromArray(values.astype(np.float32))
+    image.SetSpacing((2.0, 2.0, 2.0))
+    return image, cavity, airway, blob, head | neck
+
+
+@pytest.mark.parametrize("ct, threshold", [(False, None), (True, None), (True, -500.0)])
+def test_body_mask_fills_airways_and_excludes_outside_air(ct, threshold):
+    image, cavity, airway, blob, body = head_phantom(ct)
+    mask = body_mask(image, dict(BODY, threshold=threshold))
+    assert mask.GetPixelID() == sitk.sitkUInt8 and same_grid(mask, image)
+    values = array(mask)
+    assert set(np.unique(values)) == {0, 1}
+    assert values[cavity].all() and values[airway].all()
+    assert values[body].all()
+    assert not values[blob].any()  # not the largest component
+    assert not values[:3, :3].any() and not values[-3:, -3:].any()  # outside air stays out
+    distance = distance_transform_edt(~(body | cavity | airway))  # voxels from the filled body
+    assert distance[values == 1].max() <= 2.5  # 1-voxel dilation, and closing in the concave neck corner
+
+
+def test_body_mask_without_anything_above_the_threshold():
+    image, *_ = head_phantom(ct=False)
+    with pytest.raises(InputError, match="No body found"):
+        body_mask(image, dict(BODY, threshold=10_000))
+
+
+def test_body_mask_without_closing_or_dilation_keeps_the_thresholded_body():
+    image, cavity, airway, blob, body = head_phantom(ct=True)
+    values = array(body_mask(image, {"threshold": -500, "closing_radius_mm": 0, "dilation_mm": 0})).astype(bool)
+    np.testing.assert_array_equal(values, body | cavity | airway)
+    assert not values[blob].any()
+
+
+# ------------------------------------------------------------------------------------------- N4
+
+
+def coefficient_of_variation(values: np.ndarray) -> float:
+    return float(values.std() / values.mean())
+
+
+def test_n4_reduces_a_smooth_multiplicative_bias():
+    z, y, x = np.indices((32, 32, 32), dtype=float)
+    sphere = (x - 15.5) ** 2 + (y - 15.5) ** 2 + (z - 15.5) ** 2 <= 14 ** 2
+    bias = np.exp(0.35 * (x - 15.5) / 15.5 + 0.2 * (z - 15.5) / 15.5)
+    values = np.where(sphere, 100.0 * bias, 0.0).astype(np.float32)
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing((1.5, 1.5, 1.5))
+    mask = sitk.GetImageFromArray(sphere.astype(np.uint8))
+    mask.CopyInformation(image)
+    corrected = n4_correct(image, mask)
+    assert corrected.GetPixelID() == sitk.sitkFloat32 and same_grid(corrected, image)
+    before = coefficient_of_variation(values[sphere])
+    after = coefficient_of_variation(array(corrected)[sphere])
+    assert after < 0.5 * before
+
+
+# ------------------------------------------------------------------------------------------- intensities
+
+
+def test_range_normalisation_inverts_with_map_output():
+    values = np.linspace(-1200, 3200, 40 * 30).reshape(40, 30).astype(np.float32)
+    spec = {"method": "range", "source_range": [-1024, 3000], "target_range": [-1, 1]}
+    normalised = normalize(values, spec, mask=None)
+    assert normalised.dtype == np.float32 and normalised.min() == -1 and normalised.max() == 1
+    restored = map_output(normalised, {"output_mapping": {"source_range": [-1, 1], "target_range": [-1024, 3000]}})
+    inside = (values >= -1024) & (values <= 3000)
+    np.testing.assert_allclose(restored[inside], values[inside], atol=1e-3, rtol=0)
+    assert restored[~inside].min() == pytest.approx(-1024) and restored[~inside].max() == pytest.approx(3000)
+    assert background_value(spec) == -1.0
+
+
+def test_percentile_normalisation_ignores_voxels_outside_the_mask():
+    values = np.zeros((20, 20, 20), np.float32)
+    mask = np.zeros(values.shape, bool)
+    mask[5:15, 5:15, 5:15] = True
+    values[mask] = np.linspace(100, 200, mask.sum())
+    values[0, 0, :5] = 10_000  # a bright artefact outside the body
+    spec = {"method": "percentile", "lower": 0, "upper": 100, "target_range": [-1, 1], "mask": "body"}
+    out = normalize(values, spec, mask)
+    assert out[mask].min() == pytest.approx(-1) and out[mask].max() == pytest.approx(1)
+    assert out[0, 0, 0] == 1 and out[0, 0, 6] == -1  # clipped to the target range
+    unmasked = normalize(values, dict(spec, mask="all"), mask)
+    assert unmasked[mask].max() < -0.9  # the artefact and background would set the range
+    assert background_value(spec) == -1.0
+
+
+def test_percentile_normalisation_with_constant_body_is_refused():
+    values = np.zeros((8, 8, 8), np.float32)
+    values[2:6, 2:6, 2:6] = 50
+    spec = {"method": "percentile", "lower": 1, "upper": 99, "target_range": [0, 1], "mask": "body"}
+    with pytest.raises(InputError, match="percentiles are equal"):
+        normalize(values, spec, values > 0)
+
+
+def test_zscore_uses_statistics_inside_the_mask():
+    rng = np.random.default_rng(1)
+    values = np.zeros((20, 20, 20), np.float32)
+    mask = np.zeros(values.shape, bool)
+    mask[4:16, 4:16, 4:16] = True
+    values[mask] = rng.normal(500, 50, mask.sum())
+    out = normalize(values, {"method": "zscore", "mask": "body"}, mask)
+    assert out[mask].mean() == pytest.approx(0, abs=1e-4) and out[mask].std() == pytest.approx(1, abs=1e-4)
+    assert background_value({"method": "zscore"}, out) == pytest.approx(out[~mask][0])
+    with pytest.raises(ValueError):
+        background_value({"method": "zscore"})
+    with pytest.raises(InputError, match="body mask is empty"):
+        normalize(values, {"method": "zscore", "mask": "body"}, np.zeros_like(mask))
+
+
+def test_map_output_clips_only_when_asked():
+    network = np.array([-1.5, -1.0, 0.0, 1.0, 1.2], np.float32)
+    mapping = {"source_range": [-1, 1], "target_range": [0, 20]}
+    np.testing.assert_allclose(map_output(network, {"output_mapping": mapping}), [-5, 0, 10, 20, 22], atol=1e-5)
+    clipped = map_output(network, {"output_mapping": mapping, "clip": [0, 20]})
+    np.testing.assert_allclose(clipped, [0, 0, 10, 20, 20], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "dtype, pixel, expected",
+    [
+        ("int16", sitk.sitkInt16, [-1024, -1024, 2, 3, 3000]),
+        ("uint16", sitk.sitkUInt16, [0, 0, 2, 3, 3000]),
+        ("float32", sitk.sitkFloat32, [-1024, -1024, 2.4, 2.6, 3000]),
+    ],
+)
+def test_cast_output_clips_rounds_and_casts(dtype, pixel, expected):
+    image = sitk.GetImageFromArray(np.array([[[-5000.0, -1024.4, 2.4, 2.6, 9999.0]]], np.float32))
+    image.SetSpacing((0.5, 0.6, 0.7))
+    low = -1024 if dtype != "uint16" else -10
+    out = cast_output(image, dtype, [low, 3000])
+    assert out.GetPixelID() == pixel and out.GetSpacing() == image.GetSpacing()
+    np.testing.assert_allclose(array(out).ravel(), expected, rtol=0, atol=1e-4)
+
+
+def test_cast_output_refuses_non_finite_network_output():
+    image = sitk.GetImageFromArray(np.array([[[1.0, np.nan, np.inf]]], np.float32))
+    with pytest.raises(OutputError, match="2 NaN/Inf"):
+        cast_output(image, "int16", [-1024, 3000])
