@@ -1,0 +1,307 @@
+"""``medgan-translate``: the command line over the engine.
+
+Exit codes: 0 success, 1 internal error (a bug: the traceback is printed), 2 a problem with the user's input,
+card, weights or paths, 3 not enough memory, 130 cancelled. With ``--progress json`` every line on stdout is
+one JSON object (``progress``, ``log``, ``done`` or ``error`` events) for the Slicer module to parse.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import traceback
+from typing import Callable, Dict, Optional, Sequence
+
+from .errors import MedGANError
+
+COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = func
+        return func
+
+    return register
+
+
+class Output:
+    """Where messages go: JSON lines for programs, plain text for people."""
+
+    def __init__(self, mode: str) -> None:
+        self.json = mode == "json"
+        self.mode = mode
+
+    def emit(self, event: str, **fields) -> None:
+        if self.json:
+            sys.stdout.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+            sys.stdout.flush()
+
+    def log(self, level: str, message: str) -> None:
+        if self.json:
+            self.emit("log", level=level, message=message)
+        else:
+            print(f"{level}: {message}", file=sys.stderr)
+
+    def progress_callback(self):
+        from .progress import bar_reporter, json_lines_reporter
+
+        if self.mode == "json":
+            return json_lines_reporter(sys.stdout)
+        if self.mode == "bar":
+            return bar_reporter(sys.stderr)
+        return None
+
+
+def _install_cancel_handlers(token) -> None:
+    """SIGINT/SIGTERM set the cancel token; the engine stops at the next window and cleans up."""
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        token.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import translate_files
+    from .progress import CancelToken
+
+    out = Output(args.progress)
+    token = CancelToken()
+    _install_cancel_handlers(token)
+    result = translate_files(
+        args.model,
+        args.input,
+        args.output,
+        reference=args.reference,
+        diff=args.diff,
+        metrics_path=args.metrics,
+        device=args.device,
+        roi=args.roi,
+        overlap=args.overlap,
+        models_dirs=args.models_dir,
+        threads=args.threads,
+        progress=out.progress_callback(),
+        cancel=token,
+        log=out.log,
+    )
+    report = result.report
+    if out.json:
+        out.emit(
+            "done",
+            outputs=result.outputs,
+            metrics=result.metrics,
+            provenance=result.provenance,
+            windows={"total": report.windows_total, "computed": report.windows_computed, "skipped": report.windows_skipped},
+        )
+        return 0
+    print(f"Synthetic {result.provenance['MedGANTranslate.Modality']} written to {result.outputs['synthetic']}")
+    if result.outputs.get("difference"):
+        print(f"Difference map written to {result.outputs['difference']}")
+    print(
+        f"Model {result.provenance['MedGANTranslate.ModelId']} v{result.provenance['MedGANTranslate.ModelVersion']} "
+        f"on {report.device}: {result.seconds:.1f} s, {report.windows_computed} of {report.windows_total} windows computed "
+        f"({report.windows_skipped} background windows skipped)"
+    )
+    if result.metrics:
+        print(format_metrics(result.metrics))
+    return 0
+
+
+def format_metrics(metrics: Dict[str, Optional[float]]) -> str:
+    rows = [f"  {k:<16} {'n/a' if v is None else f'{v:.4f}'}" for k, v in metrics.items()]
+    return "Metrics inside the body mask:\n" + "\n".join(rows)
+
+
+@command("models")
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import list_models, resolve_model, verify_weights
+
+    if args.models_command == "list":
+        models = list_models(args.models_dir)
+        if args.json:
+            print(json.dumps([_summary_dict(s) for s in models], indent=2))
+            return 0
+        if not models:
+            print("No models found. Add a folder with --models-dir or the MEDGAN_TRANSLATE_MODELS variable.")
+            return 0
+        print(f"{'ID':<28} {'VERSION':<9} {'INPUT':<16} {'OUTPUT':<10} TITLE")
+        for s in models:
+            inputs = "+".join(i.label for i in s.inputs)
+            flag = " (deprecated)" if s.deprecated else ""
+            print(f"{s.id:<28} {s.version:<9} {inputs:<16} {s.output_modality + ' ' + s.output_unit:<10} {s.title}{flag}")
+        return 0
+    if args.models_command == "show":
+        card = resolve_model(args.model, args.models_dir)
+        print(json.dumps(card.data, indent=2))
+        return 0
+    ids = [args.model] if args.model else [s.id + "@" + s.version for s in list_models(args.models_dir)]
+    failures = 0
+    for model_id in ids:
+        try:
+            card = resolve_model(model_id, args.models_dir)
+            verify_weights(card)
+            print(f"OK      {card.id} v{card.version}: card valid, SHA-256 {card.sha256[:12]}... matches")
+        except MedGANError as exc:
+            failures += 1
+            print(f"FAILED  {model_id}: {exc}")
+    return 2 if failures else 0
+
+
+def _summary_dict(s) -> Dict:
+    return {
+        "id": s.id,
+        "version": s.version,
+        "title": s.title,
+        "inputs": [{"name": i.name, "modality": i.modality, "sequence": i.sequence, "name_pattern": i.name_pattern} for i in s.inputs],
+        "output_modality": s.output_modality,
+        "output_unit": s.output_unit,
+        "site": s.site,
+        "intended_use": s.intended_use,
+        "path": str(s.path),
+        "deprecated": s.deprecated,
+        "cpu_seconds": s.cpu_seconds,
+        "gpu_seconds": s.gpu_seconds,
+    }
+
+
+@command("devices")
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .inference import configure_threads, list_devices
+
+    configure_threads()
+    devices = list_devices()
+    if args.json:
+        print(json.dumps(devices))
+    else:
+        for d in devices:
+            print(f"{d['id']:<8} {d['name']}")
+    return 0
+
+
+@command("phantom")
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from .phantom import make_phantom, save_phantom
+
+    phantom = make_phantom(seed=args.seed, shape=tuple(args.shape), spacing=tuple(args.spacing), tumour=not args.no_tumour)
+    for name, path in save_phantom(phantom, args.out).items():
+        print(f"{name:<8} {path}")
+    return 0
+
+
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import load_config, train
+
+    out = Output(args.progress)
+    card = train(load_config(args.config), args.out, resume=not args.restart, progress=out.progress_callback(), log=out.log)
+    print(f"Model {card.id} v{card.version} written to {card.folder}")
+    return 0
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    out = Output(args.progress)
+    paths = run_demo(args.out, model=args.model, seed=args.seed, device=args.device, progress=out.progress_callback(), log=out.log)
+    print("Demo outputs (synthetic images are labelled as such; research use only):")
+    for name, path in paths.items():
+        shown = ", ".join(str(p) for p in path) if isinstance(path, list) else str(path)
+        print(f"  {name:<11} {shown}")
+    if "metrics" in paths:
+        with open(paths["metrics"], encoding="utf-8") as f:
+            metrics = json.load(f)
+        print(format_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medgan-translate",
+        description="Synthetic CT, PET or contrast images from a scan with pretrained 3D GAN generators. "
+        "Research use only, not for clinical decisions.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="translate a volume with a model")
+    run.add_argument("--model", "-m", required=True, help="model id (id or id@version) or model folder")
+    run.add_argument("--input", "-i", action="append", required=True, help="input volume or DICOM folder; repeat for multi-input models")
+    run.add_argument("--output", "-o", required=True, help="synthetic volume to write (.nii.gz, .nrrd, .mha, .mhd, or a folder for DICOM)")
+    run.add_argument("--reference", help="real volume of the target modality: enables the difference map and metrics")
+    run.add_argument("--diff", help="difference map to write (synthetic minus reference)")
+    run.add_argument("--metrics", help="JSON file for MAE, ME, RMSE, PSNR, SSIM inside the body")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N, mps")
+    run.add_argument("--roi", type=int, nargs=3, metavar=("X", "Y", "Z"), help="sliding-window size in voxels")
+    run.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    run.add_argument("--threads", type=int, help="CPU threads (default: all cores on small machines, one free on larger)")
+    run.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
+    run.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")
+
+    models = sub.add_parser("models", help="list, show or verify model cards")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    mlist = msub.add_parser("list", help="list known models")
+    mlist.add_argument("--json", action="store_true")
+    mshow = msub.add_parser("show", help="print a model card")
+    mshow.add_argument("model")
+    mverify = msub.add_parser("verify", help="validate cards and recompute weight checksums")
+    mverify.add_argument("model", nargs="?")
+    for p in (mlist, mshow, mverify):
+        p.add_argument("--models-dir", action="append", default=[])
+
+    devices = sub.add_parser("devices", help="list devices the engine can use")
+    devices.add_argument("--json", action="store_true")
+
+    phantom = sub.add_parser("phantom", help="write a synthetic head phantom (T1w, T2w, CT, PET, T1w+Gd, labels)")
+    phantom.add_argument("--out", required=True, help="output folder")
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--shape", type=int, nargs=3, default=[192, 224, 192], metavar=("X", "Y", "Z"))
+    phantom.add_argument("--spacing", type=float, nargs=3, default=[1.0, 1.0, 1.0], metavar=("X", "Y", "Z"))
+    phantom.add_argument("--no-tumour", action="store_true")
+
+    train = sub.add_parser("train", help="train a generator on phantoms from a YAML/JSON config")
+    train.add_argument("--config", required=True)
+    train.add_argument("--out", required=True, help="run folder: checkpoints, loss log and the final model folder")
+    train.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
+    train.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
+
+    demo = sub.add_parser("demo", help="translate a phantom head with the default model and write a preview")
+    demo.add_argument("--out", default="demo_output")
+    demo.add_argument("--model", default="mr-t1-to-ct-pix2pix")
+    demo.add_argument("--seed", type=int, default=3, help="phantom seed (validation seeds are never used for training)")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    mode = getattr(args, "progress", "none")
+    out = Output(mode)
+    try:
+        return COMMANDS[args.command](args)
+    except MedGANError as exc:
+        if out.json:
+            out.emit("error", kind=exc.kind, message=str(exc))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        out.emit("error", kind="cancelled", message="Interrupted.")
+        return 130
+    except Exception as exc:  # a bug: say so and keep the traceback for the log
+        traceback.print_exc()
+        if out.json:
+            out.emit("error", kind="internal", message=f"Internal error: {exc!r}. The full log has the traceback.")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The translation pipeline: input volume(s) in, synthetic volume on exactly the input's grid out.
+
+Steps: check inputs → move to the card's grid (orientation, spacing) → body mask → optional N4 →
+normalise → sliding-window inference → inverse intensity mapping → back to the input grid → background
+outside the body → clip and cast → difference map and metrics against a reference.
+
+:class:`Translator` keeps a loaded network for several volumes; :func:`translate_files` is the file-based
+entry point the CLI and the Slicer module use: it validates paths, refuses jobs that cannot fit in memory
+before reading any voxel, and writes every output atomically so a failure or a cancel leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import __version__
+from .card import ModelCard
+from .checkpoints import load_generator
+from .errors import InputError, MedGANError
+from .imageio import check_output_path, check_volume, read_header, read_image, remove_output, study_tags, write_image
+from .inference import (
+    InferenceReport,
+    InferenceSettings,
+    LogCallback,
+    configure_threads,
+    estimate_window_bytes,
+    normalised_background_output,
+    run_sliding_window,
+    select_device,
+)
+from .metrics import ct_tissue_metrics, image_metrics
+from .networks import required_divisor
+from .preprocessing import body_mask, cast_output, map_output, n4_correct, normalize, to_input_grid, to_network_grid
+from .progress import CancelToken, ProgressCallback, StageTimer
+from .registry import resolve_model
+from .resources import check_fits, estimate_job_bytes
+
+
+@dataclass
+class TranslationResult:
+    synthetic: sitk.Image
+    difference: Optional[sitk.Image]
+    metrics: Optional[Dict[str, Optional[float]]]
+    provenance: Dict[str, str]
+    report: InferenceReport
+    seconds: float
+    outputs: Dict[str, Optional[str]] = field(default_factory=dict)
+
+
+def inference_settings(card: ModelCard, roi: Optional[Sequence[int]] = None, overlap: Optional[float] = None) -> InferenceSettings:
+    """The card's sliding-window settings with user overrides; the ROI must suit the network's size multiple."""
+    divisor = max(int(card.inference.get("divisible_by", 1)), required_divisor(card.architecture))
+    return InferenceSettings.from_card(card.inference, divisor, roi, overlap)
+
+
+def _stage(progress: Optional[ProgressCallback], cancel: Optional[CancelToken], name: str, message: str) -> None:
+    """One-step stages (read, preprocess, ...) report start and end so the caller sees where we are."""
+    timer = StageTimer(name, 1, progress, cancel)
+    timer.start(message)
+
+
+class Translator:
+    """A model card with its network loaded on a device, ready to translate volumes."""
+
+    def __init__(
+        self,
+        card: ModelCard,
+        device: str = "auto",
+        roi: Optional[Sequence[int]] = None,
+        overlap: Optional[float] = None,
+        threads: Optional[int] = None,
+        log: Optional[LogCallback] = None,
+    ) -> None:
+        self.card = card
+        self.log = log
+        configure_threads(threads)
+        self.device = select_device(device)
+        self.settings = inference_settings(card, roi, overlap)
+        self.network = load_generator(card, device=str(self.device))
+
+    def translate(
+        self,
+        images: Sequence[sitk.Image],
+        reference: Optional[sitk.Image] = None,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> TranslationResult:
+        card = self.card
+        start = time.perf_counter()
+        specs = card.inputs
+        if len(images) != len(specs):
+            wanted = ", ".join(s.label for s in specs)
+            raise InputError(
+                f"Model '{card.id}' takes {len(specs)} input(s) ({wanted}) but {len(images)} were given; "
+                "give one input per listed modality, in that order."
+            )
+        for image, spec in zip(images, specs):
+            check_volume(image, f"input '{spec.name}' ({spec.label})")
+        if reference is not None:
+            check_volume(reference, "reference")
+
+        _stage(progress, cancel, "preprocess", "resampling, body mask and normalisation")
+        pre, post = card.preprocessing, card.postprocessing
+        grid0 = to_network_grid(images[0], pre)
+        grids = [grid0] + [to_network_grid(img, pre, reference_grid=grid0) for img in images[1:]]
+        mask_img = body_mask(grid0, post.get("body_mask", {}))
+        mask = sitk.GetArrayViewFromImage(mask_img) > 0
+        channels = []
+        for grid, spec, norm in zip(grids, specs, pre["normalization"]):
+            if pre.get("n4") and spec.modality == "MR":
+                grid = n4_correct(grid, mask_img)
+            channels.append(normalize(sitk.GetArrayFromImage(grid), norm, mask))
+        volume = np.stack(channels)
+
+        out, report = run_sliding_window(
+            self.network,
+            volume,
+            self.settings,
+            self.device,
+            mask=mask if self.settings.skip_background else None,
+            background_out=normalised_background_output(post),
+            progress=progress,
+            cancel=cancel,
+            log=self.log,
+        )
+
+        _stage(progress, cancel, "postprocess", "inverse intensity mapping and resampling to the input grid")
+        background = post.get("background_value")
+        valid = post.get("clip") or card.output["valid_range"]
+        fill = float(background if background is not None else valid[0])
+        synthetic_f = self._to_input_grid(map_output(out, post), grid0, images[0], fill)
+        input_mask = self._to_input_grid(mask.astype(np.float32), grid0, images[0], 0.0) > 0.5
+        if background is not None:
+            synthetic_f[~input_mask] = background
+        synthetic = cast_output(self._like(synthetic_f, images[0]), card.output["dtype"], valid)
+
+        difference, metrics = self._difference(synthetic, images[0], reference, volume[0], grid0, input_mask)
+        seconds = time.perf_counter() - start
+        provenance = dict(card.provenance())
+        provenance.update(
+            {
+                "MedGANTranslate.Device": report.device,
+                "MedGANTranslate.Seconds": f"{seconds:.2f}",
+                "MedGANTranslate.EngineVersion": __version__,
+            }
+        )
+        return TranslationResult(synthetic, difference, metrics, provenance, report, seconds)
+
+    @staticmethod
+    def _like(array: np.ndarray, geometry: sitk.Image) -> sitk.Image:
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(geometry)
+        return image
+
+    def _to_input_grid(self, array: np.ndarray, grid: sitk.Image, target: sitk.Image, fill: float) -> np.ndarray:
+        return sitk.GetArrayFromImage(to_input_grid(self._like(array.astype(np.float32), grid), target, fill))
+
+    def _difference(self, synthetic, source, reference, normalised_input, grid, mask):
+        card = self.card
+        synth = sitk.GetArrayFromImage(synthetic).astype(np.float32)
+        if reference is not None:
+            ref = sitk.GetArrayFromImage(to_network_grid(reference, {}, reference_grid=synthetic))
+            metrics = image_metrics(synth, ref, mask, card.output["modality"], spacing=synthetic.GetSpacing())
+            if card.output["modality"] == "CT":
+                metrics.update(ct_tissue_metrics(synth, ref, mask))
+            return self._like(synth - ref, synthetic), metrics
+        if card.difference.get("without_reference") == "minus_input":
+            fill = float(card.postprocessing.get("background_value") or 0.0)
+            as_output = self._to_input_grid(map_output(normalised_input, card.postprocessing), grid, source, fill)
+            return self._like(synth - as_output, synthetic), None
+        return None, None
+
+
+def _same_path(a: "str | Path", b: "str | Path") -> bool:
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def translate_files(
+    model: str,
+    inputs: Sequence[str],
+    output: str,
+    reference: Optional[str] = None,
+    diff: Optional[str] = None,
+    metrics_path: Optional[str] = None,
+    device: str = "auto",
+    roi: Optional[Sequence[int]] = None,
+    overlap: Optional[float] = None,
+    models_dirs: Sequence[str] = (),
+    threads: Optional[int] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    log: Optional[LogCallback] = None,
+) -> TranslationResult:
+    """Reads, translates and writes; every output appears complete or not at all."""
+    card = resolve_model(model, models_dirs)
+    all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
+    if len(inputs) != len(card.inputs):
+        wanted = ", ".join(s.label for s in card.inputs)
+        raise InputError(
+            f"Model '{card.id}' takes {len(card.inputs)} input(s) ({wanted}) but {len(inputs)} were given "
+            "with -i; repeat -i once per input, in that order."
+        )
+    outputs = [p for p in (output, diff, metrics_path) if p]
+    for i, a in enumerate(outputs):
+        if any(_same_path(a, b) for b in outputs[i + 1:]):
+            raise MedGANError(f"Output path {a} is given twice; each output needs its own file.")
+    check_output_path(output, all_inputs)
+    if diff:
+        check_output_path(diff, all_inputs)
+    if metrics_path:
+        _check_json_path(metrics_path, all_inputs)
+    if (diff or metrics_path) and not reference and card.difference.get("without_reference") != "minus_input":
+        raise MedGANError(
+            f"A difference map or metrics need a reference volume of the target modality ({card.output['modality']}); "
+            "add --reference."
+        )
+    if metrics_path and not reference:
+        raise MedGANError("Metrics need a reference volume; add --reference or drop --metrics.")
+
+    headers = [read_header(p) for p in inputs]
+    settings = inference_settings(card, roi, overlap)
+    needed = estimate_job_bytes(headers, card.preprocessing.get("spacing"), estimate_window_bytes(settings, len(headers)))
+    size = " × ".join(str(n) for n in headers[0].size)
+    check_fits(needed, f"Translating {inputs[0]} ({size} voxels)")
+
+    _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
+    translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log)
+    _stage(progress, cancel, "read", "reading input volume(s)")
+    roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]
+    images = [read_image(p, role) for p, role in zip(inputs, roles)]
+    ref_image = read_image(reference, "reference") if reference else None
+    result = translator.translate(images, ref_image, progress=progress, cancel=cancel)
+
+    _stage(progress, cancel, "write", f"writing {output}")
+    meta = {**study_tags(images[0]), **result.provenance}
+    meta["MedGANTranslate.Source"] = ", ".join(os.path.basename(p) for p in inputs)
+    written: List[Path] = []
+    try:
+        written.append(write_image(result.synthetic, output, meta))
+        result.outputs["synthetic"] = str(written[-1])
+        result.outputs["difference"] = None
+        if diff and result.difference is not None:
+            diff_meta = dict(meta)
+            diff_meta["MedGANTranslate.Kind"] = "difference (synthetic minus reference)" if reference else "difference (synthetic minus input)"
+            written.append(write_image(result.difference, diff, diff_meta))
+            result.outputs["difference"] = str(written[-1])
+        result.outputs["metrics"] = None
+        if metrics_path and result.metrics is not None:
+            written.append(_write_json_atomic(metrics_path, {**result.metrics, "model": card.id, "version": card.version}))
+            result.outputs["metrics"] = str(written[-1])
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+    except BaseException:
+        for path in written:
+            remove_output(path)
+        raise
+    return result
+
+
+def _check_json_path(path: str, inputs: Sequence[str]) -> None:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise MedGANError(f"Cannot write metrics to {path}: folder {parent} does not exist; create it first.")
+    if any(_same_path(path, p) for p in inputs):
+        raise MedGANError(f"Metrics path {path} is one of the inputs; choose another file name.")
+
+
+def _write_json_atomic(path: str, data: Dict) -> Path:
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=str(target.resolve().parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+        os.replace(tmp, target)
+    except BaseException:
+        remove_output(tmp)
+        raise
+    return target
+
