@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -120,17 +120,7 @@ class Translator:
             channels.append(normalize(sitk.GetArrayFromImage(grid), norm, mask))
         volume = np.stack(channels)
 
-        out, report = run_sliding_window(
-            self.network,
-            volume,
-            self.settings,
-            self.device,
-            mask=mask if self.settings.skip_background else None,
-            background_out=normalised_background_output(post),
-            progress=progress,
-            cancel=cancel,
-            log=self.log,
-        )
+        out, report = self.infer(volume, mask, progress, cancel)
 
         _stage(progress, cancel, "postprocess", "inverse intensity mapping and resampling to the input grid")
         background = post.get("background_value")
@@ -153,6 +143,29 @@ class Translator:
             }
         )
         return TranslationResult(synthetic, difference, metrics, provenance, report, seconds)
+
+    def infer(
+        self,
+        volume: np.ndarray,
+        mask: np.ndarray,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> Tuple[np.ndarray, InferenceReport]:
+        """The inference step on the network grid: normalised ``volume`` (channels, z, y, x) and body ``mask``
+        (z, y, x) in, output (z, y, x) in the network's range out. The benchmark replaces it to compare
+        inference strategies inside the same pipeline."""
+        use_mask = self.settings.skip_background or self.settings.crop_to_body
+        return run_sliding_window(
+            self.network,
+            volume,
+            self.settings,
+            self.device,
+            mask=mask if use_mask else None,
+            background_out=normalised_background_output(self.card.postprocessing),
+            progress=progress,
+            cancel=cancel,
+            log=self.log,
+        )
 
     @staticmethod
     def _like(array: np.ndarray, geometry: sitk.Image) -> sitk.Image:
