@@ -1,0 +1,113 @@
+"""Reads the engine's ``--progress json`` lines and turns them into what the panel shows.
+
+The engine writes one JSON object per line (``progress``, ``log``, ``done``, ``error``); anything else on its
+stdout or stderr (warnings, tracebacks) is kept as plain text for the full log.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+# Share of the whole run each engine stage gets on the progress bar; inference dominates.
+STAGE_WEIGHTS = (
+    ("load", 0.08),
+    ("read", 0.04),
+    ("preprocess", 0.10),
+    ("infer", 0.66),
+    ("postprocess", 0.06),
+    ("metrics", 0.02),
+    ("write", 0.04),
+)
+
+STAGE_TITLES = {
+    "load": "Loading model",
+    "read": "Reading input",
+    "preprocess": "Preparing input",
+    "infer": "Translating",
+    "postprocess": "Finishing",
+    "metrics": "Computing metrics",
+    "write": "Writing result",
+}
+
+
+@dataclass
+class EngineMessage:
+    """One line from the engine. ``kind`` is progress, log, done, error, or text for a non-JSON line."""
+
+    kind: str
+    data: Dict[str, Any] = field(default_factory=dict)
+    raw: str = ""
+
+
+def parse_line(line: str) -> EngineMessage:
+    text = line.rstrip("\r\n")
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("event"), str):
+            return EngineMessage(data["event"], data, text)
+    return EngineMessage("text", {}, text)
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    """Short human duration: '8 s', '2 min 05 s', '1 h 03 min'."""
+    if seconds is None:
+        return ""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class ProgressTracker:
+    """Maps per-stage progress events to one percentage for the whole run, plus a label with the ETA.
+
+    Stages reached later never lower the bar; a stage that restarts (the engine retries inference on the CPU
+    after a GPU out-of-memory) moves it back within that stage only, which is what really happens.
+    """
+
+    def __init__(self) -> None:
+        self._order = [name for name, _ in STAGE_WEIGHTS]
+        self._weights = dict(STAGE_WEIGHTS)
+        self.stage = ""
+        self.fraction = 0.0
+        self.eta_s: Optional[float] = None
+        self.message = ""
+        self._base = 0.0
+
+    def update(self, data: Dict[str, Any]) -> None:
+        stage = str(data.get("stage", ""))
+        fraction = data.get("fraction")
+        if fraction is None:
+            total = data.get("total") or 0
+            fraction = (data.get("done", 0) / total) if total else 0.0
+        fraction = min(1.0, max(0.0, float(fraction)))
+        if stage in self._weights:
+            index = self._order.index(stage)
+            base = sum(self._weights[name] for name in self._order[:index])
+            if base >= self._base:
+                self._base = base
+                self.fraction = base + self._weights[stage] * fraction
+        self.stage = stage
+        self.eta_s = data.get("eta_s") if stage == "infer" and fraction < 1.0 else None
+        self.message = str(data.get("message", ""))
+
+    @property
+    def percent(self) -> int:
+        return int(round(100 * self.fraction))
+
+    def label(self, percent_text: str = "") -> str:
+        """'Translating: 45%, about 1 min 20 s left'; ``percent_text`` replaces the number (Qt's '%p%')."""
+        title = STAGE_TITLES.get(self.stage, self.stage.capitalize() or "Starting")
+        text = f"{title}: {percent_text or str(self.percent) + '%'}"
+        if self.eta_s is not None:
+            text += f", about {format_duration(self.eta_s)} left"
+        return text

@@ -1,0 +1,319 @@
+"""One translation from the panel: inputs saved to a private temporary folder, the engine run in the
+background, results turned into scene nodes. Nothing reaches the scene before the engine reports success,
+and the temporary folder is removed whatever happens."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import qt
+import slicer
+
+from MedGANTranslateLib.card import CardSummary
+
+from . import scene
+from .engine_messages import EngineMessage, ProgressTracker
+from .engine_process import EngineProcess, engine_command, engine_environment
+from .models import card_extras
+
+# The folder holding MedGANTranslateLib: on the child's PYTHONPATH and its working directory, so that
+# "-m MedGANTranslateLib.cli" resolves even if a launcher rewrites PYTHONPATH.
+ENGINE_PARENT = Path(__file__).resolve().parents[1]
+POLL_INTERVAL_MS = 100
+
+ERROR_TITLES = {
+    "input": "The input cannot be translated",
+    "output": "The result cannot be written",
+    "card": "The model card is not valid",
+    "model-not-found": "The model was not found",
+    "weights": "The model weights cannot be used",
+    "resources": "Not enough memory",
+    "cancelled": "Cancelled",
+    "internal": "The engine failed",
+}
+
+
+@dataclass
+class TranslationRequest:
+    model: CardSummary
+    inputs: List[Any]
+    reference: Any = None
+    difference: bool = True
+    device: str = "auto"
+    roi: Optional[Tuple[int, int, int]] = None
+    overlap: Optional[float] = None
+    models_dir: str = ""
+
+
+@dataclass
+class TranslationResult:
+    synthetic: Any
+    difference: Any = None
+    metrics_table: Any = None
+    metrics: Optional[Dict[str, Any]] = None
+    provenance: Dict[str, Any] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+
+
+class EngineError(RuntimeError):
+    """The engine stopped without a result; ``kind`` is the engine's error kind, ``log`` the full output."""
+
+    def __init__(self, kind: str, message: str, log: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.log = log
+
+    @property
+    def title(self) -> str:
+        return ERROR_TITLES.get(self.kind, "The translation failed")
+
+
+def wants_difference(request: TranslationRequest, extras: Dict[str, Any]) -> bool:
+    return request.difference and (request.reference is not None or extras["difference_without_reference"] == "minus_input")
+
+
+def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str], reference: Optional[str],
+                    extras: Dict[str, Any]) -> Dict[str, Any]:
+    """The engine command line (``run`` sub-command) and the output paths it will write."""
+    paths = {"synthetic": str(folder / "synthetic.nrrd"), "difference": None, "metrics": None}
+    args = ["run", "--model", str(request.model.path.parent), "--progress", "json", "--device", request.device]
+    for path in inputs:
+        args += ["-i", path]
+    args += ["-o", paths["synthetic"]]
+    if reference:
+        args += ["--reference", reference]
+        paths["metrics"] = str(folder / "metrics.json")
+        args += ["--metrics", paths["metrics"]]
+    if wants_difference(request, extras):
+        paths["difference"] = str(folder / "difference.nrrd")
+        args += ["--diff", paths["difference"]]
+    if request.roi:
+        args += ["--roi"] + [str(int(v)) for v in request.roi]
+    if request.overlap is not None:
+        args += ["--overlap", str(request.overlap)]
+    if request.models_dir:
+        args += ["--models-dir", request.models_dir]
+    return {"args": args, "paths": paths}
+
+
+class TranslationJob:
+    """Callbacks run on the GUI thread: ``on_progress(tracker)``, ``on_log(line)`` and, once,
+    ``on_finished(job)``; afterwards :attr:`result` or :attr:`error` is set, or :attr:`cancelled` is True."""
+
+    def __init__(self, request: TranslationRequest,
+                 on_progress: Optional[Callable[[ProgressTracker], None]] = None,
+                 on_log: Optional[Callable[[str], None]] = None,
+                 on_finished: Optional[Callable[["TranslationJob"], None]] = None) -> None:
+        self.request = request
+        self.extras = card_extras(request.model)
+        self.tracker = ProgressTracker()
+        self.on_progress = on_progress
+        self.on_log = on_log
+        self.on_finished = on_finished
+        self.folder: Optional[Path] = None
+        self.process: Optional[EngineProcess] = None
+        self.result: Optional[TranslationResult] = None
+        self.error: Optional[EngineError] = None
+        self.cancelled = False
+        self.done_event: Optional[Dict[str, Any]] = None
+        self.error_event: Optional[Dict[str, Any]] = None
+        self.warnings: List[str] = []
+        self._paths: Dict[str, Optional[str]] = {}
+        self._timer = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.result is None and self.error is None and not self.cancelled
+
+    def start(self) -> None:
+        # mkdtemp: a fresh folder readable only by this user, since it holds patient images
+        self.folder = Path(tempfile.mkdtemp(prefix="MedGANTranslate-", dir=slicer.app.temporaryPath))
+        try:
+            inputs = [self._export(node, f"input{i}.nrrd") for i, node in enumerate(self.request.inputs)]
+            reference = self._export(self.request.reference, "reference.nrrd") if self.request.reference is not None else None
+            command = build_arguments(self.request, self.folder, inputs, reference, self.extras)
+            self._paths = command["paths"]
+            self.process = EngineProcess(engine_command(command["args"]), env=engine_environment(ENGINE_PARENT),
+                                         cwd=str(ENGINE_PARENT))
+            self.process.start()
+        except BaseException:
+            self._remove_folder()
+            raise
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self.poll)
+        self._timer.start()
+
+    def _export(self, node, filename: str) -> str:
+        path = str(self.folder / filename)
+        if not slicer.util.exportNode(node, path, {"useCompression": 0}):
+            raise RuntimeError(f"Could not save '{node.GetName()}' to a temporary file for the engine ({path}).")
+        return path
+
+    def poll(self) -> None:
+        if self.process is None or not self.running:
+            return
+        for message in self.process.poll():
+            self._handle(message)
+        if self.process.finished:
+            self._finish()
+
+    def _handle(self, message: EngineMessage) -> None:
+        if message.kind == "progress":
+            self.tracker.update(message.data)
+            if self.on_progress:
+                self.on_progress(self.tracker)
+            return
+        if message.kind == "done":
+            self.done_event = message.data
+        elif message.kind == "error":
+            self.error_event = message.data
+        elif message.kind == "log" and message.data.get("level") == "warning":
+            self.warnings.append(str(message.data.get("message", "")))
+        if self.on_log:
+            self.on_log(message.raw)
+
+    def cancel(self) -> None:
+        """Stops the engine (the whole process tree) and discards everything; no node is created."""
+        if not self.running:
+            return
+        self.cancelled = True
+        self.process.cancel()
+        self.process.poll()
+        self._stop_timer()
+        self._remove_folder()
+        self._notify()
+
+    def wait(self, timeout: Optional[float] = None) -> "TranslationJob":
+        """Blocks until the job ends, keeping Slicer's events flowing (scripts and self-tests)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.running:
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                raise TimeoutError(f"The translation did not finish within {timeout} s and was cancelled.")
+            slicer.app.processEvents()
+            self.poll()
+            time.sleep(0.02)
+        return self
+
+    def _finish(self) -> None:
+        self._stop_timer()
+        try:
+            if self.process.returncode == 0 and self.done_event is not None:
+                self.result = self._import_results()
+            else:
+                self.error = self._engine_error()
+        except Exception as exc:
+            logging.exception("MedGANTranslate: could not load the engine's results")
+            self.error = EngineError("internal", f"The results could not be loaded into the scene: {exc}", self.full_log())
+        finally:
+            self._remove_folder()
+        self._notify()
+
+    def _engine_error(self) -> EngineError:
+        if self.error_event is not None:
+            return EngineError(str(self.error_event.get("kind", "internal")), str(self.error_event.get("message", "")), self.full_log())
+        tail = "\n".join(self.process.log_lines[-5:])
+        return EngineError(
+            "internal",
+            f"The engine stopped unexpectedly (exit code {self.process.returncode}) without reporting an error."
+            + (f" Last output:\n{tail}" if tail else ""),
+            self.full_log(),
+        )
+
+    def _import_results(self) -> TranslationResult:
+        """Creates the nodes (the scene makes their names unique); on any failure removes those already made,
+        so a run adds all or nothing."""
+        request, done = self.request, self.done_event
+        outputs = done.get("outputs") or {}
+        provenance = dict(done.get("provenance") or {})
+        input_node = request.inputs[0]
+        names = scene.output_names(input_node.GetName(), self.extras["output_label"], request.model.id, request.model.version)
+        created: List[Any] = []
+        try:
+            synthetic = scene.volume_from_file(outputs.get("synthetic") or self._paths["synthetic"], input_node, names["synthetic"])
+            created.append(synthetic)
+            scene.set_provenance(synthetic, provenance, {"MedGANTranslate.InputVolume": input_node.GetName()})
+            scene.apply_synthetic_display(synthetic, self.extras["display"])
+            difference = None
+            if outputs.get("difference"):
+                difference = scene.volume_from_file(outputs["difference"], input_node, names["difference"])
+                created.append(difference)
+                scene.set_provenance(difference, provenance, {"MedGANTranslate.Kind": "difference"})
+                scene.apply_difference_display(difference, self.extras["display"])
+            table = None
+            metrics = done.get("metrics")
+            if metrics:
+                table = scene.metrics_table(metrics, names["metrics"])
+                created.append(table)
+                scene.set_provenance(table, provenance)
+            scene.place_with_input(created, input_node)
+            scene.link_results(synthetic, input_node, request.reference, difference, table)
+        except BaseException:
+            scene.remove_nodes(created)
+            raise
+        return TranslationResult(synthetic, difference, table, metrics, provenance, list(self.warnings))
+
+    def full_log(self) -> str:
+        return self.process.full_log() if self.process is not None else ""
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _remove_folder(self) -> None:
+        if self.folder is not None and self.folder.exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder = None
+
+    def _notify(self) -> None:
+        if self.on_finished:
+            self.on_finished(self)
+
+
+class DeviceQuery:
+    """Asks the engine, in the background, which devices it can use; ``on_done(devices)`` gets a list of
+    ``{"id", "name"}`` dicts, or None when the engine could not tell (the full log is in :attr:`log`)."""
+
+    def __init__(self, on_done: Callable[[Optional[List[Dict[str, str]]]], None]) -> None:
+        self.on_done = on_done
+        self.process = EngineProcess(engine_command(["devices", "--json"]), env=engine_environment(ENGINE_PARENT),
+                                     cwd=str(ENGINE_PARENT))
+        self.log = ""
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self.poll)
+
+    def start(self) -> None:
+        self.process.start()
+        self._timer.start()
+
+    def poll(self) -> None:
+        self.process.poll()
+        if not self.process.finished:
+            return
+        self._timer.stop()
+        self.log = self.process.full_log()
+        self.on_done(parse_devices(self.process.log_lines) if self.process.returncode == 0 else None)
+
+    def cancel(self) -> None:
+        self._timer.stop()
+        self.process.cancel()
+
+
+def parse_devices(lines: List[str]) -> Optional[List[Dict[str, str]]]:
+    for line in lines:
+        try:
+            devices = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(devices, list) and all(isinstance(d, dict) and "id" in d for d in devices):
+            return [{"id": str(d["id"]), "name": str(d.get("name", d["id"]))} for d in devices]
+    return None

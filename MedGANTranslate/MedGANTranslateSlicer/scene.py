@@ -1,0 +1,243 @@
+"""Puts engine results into the MRML scene: new nodes on the input's grid, provenance, display presets,
+subject hierarchy placement, the metrics table and the review layouts."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import slicer
+import vtk
+
+SEPARATOR = " · "
+THREE_PANE_LAYOUT_ID = 7201  # registered once per session; Slicer's own layouts stay below 101
+PANES = ("Red", "Yellow", "Green")
+DIVERGING_COLOR = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
+GEOMETRY_TOLERANCE = 1e-3  # mm and direction cosines: what survives a round trip through a file header
+
+# Node reference roles linking a synthetic volume to what it was made from, so any earlier result can be
+# reviewed again and the links survive saving the scene.
+INPUT_ROLE = "MedGANTranslateInput"
+REFERENCE_ROLE = "MedGANTranslateReference"
+DIFFERENCE_ROLE = "MedGANTranslateDifference"
+METRICS_ROLE = "MedGANTranslateMetrics"
+
+_PANE_COLORS = {"Red": "#F34A33", "Yellow": "#EDD54C", "Green": "#6EB04B"}
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def output_names(input_name: str, output_label: str, model_id: str, version: str) -> Dict[str, str]:
+    return {
+        "synthetic": f"{input_name}{SEPARATOR}{output_label} ({model_id} v{version})",
+        "difference": f"{input_name}{SEPARATOR}difference",
+        "metrics": f"{input_name}{SEPARATOR}metrics",
+    }
+
+
+def ijk_to_ras(volume_node) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def image_ijk_to_ras(image) -> np.ndarray:
+    """IJK-to-RAS of a SimpleITK image, whose header is in LPS."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = direction @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = image.GetOrigin()
+    return _LPS_TO_RAS @ matrix
+
+
+def volume_from_file(path: str, grid_node, name: str):
+    """A new scalar volume from an engine output. When the file lies on ``grid_node``'s grid (it should),
+    the node gets that node's exact IJK-to-RAS, so the two overlap voxel for voxel."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image)
+    geometry = image_ijk_to_ras(image)
+    reference = ijk_to_ras(grid_node)
+    same_size = tuple(reversed(array.shape)) == tuple(grid_node.GetImageData().GetDimensions())
+    if same_size and np.allclose(geometry, reference, atol=GEOMETRY_TOLERANCE):
+        geometry = reference
+    else:
+        logging.warning(f"MedGANTranslate: {path} is not on the grid of '{grid_node.GetName()}'; keeping the file's geometry.")
+    return slicer.util.addVolumeFromArray(array, ijkToRAS=slicer.util.vtkMatrixFromArray(geometry), name=name)
+
+
+def set_provenance(node, provenance: Dict[str, Any], extra: Optional[Dict[str, str]] = None) -> None:
+    """Attributes that travel with the node (and into saved scenes) so a synthetic image is never mistaken
+    for an acquired one."""
+    values = dict(provenance)
+    values["MedGANTranslate.Synthetic"] = "true"
+    values.update(extra or {})
+    for key, value in values.items():
+        node.SetAttribute(key, "" if value is None else str(value))
+    model = values.get("MedGANTranslate.ModelId", "")
+    version = values.get("MedGANTranslate.ModelVersion", "")
+    node.SetDescription(f"Synthetic image made by MedGANTranslate with model {model} v{version}. Research use only, not for clinical decisions.")
+
+
+def link_results(synthetic, input_node, reference=None, difference=None, table=None) -> None:
+    for role, node in ((INPUT_ROLE, input_node), (REFERENCE_ROLE, reference), (DIFFERENCE_ROLE, difference), (METRICS_ROLE, table)):
+        if node is not None:
+            synthetic.SetNodeReferenceID(role, node.GetID())
+
+
+def review_volumes(synthetic) -> List:
+    """Input, synthetic and, when present, the difference map (else the reference) of an earlier result."""
+    third = synthetic.GetNodeReference(DIFFERENCE_ROLE) or synthetic.GetNodeReference(REFERENCE_ROLE)
+    return [synthetic.GetNodeReference(INPUT_ROLE), synthetic, third]
+
+
+def place_with_input(nodes: Iterable, input_node) -> None:
+    """Each node becomes a sibling of the input in the subject hierarchy (under its study when it has one)."""
+    sh = slicer.mrmlScene.GetSubjectHierarchyNode()
+    if sh is None:
+        return
+    parent = sh.GetItemParent(sh.GetItemByDataNode(input_node))
+    for node in nodes:
+        item = sh.GetItemByDataNode(node)
+        if item and parent:
+            sh.SetItemParent(item, parent)
+
+
+def color_node_id(colormap: str) -> Optional[str]:
+    """Scene ID of a colour table named as in Slicer's Colors module ('PET-Heat', 'Viridis', 'Rainbow'...)."""
+    candidates = [
+        colormap,
+        f"vtkMRMLColorTableNode{colormap}",
+        f"vtkMRMLPETProceduralColorNode{colormap}",
+        f"vtkMRMLColorTableNodeFile{colormap}.txt",
+        f"vtkMRMLProceduralColorNode{colormap}",
+    ]
+    for candidate in candidates:
+        if slicer.mrmlScene.GetNodeByID(candidate) is not None:
+            return candidate
+    return None
+
+
+def apply_synthetic_display(node, display: Dict[str, Any]) -> None:
+    """Window/level and colour map from the card; auto window/level stays on when the card has none."""
+    display_node = node.GetScalarVolumeDisplayNode()
+    if display_node is None:
+        return
+    if display.get("colormap"):
+        color_id = color_node_id(display["colormap"])
+        if color_id is None:
+            logging.warning(f"MedGANTranslate: colour map '{display['colormap']}' is not in this Slicer; keeping grey.")
+        else:
+            display_node.SetAndObserveColorNodeID(color_id)
+    if display.get("window") is not None and display.get("level") is not None:
+        display_node.AutoWindowLevelOff()
+        display_node.SetWindowLevel(float(display["window"]), float(display["level"]))
+
+
+def apply_difference_display(node, display: Dict[str, Any]) -> None:
+    """A diverging map centred at zero: blue where the synthetic image is lower, red where it is higher."""
+    display_node = node.GetScalarVolumeDisplayNode()
+    if display_node is None:
+        return
+    half_width = display.get("difference_window")
+    if half_width is None:
+        values = np.abs(slicer.util.arrayFromVolume(node))
+        half_width = float(np.percentile(values, 99)) if values.size else 1.0
+    half_width = max(float(half_width), 1e-6)
+    display_node.SetAndObserveColorNodeID(DIVERGING_COLOR)
+    display_node.AutoWindowLevelOff()
+    display_node.SetWindowLevelMinMax(-half_width, half_width)
+
+
+def _flatten(metrics: Dict[str, Any], prefix: str = "") -> List[tuple]:
+    rows = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += _flatten(value, name + ".")
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def metrics_table(metrics: Dict[str, Any], name: str):
+    """A two-column table node (Metric, Value) with the engine's metrics."""
+    table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    for title in ("Metric", "Value"):
+        column = vtk.vtkStringArray()
+        column.SetName(title)
+        table.AddColumn(column)
+    for key, value in _flatten(metrics):
+        row = table.AddEmptyRow()
+        table.SetCellText(row, 0, key)
+        table.SetCellText(row, 1, _format_value(value))
+    table.SetUseColumnNameAsColumnHeader(True)
+    table.SetLocked(True)
+    return table
+
+
+def remove_nodes(nodes: Iterable) -> None:
+    for node in nodes:
+        if node is not None and node.GetScene() is not None:
+            slicer.mrmlScene.RemoveNode(node)
+
+
+def _three_pane_layout() -> str:
+    views = "".join(
+        f'<item><view class="vtkMRMLSliceNode" singletontag="{name}">'
+        f'<property name="orientation" action="default">Axial</property>'
+        f'<property name="viewlabel" action="default">{name[0]}</property>'
+        f'<property name="viewcolor" action="default">{_PANE_COLORS[name]}</property>'
+        "</view></item>"
+        for name in PANES
+    )
+    return f'<layout type="horizontal">{views}</layout>'
+
+
+def show_side_by_side(volumes: Sequence) -> bool:
+    """Input | synthetic (| third) in linked axial views; False when there is no view layout (no main window)."""
+    layout_manager = slicer.app.layoutManager()
+    if layout_manager is None:
+        return False
+    volumes = [v for v in volumes if v is not None][:len(PANES)]
+    if len(volumes) > 2:
+        layout_node = layout_manager.layoutLogic().GetLayoutNode()
+        if not layout_node.IsLayoutDescription(THREE_PANE_LAYOUT_ID):
+            layout_node.AddLayoutDescription(THREE_PANE_LAYOUT_ID, _three_pane_layout())
+        layout_manager.setLayout(THREE_PANE_LAYOUT_ID)
+    else:
+        layout_manager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+    for pane, volume in zip(PANES, volumes):
+        slice_widget = layout_manager.sliceWidget(pane)
+        if slice_widget is None:
+            continue
+        slice_widget.mrmlSliceNode().SetOrientation("Axial")
+        composite = slice_widget.mrmlSliceCompositeNode()
+        composite.SetBackgroundVolumeID(volume.GetID())
+        composite.SetForegroundVolumeID(None)
+        composite.SetLinkedControl(1)
+    layout_manager.resetSliceViews()
+    return True
+
+
+def show_overlay(input_node, synthetic_node, opacity: float) -> None:
+    """The synthetic image over the input in every slice view."""
+    layout_manager = slicer.app.layoutManager()
+    if layout_manager is not None:
+        layout_manager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+    slicer.util.setSliceViewerLayers(background=input_node, foreground=synthetic_node, foregroundOpacity=opacity, fit=True)
+
+
+def set_overlay_opacity(synthetic_node, opacity: float) -> None:
+    """Changes the opacity only in views where the synthetic image is the foreground."""
+    for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+        if synthetic_node is not None and composite.GetForegroundVolumeID() == synthetic_node.GetID():
+            composite.SetForegroundOpacity(opacity)

@@ -1,0 +1,86 @@
+"""Fixtures for the Slicer module's tests, run with plain pytest outside Slicer.
+
+The stand-in for ``slicer``, ``qt``, ``ctk``, ``sitkUtils`` and ``PyTorchUtils`` lives in ``standin/``. It is
+put on ``sys.path`` only inside the ``slicer_standin`` fixture, and every module it (or the module under
+test) loaded is removed from ``sys.modules`` afterwards, so engine tests never see a ``slicer`` module.
+Options come from the ``standin`` marker: ``@pytest.mark.standin(version="5.12", testing=True, main_window=False)``.
+"""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from .slicer_test_support import MODULE_DIR, MODULE_FILE, STANDIN_DIR, loaded_by_standin
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "standin(version, testing, main_window): options of the Slicer stand-in")
+
+
+@pytest.fixture
+def slicer_standin(tmp_path, request):
+    """The stand-in ``slicer`` package, configured afresh for one test."""
+    marker = request.node.get_closest_marker("standin")
+    options = dict(marker.kwargs) if marker else {}
+    saved_path = list(sys.path)
+    sys.path[:0] = [str(STANDIN_DIR), str(MODULE_DIR)]
+    try:
+        import qt
+        import slicer
+        import slicer._standin
+
+        slicer._standin.configure(str(tmp_path / "SlicerTemp"), **options)
+        yield slicer
+        errors = list(qt.slot_errors)
+    finally:
+        sys.path[:] = saved_path
+        for name in [n for n in sys.modules if loaded_by_standin(n)]:
+            del sys.modules[name]
+    assert not errors, "exceptions were raised inside Qt slots:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def module(slicer_standin):
+    """``MedGANTranslate.py`` loaded the way Slicer loads a scripted module."""
+    return slicer_standin._standin.load_module(str(MODULE_FILE))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Real model folders with tiny random-weight generators, written with the engine's own helpers."""
+    import torch
+
+    from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
+    from MedGANTranslateLib.networks import build_network
+
+    root = tmp_path_factory.mktemp("models")
+
+    def make(folder: str, **kwargs):
+        edit = kwargs.pop("edit", None)
+        data = tiny_card_data(**kwargs)
+        if edit is not None:
+            edit(data)
+        torch.manual_seed(0)
+        save_model_folder(root / folder, data, network=build_network(data["architecture"]))
+
+    def two_inputs(data):
+        data["inputs"][0]["name_pattern"] = "*t1*"
+        data["inputs"][1]["name_pattern"] = "*t2*"
+        data["title"] = "Tiny two-input test model (MR T1w + T2w to PET)"
+
+    def pet_difference(data):
+        data["display"]["difference_window"] = 3
+
+    make("tiny-ct", model_id="tiny-ct")
+    make("tiny-pet", model_id="tiny-pet", output_modality="PET", edit=pet_difference)
+    make("tiny-two", model_id="tiny-two", inputs=2, output_modality="PET", edit=two_inputs)
+    return root
+
+
+@pytest.fixture
+def widget(module, slicer_standin):
+    """The module panel as Slicer shows it (setup, then enter); cleaned up like on application exit."""
+    panel = slicer_standin._standin.create_widget("MedGANTranslate")
+    yield panel
+    panel.cleanup()

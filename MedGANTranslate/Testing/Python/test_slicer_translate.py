@@ -1,0 +1,233 @@
+"""Translations through the panel with the real engine (``MedGANTranslateLib.cli``) in a real background
+process and tiny real models: the nodes that appear, their geometry, names, provenance, display presets,
+subject hierarchy and layout; cancelling; errors; the self-test."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from .slicer_test_support import OBLIQUE_SPACING, head_array, oblique_ijk_to_ras
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 180
+
+
+def _ijk_to_ras(slicer, node):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def _prepare(widget, tiny_models, model_id):
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    selector = widget.ui.modelSelector
+    selector.currentIndex = next(i for i in range(selector.count) if selector.itemData(i).startswith(model_id + "@"))
+    widget._parameterNode.device = "cpu"
+
+
+def _run(slicer, widget, progress=None):
+    if progress is not None:
+        original = widget._onProgress
+
+        def record(tracker):
+            progress.append((tracker.percent, tracker.label("%p%"), widget.ui.applyButton.text))
+            original(tracker)
+
+        widget._onProgress = record
+    widget.ui.applyButton.click()
+    assert widget._job is not None and widget._job.running and widget.ui.applyButton.text == "Cancel"
+    assert slicer._standin.process_events_until(lambda: not widget._job.running, TIMEOUT)
+    return widget._job
+
+
+def _volume_names(slicer):
+    return sorted(n.GetName() for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"))
+
+
+def _temporary_files(slicer):
+    return os.listdir(slicer.app.temporaryPath)
+
+
+def test_translation_with_reference(slicer_standin, widget, tiny_models):
+    slicer = slicer_standin
+    matrix = oblique_ijk_to_ras()
+    values = head_array()
+    input_node = slicer.util.addVolumeFromArray(values, ijkToRAS=matrix, name="MRHead")
+    reference = slicer.util.addVolumeFromArray(values * 2 - 500, ijkToRAS=matrix, name="CTHead")
+    sh = slicer.mrmlScene.GetSubjectHierarchyNode()
+    study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient 1"), "Study 1")
+    for node in (input_node, reference):
+        sh.SetItemParent(sh.GetItemByDataNode(node), study)
+    _prepare(widget, tiny_models, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(input_node)
+    widget.ui.referenceSelector.setCurrentNode(reference)
+    progress = []
+    job = _run(slicer, widget, progress)
+
+    assert job.error is None, job.error and job.error.log
+    result = job.result
+    synthetic, difference, table = result.synthetic, result.difference, result.metrics_table
+    # names; the input is untouched
+    assert synthetic.GetName() == "MRHead · synthetic CT (tiny-ct v0.1.0)"
+    assert difference.GetName() == "MRHead · difference" and table.GetName() == "MRHead · metrics"
+    assert _volume_names(slicer) == sorted(["MRHead", "CTHead", synthetic.GetName(), difference.GetName()])
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(input_node), values)
+    # geometry: exactly the input's (oblique directions, anisotropic spacing)
+    for node in (synthetic, difference):
+        np.testing.assert_array_equal(_ijk_to_ras(slicer, node), matrix)
+        assert slicer.util.arrayFromVolume(node).shape == values.shape
+        np.testing.assert_allclose(node.GetSpacing(), OBLIQUE_SPACING)
+    assert slicer.util.arrayFromVolume(synthetic).dtype == np.int16
+    # provenance
+    card_sha = (tiny_models / "tiny-ct" / "model.json").read_text()
+    for node in (synthetic, difference, table):
+        assert node.GetAttribute("MedGANTranslate.Synthetic") == "true"
+        assert node.GetAttribute("MedGANTranslate.ModelId") == "tiny-ct"
+        assert node.GetAttribute("MedGANTranslate.ModelVersion") == "0.1.0"
+        assert node.GetAttribute("MedGANTranslate.WeightsSHA256") in card_sha
+        assert node.GetAttribute("MedGANTranslate.Device") == "cpu"
+        assert float(node.GetAttribute("MedGANTranslate.Seconds")) > 0
+    assert difference.GetAttribute("MedGANTranslate.Kind") == "difference"
+    assert "Research use only" in synthetic.GetDescription()
+    # display presets from the card: CT window/level; difference diverging and centred at zero
+    display = synthetic.GetScalarVolumeDisplayNode()
+    assert not display.GetAutoWindowLevel() and (display.GetWindow(), display.GetLevel()) == (400, 40)
+    diff_display = difference.GetScalarVolumeDisplayNode()
+    assert diff_display.GetColorNodeID() == "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
+    assert not diff_display.GetAutoWindowLevel() and diff_display.GetLevel() == 0 and diff_display.GetWindow() > 0
+    # subject hierarchy: next to the input, under its study
+    for node in (synthetic, difference, table):
+        assert sh.GetItemParent(sh.GetItemByDataNode(node)) == study
+    # metrics table
+    rows = {table.GetCellText(r, 0): table.GetCellText(r, 1) for r in range(table.GetNumberOfRows())}
+    assert {"mae", "me", "rmse", "psnr", "ssim"} <= set(rows) and float(rows["mae"]) > 0
+    assert widget.ui.metricsTableView.mrmlTableNode() is table and widget.ui.metricsTableView.visible
+    # layout: input | synthetic | difference, linked
+    layout_manager = slicer.app.layoutManager()
+    from MedGANTranslateSlicer import scene
+
+    assert layout_manager.layout == scene.THREE_PANE_LAYOUT_ID
+    panes = {name: layout_manager.sliceWidget(name).mrmlSliceCompositeNode() for name in ("Red", "Yellow", "Green")}
+    assert [panes[n].GetBackgroundVolumeID() for n in ("Red", "Yellow", "Green")] == [input_node.GetID(), synthetic.GetID(), difference.GetID()]
+    assert all(p.GetLinkedControl() == 1 and p.GetForegroundVolumeID() is None for p in panes.values())
+    assert all(layout_manager.sliceWidget(n).mrmlSliceNode().GetOrientation() == "Axial" for n in panes)
+    assert layout_manager.reset_count >= 1
+    # panel state: progress with percentage and ETA text, then done
+    assert progress and all(text == "Cancel" for _, _, text in progress)
+    assert any(label.startswith("Translating: %p%") for _, label, _ in progress)
+    assert [p for p, _, _ in progress] == sorted(p for p, _, _ in progress)
+    assert widget.ui.progressBar.value == 100 and widget.ui.applyButton.text == "Translate"
+    assert widget.ui.statusLabel.text.startswith("Added 'MRHead · synthetic CT (tiny-ct v0.1.0)'")
+    assert widget._parameterNode.syntheticVolume is synthetic and widget._parameterNode.differenceVolume is difference
+    assert '"event": "done"' in widget.ui.logTextEdit.plainText
+    assert _temporary_files(slicer) == []
+    assert slicer._standin.dialogs("error") == []
+
+    # overlay instead of side by side, with a live opacity slider
+    widget.ui.opacitySliderWidget.value = 0.3
+    widget.ui.sideBySideCheckBox.checked = False
+    composites = slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode")
+    assert layout_manager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView
+    assert all(c.GetBackgroundVolumeID() == input_node.GetID() and c.GetForegroundVolumeID() == synthetic.GetID() for c in composites)
+    assert all(c.GetForegroundOpacity() == pytest.approx(0.3) for c in composites)
+    widget.ui.opacitySliderWidget.value = 0.8
+    assert all(c.GetForegroundOpacity() == pytest.approx(0.8) for c in composites)
+    widget.ui.sideBySideCheckBox.checked = True
+    assert layout_manager.layout == scene.THREE_PANE_LAYOUT_ID
+
+
+def test_two_input_pet_model_without_reference(slicer_standin, widget, tiny_models):
+    slicer = slicer_standin
+    matrix = oblique_ijk_to_ras()
+    t1 = slicer.util.addVolumeFromArray(head_array(3), ijkToRAS=matrix, name="Case2_t1")
+    t2 = slicer.util.addVolumeFromArray(head_array(4), ijkToRAS=matrix, name="Case2_t2")
+    _prepare(widget, tiny_models, "tiny-two")
+    widget.ui.roiXSpinBox.value = widget.ui.roiYSpinBox.value = widget.ui.roiZSpinBox.value = 16
+    widget.ui.overlapSpinBox.value = 0.5
+    job = _run(slicer, widget)
+
+    assert job.error is None, job.error and job.error.log
+    args = job.process.args
+    assert args[args.index("--roi") + 1:args.index("--roi") + 4] == ["16", "16", "16"]
+    assert args[args.index("--overlap") + 1] == "0.5" and args[args.index("--device") + 1] == "cpu"
+    assert [args[i + 1].endswith(f"input{n}.nrrd") for n, i in enumerate(j for j, a in enumerate(args) if a == "-i")] == [True, True]
+    assert "--reference" not in args and "--diff" not in args
+    synthetic = job.result.synthetic
+    assert synthetic.GetName() == "Case2_t1 · synthetic PET (tiny-two v0.1.0)"
+    assert job.result.difference is None and job.result.metrics_table is None
+    np.testing.assert_array_equal(_ijk_to_ras(slicer, synthetic), matrix)
+    display = synthetic.GetScalarVolumeDisplayNode()
+    assert display.GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
+    assert (display.GetWindow(), display.GetLevel()) == (10, 5)
+    assert synthetic.GetAttribute("MedGANTranslate.Modality") == "PET" and synthetic.GetAttribute("MedGANTranslate.Unit") == "SUV"
+    layout_manager = slicer.app.layoutManager()
+    assert layout_manager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
+    assert layout_manager.sliceWidget("Red").mrmlSliceCompositeNode().GetBackgroundVolumeID() == t1.GetID()
+    assert layout_manager.sliceWidget("Yellow").mrmlSliceCompositeNode().GetBackgroundVolumeID() == synthetic.GetID()
+    assert t2.GetID() not in {c.GetBackgroundVolumeID() for c in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode")}
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_cancel_mid_run_leaves_nothing_behind(slicer_standin, widget, tiny_models):
+    slicer = slicer_standin
+    input_node = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MRHead")
+    _prepare(widget, tiny_models, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(input_node)
+    nodes_before = {n.GetID() for n in slicer.mrmlScene._all_nodes()}
+    widget.ui.applyButton.click()
+    job = widget._job
+    assert slicer._standin.process_events_until(lambda: job.tracker.stage != "" or not job.running, TIMEOUT)
+    assert job.running, "the run ended before it could be cancelled"
+    pid = job.process.pid
+    assert _temporary_files(slicer) != []
+    widget.ui.applyButton.click()  # the button reads "Cancel" while running
+
+    assert job.cancelled and not job.running and job.result is None and job.error is None
+    assert {n.GetID() for n in slicer.mrmlScene._all_nodes()} == nodes_before
+    assert _temporary_files(slicer) == []
+    assert not _alive(pid)
+    if os.name != "nt":
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+    assert widget.ui.applyButton.text == "Translate" and widget.ui.statusLabel.text.startswith("Cancelled")
+    assert slicer._standin.dialogs("error") == []
+
+
+def test_engine_error_reaches_the_user_with_the_full_log(slicer_standin, widget, tiny_models, tmp_path):
+    slicer = slicer_standin
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models / "tiny-ct", models / "tiny-ct")
+    weights = models / "tiny-ct" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    input_node = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MRHead")
+    _prepare(widget, models, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(input_node)
+    nodes_before = {n.GetID() for n in slicer.mrmlScene._all_nodes()}
+    job = _run(slicer, widget)
+
+    assert job.error is not None and job.error.kind == "weights" and job.process.returncode == 2
+    (shown,) = slicer._standin.dialogs("error")
+    assert shown["text"].startswith("The model weights cannot be used.") and "SHA-256" in shown["text"]
+    assert shown["detailedText"].startswith("$ ") and '"event": "error"' in shown["detailedText"]
+    assert widget.ui.statusLabel.text.startswith("The model weights cannot be used:")
+    assert {n.GetID() for n in slicer.mrmlScene._all_nodes()} == nodes_before
+    assert _temporary_files(slicer) == [] and widget.ui.applyButton.text == "Translate"
+
+
+@pytest.mark.standin(testing=True, main_window=False)
+def test_self_test_runs_a_real_translation(slicer_standin, module):
+    """MedGANTranslateTest, which Slicer's ctest py_MedGANTranslate runs, passes on the stand-in too."""
+    slicer_standin.selfTests["MedGANTranslate"](msec=0)
+    assert _temporary_files(slicer_standin) == []

@@ -1,0 +1,147 @@
+"""The panel through the stand-in: model selector from the registry, inputs per model, settings kept in the
+parameter node, devices, and what the Translate button offers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .slicer_test_support import head_array, oblique_ijk_to_ras
+
+
+def _choose_model(widget, model_id: str) -> None:
+    selector = widget.ui.modelSelector
+    index = next(i for i in range(selector.count) if selector.itemData(i).startswith(model_id + "@"))
+    selector.currentIndex = index
+
+
+@pytest.mark.standin(main_window=False)
+def test_setup_works_without_a_main_window(slicer_standin, widget):
+    """Slicer's generic test loads every module with --no-main-window: no layout manager then."""
+    assert slicer_standin.app.layoutManager() is None
+    assert not widget.ui.applyButton.enabled
+    assert widget.ui.applyButton.text == "Translate"
+    assert not widget.ui.progressBar.visible and not widget.ui.logTextEdit.visible
+
+
+def test_model_selector_is_filled_from_the_registry(widget, tiny_models):
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    labels = [widget.ui.modelSelector.itemText(i) for i in range(widget.ui.modelSelector.count)]
+    assert {"Tiny test model (MR to CT) (v0.1.0)", "Tiny test model (MR to PET) (v0.1.0)",
+            "Tiny two-input test model (MR T1w + T2w to PET) (v0.1.0)"} <= set(labels)
+    _choose_model(widget, "tiny-ct")
+    info = widget.ui.modelInfoLabel.text
+    for part in ("MR T1w → CT</b> (HU), head", "<tt>tiny-ct</tt> version 0.1.0", "Expected time: not measured",
+                 "Research use only, not for clinical decisions. Test model with random weights."):
+        assert part in info
+    assert widget._parameterNode.modelKey == "tiny-ct@0.1.0"
+    assert widget._parameterNode.modelsFolder == str(tiny_models)
+
+
+def test_details_show_expected_times_and_deprecation(slicer_standin, module, tiny_models):
+    from MedGANTranslateLib.card import read_card_summary
+    from MedGANTranslateSlicer import models
+
+    summary = read_card_summary(tiny_models / "tiny-ct")
+    timed = type(summary)(**{**summary.__dict__, "gpu_seconds": 20.0, "cpu_seconds": 185.0, "deprecated": True})
+    assert "about 20 s on a GPU, about 3 min 05 s on the CPU" in models.model_details_html(timed)
+    assert models.model_label(timed).endswith("(deprecated)")
+    assert timed not in models.available_models([str(tiny_models)])
+
+
+def test_multi_input_model_shows_one_selector_per_input_filled_by_name(slicer_standin, widget, tiny_models):
+    slicer = slicer_standin
+    matrix = oblique_ijk_to_ras()
+    t2 = slicer.util.addVolumeFromArray(head_array(1), ijkToRAS=matrix, name="Case7_T2w")
+    t1 = slicer.util.addVolumeFromArray(head_array(2), ijkToRAS=matrix, name="Case7_T1w")
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-two")
+    assert [widget.inputSelectors[i].visible for i in range(4)] == [True, True, False, False]
+    assert [widget.inputLabels[i].text for i in range(2)] == ["MR T1w:", "MR T2w:"]
+    assert widget.ui.inputSelector.currentNode() is t1 and widget.ui.input2Selector.currentNode() is t2
+    assert widget.ui.applyButton.enabled
+    _choose_model(widget, "tiny-ct")
+    assert [widget.inputSelectors[i].visible for i in range(4)] == [True, False, False, False]
+
+
+def test_translate_needs_the_inputs_and_says_why(slicer_standin, widget, tiny_models):
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-ct")
+    assert not widget.ui.applyButton.enabled and "Select the input volume(s): MR T1w." in widget.ui.applyButton.toolTip
+    volume = slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR")
+    widget.ui.inputSelector.setCurrentNode(volume)
+    assert widget.ui.applyButton.enabled
+    assert not widget.ui.differenceCheckBox.enabled and "reference" in widget.ui.differenceCheckBox.toolTip
+    widget.ui.referenceSelector.setCurrentNode(volume)
+    assert widget.ui.differenceCheckBox.enabled
+
+
+def test_settings_persist_in_the_parameter_node(slicer_standin, widget, tiny_models):
+    ui = widget.ui
+    ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-pet")
+    widget._onDevicesDetected([{"id": "cpu", "name": "CPU (2 threads)"}, {"id": "cuda:0", "name": "NVIDIA Test GPU (8.0 GB)"}])
+    ui.deviceSelector.currentIndex = ui.deviceSelector.findData("cuda:0")
+    ui.roiXSpinBox.value, ui.roiYSpinBox.value, ui.roiZSpinBox.value = 32, 32, 16
+    ui.overlapSpinBox.value = 0.5
+    ui.sideBySideCheckBox.checked = False
+    ui.opacitySliderWidget.value = 0.7
+    node = widget._parameterNode.parameterNode
+    assert node.GetParameter("modelKey") == "tiny-pet@0.1.0" and node.GetParameter("device") == "cuda:0"
+    assert (node.GetParameter("roiX"), node.GetParameter("roiZ"), node.GetParameter("overlap")) == ("32", "16", "0.5")
+    assert node.GetParameter("showSideBySide") == "False" and node.GetParameter("overlayOpacity") == "0.7"
+    assert ui.opacitySliderWidget.enabled
+
+    widget.exit()
+    again = slicer_standin._standin.create_widget("MedGANTranslate")
+    try:
+        assert again.ui.modelSelector.currentData() == "tiny-pet@0.1.0"
+        assert again.ui.deviceSelector.currentData() == "cuda:0"  # kept even before the GPUs are listed again
+        assert (again.ui.roiXSpinBox.value, again.ui.roiZSpinBox.value, again.ui.overlapSpinBox.value) == (32, 16, 0.5)
+        assert not again.ui.sideBySideCheckBox.checked and again.ui.opacitySliderWidget.value == 0.7
+        assert again.ui.modelsFolderLineEdit.currentPath == str(tiny_models)
+    finally:
+        again.cleanup()
+
+
+def test_request_uses_model_defaults_unless_all_roi_sizes_are_set(slicer_standin, widget, tiny_models):
+    volume = slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR")
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(volume)
+    widget.ui.roiXSpinBox.value = 32
+    request = widget._requestFromParameters()
+    assert request.roi is None and request.overlap is None and request.device == "auto"
+    widget.ui.roiYSpinBox.value = widget.ui.roiZSpinBox.value = 16
+    widget.ui.overlapSpinBox.value = 0.25
+    request = widget._requestFromParameters()
+    assert request.roi == (32, 16, 16) and request.overlap == 0.25 and request.inputs == [volume]
+    assert Path(request.model.path).parent.name == "tiny-ct"
+
+
+def test_device_list_names_each_gpu(widget):
+    widget._onDevicesDetected([{"id": "cpu", "name": "CPU"}, {"id": "cuda:0", "name": "NVIDIA A"}, {"id": "cuda:1", "name": "NVIDIA B"}])
+    items = [(widget.ui.deviceSelector.itemText(i), widget.ui.deviceSelector.itemData(i)) for i in range(widget.ui.deviceSelector.count)]
+    assert items == [("Automatic (GPU when available)", "auto"), ("CPU", "cpu"), ("GPU 0: NVIDIA A", "cuda:0"), ("GPU 1: NVIDIA B", "cuda:1")]
+    assert widget.ui.deviceSelector.toolTip == "2 GPU(s) found."
+
+
+@pytest.mark.slow
+def test_devices_are_asked_from_the_engine_in_the_background(slicer_standin, widget):
+    """enter() started the query (torch is installed here); the panel stayed usable meanwhile."""
+    assert widget._deviceQuery is not None or widget._devicesDetected
+    assert slicer_standin._standin.process_events_until(lambda: widget._deviceQuery is None, timeout=120)
+    assert widget._devicesDetected
+    assert widget.ui.deviceSelector.itemData(1) == "cpu" and widget.ui.detectDevicesButton.enabled
+
+
+def test_uncertainty_is_shown_disabled(widget):
+    assert not widget.ui.uncertaintyCheckBox.enabled
+    assert "No installed model estimates uncertainty yet" in widget.ui.uncertaintyCheckBox.toolTip
+
+
+def test_log_panel_is_one_click_away(widget):
+    widget.ui.showLogButton.click()
+    assert widget.ui.logTextEdit.visible
+    widget.ui.showLogButton.click()
+    assert not widget.ui.logTextEdit.visible
