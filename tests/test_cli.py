@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import head_volume, write
+from volumes import head_volume, write
 
 CLI = [sys.executable, "-m", "MedGANTranslateLib.cli"]
 ENV = {**os.environ, "MEDGAN_TRANSLATE_THREADS": "1"}

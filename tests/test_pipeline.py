@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import head_volume, rotation, write
+from volumes import head_volume, rotation, write
 from MedGANTranslateLib.errors import Cancelled, InputError, MedGANError
 from MedGANTranslateLib.inference import InferenceSettings, count_windows, run_sliding_window
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
