@@ -299,7 +299,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if missing:
                 reasons.append(_("Select the input volume(s): {names}.").format(names=", ".join(missing)))
         differencePossible = summary is not None and (
-            p.referenceVolume is not None or models.card_extras(summary)["difference_without_reference"] == "minus_input"
+            p.referenceVolume is not None or summary.difference_without_reference == "minus_input"
         )
         self.ui.differenceCheckBox.enabled = differencePossible
         self.ui.differenceCheckBox.toolTip = "" if differencePossible else _("A difference map needs a reference volume.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -99,6 +99,11 @@ def _fill_defaults(data: Any, schema: Dict[str, Any], root: Dict[str, Any]) -> A
     return data
 
 
+def output_label(output: Dict[str, Any]) -> str:
+    """Short name of a model's output used in node and file names, e.g. 'synthetic CT'."""
+    return output.get("label") or f"synthetic {output['modality']}"
+
+
 @dataclass(frozen=True)
 class InputSpec:
     name: str
@@ -144,8 +149,7 @@ class ModelCard:
 
     @property
     def output_label(self) -> str:
-        out = self.output
-        return out.get("label") or f"synthetic {out['modality']}"
+        return output_label(self.output)
 
     @property
     def architecture(self) -> Dict[str, Any]:
@@ -228,6 +232,9 @@ class CardSummary:
     cpu_seconds: Optional[float] = None
     gpu_seconds: Optional[float] = None
     description: str = ""
+    output_label: str = ""
+    display: Dict[str, Any] = field(default_factory=dict)
+    difference_without_reference: str = "none"
 
 
 def read_card_summary(path: "str | Path") -> CardSummary:
@@ -237,13 +244,14 @@ def read_card_summary(path: "str | Path") -> CardSummary:
     data = _read_json(path)
     try:
         runtime = data.get("runtime", {})
+        output = data["output"]
         return CardSummary(
             id=data["id"],
             version=data["version"],
             title=data["title"],
             inputs=[InputSpec(**spec) for spec in data["inputs"]],
-            output_modality=data["output"]["modality"],
-            output_unit=data["output"]["unit"],
+            output_modality=output["modality"],
+            output_unit=output["unit"],
             site=data.get("site", ""),
             intended_use=data.get("intended_use", RESEARCH_ONLY),
             path=path.resolve(),
@@ -251,6 +259,9 @@ def read_card_summary(path: "str | Path") -> CardSummary:
             cpu_seconds=runtime.get("cpu_seconds"),
             gpu_seconds=runtime.get("gpu_seconds"),
             description=data.get("description", ""),
+            output_label=output_label(output),
+            display=data.get("display", {}),
+            difference_without_reference=data.get("difference", {}).get("without_reference", "none"),
         )
     except (KeyError, TypeError) as exc:
         raise CardError(f"Model card {path} lacks a required field or has a wrong type ({exc}); run 'medgan-translate models verify'.") from exc

@@ -20,7 +20,6 @@ from MedGANTranslateLib.card import CardSummary
 from . import scene
 from .engine_messages import EngineMessage, ProgressTracker
 from .engine_process import EngineProcess, engine_command, engine_environment
-from .models import card_extras
 
 # The folder holding MedGANTranslateLib: on the child's PYTHONPATH and its working directory, so that
 # "-m MedGANTranslateLib.cli" resolves even if a launcher rewrites PYTHONPATH.
@@ -74,12 +73,11 @@ class EngineError(RuntimeError):
         return ERROR_TITLES.get(self.kind, "The translation failed")
 
 
-def wants_difference(request: TranslationRequest, extras: Dict[str, Any]) -> bool:
-    return request.difference and (request.reference is not None or extras["difference_without_reference"] == "minus_input")
+def wants_difference(request: TranslationRequest) -> bool:
+    return request.difference and (request.reference is not None or request.model.difference_without_reference == "minus_input")
 
 
-def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str], reference: Optional[str],
-                    extras: Dict[str, Any]) -> Dict[str, Any]:
+def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str], reference: Optional[str]) -> Dict[str, Any]:
     """The engine command line (``run`` sub-command) and the output paths it will write."""
     paths = {"synthetic": str(folder / "synthetic.nrrd"), "difference": None, "metrics": None}
     args = ["run", "--model", str(request.model.path.parent), "--progress", "json", "--device", request.device]
@@ -90,7 +88,7 @@ def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str]
         args += ["--reference", reference]
         paths["metrics"] = str(folder / "metrics.json")
         args += ["--metrics", paths["metrics"]]
-    if wants_difference(request, extras):
+    if wants_difference(request):
         paths["difference"] = str(folder / "difference.nrrd")
         args += ["--diff", paths["difference"]]
     if request.roi:
@@ -111,7 +109,6 @@ class TranslationJob:
                  on_log: Optional[Callable[[str], None]] = None,
                  on_finished: Optional[Callable[["TranslationJob"], None]] = None) -> None:
         self.request = request
-        self.extras = card_extras(request.model)
         self.tracker = ProgressTracker()
         self.on_progress = on_progress
         self.on_log = on_log
@@ -137,7 +134,7 @@ class TranslationJob:
         try:
             inputs = [self._export(node, f"input{i}.nrrd") for i, node in enumerate(self.request.inputs)]
             reference = self._export(self.request.reference, "reference.nrrd") if self.request.reference is not None else None
-            command = build_arguments(self.request, self.folder, inputs, reference, self.extras)
+            command = build_arguments(self.request, self.folder, inputs, reference)
             self._paths = command["paths"]
             self.process = EngineProcess(engine_command(command["args"]), env=engine_environment(ENGINE_PARENT),
                                          cwd=str(ENGINE_PARENT))
@@ -234,19 +231,19 @@ class TranslationJob:
         outputs = done.get("outputs") or {}
         provenance = dict(done.get("provenance") or {})
         input_node = request.inputs[0]
-        names = scene.output_names(input_node.GetName(), self.extras["output_label"], request.model.id, request.model.version)
+        names = scene.output_names(input_node.GetName(), request.model.output_label, request.model.id, request.model.version)
         created: List[Any] = []
         try:
             synthetic = scene.volume_from_file(outputs.get("synthetic") or self._paths["synthetic"], input_node, names["synthetic"])
             created.append(synthetic)
             scene.set_provenance(synthetic, provenance, {"MedGANTranslate.InputVolume": input_node.GetName()})
-            scene.apply_synthetic_display(synthetic, self.extras["display"])
+            scene.apply_synthetic_display(synthetic, self.request.model.display)
             difference = None
             if outputs.get("difference"):
                 difference = scene.volume_from_file(outputs["difference"], input_node, names["difference"])
                 created.append(difference)
                 scene.set_provenance(difference, provenance, {"MedGANTranslate.Kind": "difference"})
-                scene.apply_difference_display(difference, self.extras["display"])
+                scene.apply_difference_display(difference, self.request.model.display)
             table = None
             metrics = done.get("metrics")
             if metrics:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import fnmatch
 import html
-import json
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from MedGANTranslateLib.card import CardSummary
 from MedGANTranslateLib.registry import list_models
@@ -26,18 +25,6 @@ def available_models(extra_dirs: Sequence[str] = (), include_deprecated: bool = 
 
 def find_model(models: Sequence[CardSummary], key: str) -> Optional[CardSummary]:
     return next((m for m in models if model_key(m) == key), None)
-
-
-def card_extras(summary: CardSummary) -> Dict[str, Any]:
-    """Card fields the summary does not carry: display presets, output label, difference rule."""
-    with open(summary.path, encoding="utf-8") as f:
-        data = json.load(f)
-    output = data.get("output", {})
-    return {
-        "display": data.get("display", {}),
-        "output_label": output.get("label") or f"synthetic {output.get('modality', summary.output_modality)}",
-        "difference_without_reference": data.get("difference", {}).get("without_reference", "none"),
-    }
 
 
 def input_labels(summary: CardSummary) -> List[str]:
