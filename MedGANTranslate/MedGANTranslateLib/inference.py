@@ -1,12 +1,17 @@
 """Sliding-window inference of a generator over a whole volume, on the best device available.
 
 Built on :func:`monai.inferers.sliding_window_inference`; this module adds what a clinical tool needs
-around it: device choice, mixed precision on CUDA, a fallback when CUDA runs out of memory, progress with an
-ETA, prompt cancellation, and skipping windows that hold no body voxel (their output is replaced by the
-background value anyway, so skipping them changes nothing in the result).
+around it: device choice, mixed precision (float16 on CUDA, bfloat16 on CPUs that compute it natively), a
+fallback when CUDA runs out of memory, progress with an ETA, prompt cancellation, windows batched by size,
+skipping windows that hold no body voxel (their output is replaced by the background value anyway, so
+skipping them changes nothing in the result), and a faster equivalent of the transposed convolutions that
+oneDNN runs slowly. The windows are always MONAI's over the whole volume: the output does not depend on
+where the body lies in the field of view.
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -16,17 +21,29 @@ import numpy as np
 import torch
 from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
+from monai.networks.utils import pixelshuffle
+from torch import nn
 
 from .errors import MedGANError
 from .progress import CancelToken, ProgressCallback, StageTimer
 
 LogCallback = Callable[[str, str], None]
 THREADS_ENV = "MEDGAN_TRANSLATE_THREADS"
+CPU_PRECISIONS = ("float32", "bfloat16", "auto")
+#: ``sw_batch_size: "auto"`` batches windows up to this many voxels (4 windows of 64^3), and at most
+#: ``AUTO_BATCH_MAX`` windows so progress and cancellation stay fine-grained. One window runs the network's
+#: coarse levels on a few voxels, where per-call overhead dominates; larger batches stop fitting in the CPU's
+#: cache (measured with benchmarks/run_benchmark.py).
+AUTO_BATCH_VOXELS = 4 * 64 ** 3
+AUTO_BATCH_MAX = 8
 
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """Sliding-window parameters in array order (z, y, x), as the card's ``inference`` section gives them."""
+    """Sliding-window parameters in array order (z, y, x), as the card's ``inference`` section gives them.
+
+    Settings made in code run one window at a time in float32 unless told otherwise; :meth:`from_card` applies
+    the card's defaults (``sw_batch_size`` and ``cpu_precision`` ``"auto"``)."""
 
     roi_size: Tuple[int, int, int]
     overlap: float = 0.25
@@ -36,6 +53,7 @@ class InferenceSettings:
     sw_batch_size: int = 1
     amp: bool = True
     skip_background: bool = True
+    cpu_precision: str = "float32"
     divisor: int = 1
 
     @classmethod
@@ -59,17 +77,108 @@ class InferenceSettings:
         ov = float(inference.get("overlap", 0.25) if overlap is None else overlap)
         if not 0.0 <= ov < 1.0:
             raise MedGANError(f"Overlap must be in [0, 1), got {ov}.")
+        batch = inference.get("sw_batch_size", "auto")
+        precision = inference.get("cpu_precision", "auto")
+        if precision not in CPU_PRECISIONS:
+            raise MedGANError(f"cpu_precision must be one of {', '.join(CPU_PRECISIONS)}, got {precision!r}.")
         return cls(
             roi_size=(roi[2], roi[1], roi[0]),
             overlap=ov,
             blend=inference.get("blend", "gaussian"),
             sigma_scale=float(inference.get("sigma_scale", 0.125)),
             padding_value=float(inference.get("padding_value", -1.0)),
-            sw_batch_size=int(inference.get("sw_batch_size", 1)),
+            sw_batch_size=auto_batch_size(roi) if batch == "auto" else int(batch),
             amp=bool(inference.get("amp", True)),
             skip_background=bool(inference.get("skip_background", True)),
+            cpu_precision=precision,
             divisor=divisor,
         )
+
+
+def auto_batch_size(roi_size: Sequence[int]) -> int:
+    """Windows per network call for ``sw_batch_size: "auto"``: as many as fit in :data:`AUTO_BATCH_VOXELS`,
+    between 1 and :data:`AUTO_BATCH_MAX`."""
+    return min(AUTO_BATCH_MAX, max(1, AUTO_BATCH_VOXELS // math.prod(roi_size)))
+
+
+def cpu_bfloat16_native() -> bool:
+    """True when oneDNN computes bfloat16 natively on this CPU (AVX512-BF16 or AMX), where it is faster than
+    float32; elsewhere it would be emulated, and slower."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(torch.backends.mkldnn.is_available() and check is not None and check())
+
+
+def compute_precision(settings: InferenceSettings, device: torch.device) -> str:
+    """The precision the network runs in: float16 autocast on CUDA with ``amp``, bfloat16 autocast on the CPU
+    when ``cpu_precision`` asks for it (``auto``: where the CPU computes it natively), float32 otherwise."""
+    if device.type == "cuda":
+        return "float16" if settings.amp else "float32"
+    if device.type == "cpu" and (
+        settings.cpu_precision == "bfloat16" or (settings.cpu_precision == "auto" and cpu_bfloat16_native())
+    ):
+        return "bfloat16"
+    return "float32"
+
+
+class SubpixelConvTranspose3d(nn.Module):
+    """A ``ConvTranspose3d(kernel_size=4, stride=2, padding=1)`` computed as one ``Conv3d(kernel_size=2,
+    padding=1)`` with one group of output channels per output phase (even/odd along each axis), followed by a
+    pixel shuffle. Same result; oneDNN runs it several times faster when the layer has few output channels,
+    as the image-producing last layer of the pix2pix U-Net has.
+
+    Output voxel 2m + r (r = 0, 1) of a transposed convolution with kernel 4, stride 2, padding 1 sums input
+    voxels m + r - 1 + a (a = 0, 1) through kernel tap 3 - r - 2a; a size-2 convolution of the input padded by
+    one, read at offset r, computes exactly that sum.
+    """
+
+    def __init__(self, layer: nn.ConvTranspose3d) -> None:
+        super().__init__()
+        weight = layer.weight.detach()  # (in, out, 4, 4, 4)
+        taps = torch.tensor([[3, 1], [2, 0]])  # taps[r, a]
+        kz = taps[:, None, None, :, None, None]
+        ky = taps[None, :, None, None, :, None]
+        kx = taps[None, None, :, None, None, :]
+        phases = weight[:, :, kz, ky, kx]  # (in, out, rz, ry, rx, a, b, c)
+        self.out_channels = layer.out_channels
+        kernel = phases.permute(2, 3, 4, 1, 0, 5, 6, 7).reshape(8 * layer.out_channels, layer.in_channels, 2, 2, 2)
+        self.register_buffer("weight", kernel.contiguous())
+        self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().repeat(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.conv3d(x, self.weight, self.bias, padding=1)
+        c, n = self.out_channels, x.shape[2:]
+        phases = [
+            y[:, p * c:(p + 1) * c, rz:rz + n[0], ry:ry + n[1], rx:rx + n[2]]
+            for p, (rz, ry, rx) in enumerate(itertools.product((0, 1), repeat=3))
+        ]
+        return pixelshuffle(torch.stack(phases, 2).flatten(1, 2), spatial_dims=3, scale_factor=2)
+
+
+def _subpixel_eligible(module: nn.Module) -> bool:
+    return (
+        type(module) is nn.ConvTranspose3d
+        and module.kernel_size == (4, 4, 4)
+        and module.stride == (2, 2, 2)
+        and module.padding == (1, 1, 1)
+        and module.output_padding == (0, 0, 0)
+        and module.dilation == (1, 1, 1)
+        and module.groups == 1
+        and module.out_channels <= 2
+    )
+
+
+def optimise_for_inference(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` with its few-output-channel ``ConvTranspose3d(4, 2, 1)`` layers replaced by
+    :class:`SubpixelConvTranspose3d`: the same function, computed faster. TorchScript and ONNX networks, and
+    networks without such layers, come back unchanged."""
+    if isinstance(network, torch.jit.ScriptModule) or not any(_subpixel_eligible(m) for m in network.modules()):
+        return network
+    network = copy.deepcopy(network)
+    for parent in list(network.modules()):
+        for name, child in list(parent.named_children()):
+            if _subpixel_eligible(child):
+                setattr(parent, name, SubpixelConvTranspose3d(child))
+    return network.eval()
 
 
 def count_windows(image_size: Sequence[int], settings: InferenceSettings) -> int:
@@ -129,8 +238,8 @@ def list_devices() -> list:
 
 
 class _WindowPredictor:
-    """Runs the network on the windows MONAI hands over; skips windows without body voxels, counts
-    progress and checks the cancel token between windows."""
+    """Runs the network on the windows MONAI hands over (with their coordinates); skips windows without a
+    voxel of ``mask`` when one is given, counts progress and checks the cancel token between windows."""
 
     def __init__(
         self,
@@ -139,45 +248,48 @@ class _WindowPredictor:
         device: torch.device,
         background_out: float,
         timer: StageTimer,
-        has_mask: bool,
+        mask: Optional[np.ndarray],
     ) -> None:
         self.network = network
         self.settings = settings
         self.device = device
         self.background_out = background_out
         self.timer = timer
-        self.has_mask = has_mask
+        self.mask = mask
+        self.precision = compute_precision(settings, device)
         self.computed = 0
         self.skipped = 0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        use_amp = self.settings.amp and self.device.type == "cuda"
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-            y = self.network(x)
-        return y.float()
+        if self.precision == "float32":
+            return self.network(x).float()
+        with torch.autocast(device_type=self.device.type, dtype=getattr(torch, self.precision)):
+            return self.network(x).float()
 
-    def __call__(self, window: torch.Tensor) -> torch.Tensor:
+    def __call__(self, window: torch.Tensor, coords: Sequence[Sequence[slice]]) -> torch.Tensor:
         if self.timer.cancel is not None:
             self.timer.cancel.raise_if_cancelled()
-        if not self.has_mask:
+        n = window.shape[0]
+        if self.mask is None:
             out = self._forward(window)
-            self.computed += window.shape[0]
-            self.timer.advance(window.shape[0])
+            self.computed += n
+            self.timer.advance(n)
             return out
-        data, mask = window[:, :-1], window[:, -1:]
-        keep = (mask > 0.5).flatten(1).any(dim=1) if self.settings.skip_background else torch.ones(
-            window.shape[0], dtype=torch.bool, device=window.device
-        )
-        out = torch.full_like(mask, self.background_out)
-        if bool(keep.any()):
-            result = self._forward(data[keep])
-            if result.shape[1] != 1:
-                out = out.expand(-1, result.shape[1], *out.shape[2:]).clone()
-            out[keep] = result
-        n_keep = int(keep.sum())
+        keep = [bool(self.mask[tuple(c[2:])].any()) for c in coords]
+        n_keep = sum(keep)
+        if n_keep == n:
+            out = self._forward(window)
+        else:
+            out = torch.full((n, 1, *window.shape[2:]), self.background_out, device=window.device)
+            if n_keep:
+                index = torch.tensor(keep, device=window.device)
+                result = self._forward(window[index])
+                if result.shape[1] != 1:
+                    out = out.expand(-1, result.shape[1], *out.shape[2:]).clone()
+                out[index] = result
         self.computed += n_keep
-        self.skipped += window.shape[0] - n_keep
-        self.timer.advance(window.shape[0])
+        self.skipped += n - n_keep
+        self.timer.advance(n)
         return out
 
 
@@ -188,11 +300,21 @@ class InferenceReport:
     windows_computed: int
     windows_skipped: int
     fallback: Optional[str] = None
+    precision: str = "float32"
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or "CUDA out of memory" in str(exc)
+
+
+def _padded_like_monai(mask: np.ndarray, roi_size: Sequence[int]) -> np.ndarray:
+    """``mask`` padded (with False) as sliding_window_inference pads an image smaller than the ROI, so window
+    coordinates index both the same way."""
+    diff = [max(r - s, 0) for r, s in zip(roi_size, mask.shape)]
+    if not any(diff):
+        return mask
+    return np.pad(mask, [(d // 2, d - d // 2) for d in diff])
 
 
 def run_sliding_window(
@@ -207,17 +329,17 @@ def run_sliding_window(
     log: Optional[LogCallback] = None,
 ) -> Tuple[np.ndarray, InferenceReport]:
     """Translates ``volume`` (channels, z, y, x; normalised float32) and returns (z, y, x) float32 in the
-    network's output range. ``mask`` (z, y, x) marks body voxels for background skipping.
+    network's output range. ``mask`` (z, y, x) marks body voxels: with ``skip_background``, windows without
+    body voxels are not computed and give ``background_out``.
 
     On CUDA out-of-memory the run is repeated with stitching on the CPU, then entirely on the CPU, and
     ``log`` is told each time.
     """
     if volume.ndim != 4:
         raise ValueError(f"volume must be (channels, z, y, x), got shape {volume.shape}")
-    channels = [torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))]
-    if mask is not None:
-        channels.append(torch.from_numpy(mask.astype(np.float32))[None])
-    inputs = torch.cat(channels, dim=0)[None]
+    inputs = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None]
+    skip = mask is not None and settings.skip_background
+    window_mask = _padded_like_monai(np.asarray(mask, dtype=bool), settings.roi_size) if skip else None
     total = count_windows(volume.shape[1:], settings)
 
     attempts = [(device, device, None)]
@@ -230,7 +352,7 @@ def run_sliding_window(
         if reason and log:
             log("warning", reason)
         timer = StageTimer("infer", total, progress, cancel)
-        predictor = _WindowPredictor(network.to(sw_device), settings, sw_device, background_out, timer, mask is not None)
+        predictor = _WindowPredictor(network.to(sw_device), settings, sw_device, background_out, timer, window_mask)
         timer.start(f"{total} windows on {sw_device}")
         try:
             with torch.inference_mode():
@@ -246,6 +368,7 @@ def run_sliding_window(
                     cval=settings.padding_value,
                     sw_device=sw_device,
                     device=stitch_device,
+                    with_coord=True,
                 )
         except RuntimeError as exc:
             if not _is_cuda_oom(exc) or i == len(attempts) - 1:
@@ -253,7 +376,8 @@ def run_sliding_window(
             network.to("cpu")
             torch.cuda.empty_cache()
             continue
-        report = InferenceReport(str(sw_device), total, predictor.computed, predictor.skipped, reason)
+        report = InferenceReport(str(sw_device), total, predictor.computed, predictor.skipped, reason,
+                                 predictor.precision)
         return out[0, 0].cpu().numpy().astype(np.float32, copy=False), report
     raise AssertionError("unreachable")
 

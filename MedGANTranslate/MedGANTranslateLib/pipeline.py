@@ -33,12 +33,22 @@ from .inference import (
     configure_threads,
     estimate_window_bytes,
     normalised_background_output,
+    optimise_for_inference,
     run_sliding_window,
     select_device,
 )
 from .metrics import ct_tissue_metrics, image_metrics
 from .networks import required_divisor
-from .preprocessing import body_mask, cast_output, map_output, n4_correct, normalize, to_input_grid, to_network_grid
+from .preprocessing import (
+    body_mask,
+    cast_output,
+    map_output,
+    n4_correct,
+    normalize,
+    same_grid,
+    to_input_grid,
+    to_network_grid,
+)
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
 from .resources import check_fits, estimate_job_bytes
@@ -85,6 +95,7 @@ class Translator:
         self.device = select_device(device)
         self.settings = inference_settings(card, roi, overlap)
         self.network = load_generator(card, device=str(self.device))
+        self.inference_network = optimise_for_inference(self.network)
 
     def translate(
         self,
@@ -108,36 +119,37 @@ class Translator:
             check_volume(reference, "reference")
 
         _stage(progress, cancel, "preprocess", "resampling, body mask and normalisation")
-        pre, post = card.preprocessing, card.postprocessing
-        grid0 = to_network_grid(images[0], pre)
-        grids = [grid0] + [to_network_grid(img, pre, reference_grid=grid0) for img in images[1:]]
-        mask_img = body_mask(grid0, post.get("body_mask", {}))
-        mask = sitk.GetArrayViewFromImage(mask_img) > 0
-        channels = []
-        for grid, spec, norm in zip(grids, specs, pre["normalization"]):
-            if pre.get("n4") and spec.modality == "MR":
-                grid = n4_correct(grid, mask_img)
-            channels.append(normalize(sitk.GetArrayFromImage(grid), norm, mask))
-        volume = np.stack(channels)
+        post = card.postprocessing
+        volume, mask, grid = self._network_inputs(images)
 
         out, report = self.infer(volume, mask, progress, cancel)
+        # Full-size arrays are dropped as soon as they are used: peak memory grows with the volume (~22 B/voxel).
+        minus_input = reference is None and card.difference.get("without_reference") == "minus_input"
+        normalised_input = volume[0] if minus_input else None
+        del volume
 
         _stage(progress, cancel, "postprocess", "inverse intensity mapping and resampling to the input grid")
         background = post.get("background_value")
         valid = post.get("clip") or card.output["valid_range"]
         fill = float(background if background is not None else valid[0])
-        synthetic_f = self._to_input_grid(map_output(out, post), grid0, images[0], fill)
-        input_mask = self._to_input_grid(mask.astype(np.float32), grid0, images[0], 0.0) > 0.5
+        # On the input grid the images stay in SimpleITK (threaded, no NumPy round trips of input-sized arrays).
+        synthetic_image = self._on_input_grid(map_output(out, post), grid, images[0], fill)
+        del out
+        mask_image = self._on_input_grid(mask.astype(np.float32), grid, images[0], 0.0) > 0.5
+        del mask
         if background is not None:
-            synthetic_f[~input_mask] = background
-        synthetic = cast_output(self._like(synthetic_f, images[0]), card.output["dtype"], valid)
+            synthetic_image = sitk.Mask(synthetic_image, mask_image, outsideValue=float(background))
+        synthetic = cast_output(synthetic_image, card.output["dtype"], valid)
+        del synthetic_image
+        input_mask = sitk.GetArrayViewFromImage(mask_image) > 0
 
-        difference, metrics = self._difference(synthetic, images[0], reference, volume[0], grid0, input_mask)
+        difference, metrics = self._difference(synthetic, images[0], reference, normalised_input, grid, input_mask)
         seconds = time.perf_counter() - start
         provenance = dict(card.provenance())
         provenance.update(
             {
                 "MedGANTranslate.Device": report.device,
+                "MedGANTranslate.Precision": report.precision,
                 "MedGANTranslate.Seconds": f"{seconds:.2f}",
                 "MedGANTranslate.EngineVersion": __version__,
             }
@@ -154,18 +166,42 @@ class Translator:
         """The inference step on the network grid: normalised ``volume`` (channels, z, y, x) and body ``mask``
         (z, y, x) in, output (z, y, x) in the network's range out. The benchmark replaces it to compare
         inference strategies inside the same pipeline."""
-        use_mask = self.settings.skip_background or self.settings.crop_to_body
         return run_sliding_window(
-            self.network,
+            self.inference_network,
             volume,
             self.settings,
             self.device,
-            mask=mask if use_mask else None,
+            mask=mask if self.settings.skip_background else None,
             background_out=normalised_background_output(self.card.postprocessing),
             progress=progress,
             cancel=cancel,
             log=self.log,
         )
+
+    def _network_inputs(self, images: Sequence[sitk.Image]) -> Tuple[np.ndarray, np.ndarray, "_Grid"]:
+        """Normalised network inputs (channels, z, y, x), body mask (z, y, x) and the network grid's geometry.
+
+        Memory: an input already on the network grid is used as it is (no float copy), and the resampled
+        images are dropped as soon as their voxels are read, before normalisation."""
+        card = self.card
+        pre = card.preprocessing
+        grid0 = to_network_grid(images[0], pre)
+        grid = _Grid.of(grid0, images[0])
+        if grid.same_as_input:
+            grid0 = images[0]
+        mask_img = body_mask(grid0, card.postprocessing.get("body_mask", {}))
+        mask = sitk.GetArrayViewFromImage(mask_img) > 0
+        arrays = []
+        for image, spec in zip(images, card.inputs):
+            on_grid = grid0 if not arrays else to_network_grid(image, pre, reference_grid=grid0)
+            if pre.get("n4") and spec.modality == "MR":
+                on_grid = n4_correct(on_grid, mask_img)
+            arrays.append(sitk.GetArrayFromImage(on_grid))
+            del on_grid
+        del grid0, mask_img
+        channels = [normalize(arrays.pop(0), norm, mask) for norm in pre["normalization"]]
+        volume = channels[0][None] if len(channels) == 1 else np.stack(channels)
+        return volume, mask, grid
 
     @staticmethod
     def _like(array: np.ndarray, geometry: sitk.Image) -> sitk.Image:
@@ -173,8 +209,12 @@ class Translator:
         image.CopyInformation(geometry)
         return image
 
-    def _to_input_grid(self, array: np.ndarray, grid: sitk.Image, target: sitk.Image, fill: float) -> np.ndarray:
-        return sitk.GetArrayFromImage(to_input_grid(self._like(array.astype(np.float32), grid), target, fill))
+    def _on_input_grid(self, array: np.ndarray, grid: "_Grid", target: sitk.Image, fill: float) -> sitk.Image:
+        """``array`` (network grid) as a float32 image on the input grid; not resampled when the grids match."""
+        values = array.astype(np.float32, copy=False)
+        if grid.same_as_input:
+            return self._like(values, target)
+        return to_input_grid(grid.image(values), target, fill)
 
     def _difference(self, synthetic, source, reference, normalised_input, grid, mask):
         card = self.card
@@ -187,9 +227,32 @@ class Translator:
             return self._like(synth - ref, synthetic), metrics
         if card.difference.get("without_reference") == "minus_input":
             fill = float(card.postprocessing.get("background_value") or 0.0)
-            as_output = self._to_input_grid(map_output(normalised_input, card.postprocessing), grid, source, fill)
+            as_output = sitk.GetArrayFromImage(
+                self._on_input_grid(map_output(normalised_input, card.postprocessing), grid, source, fill)
+            )
             return self._like(synth - as_output, synthetic), None
         return None, None
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Geometry of the network grid, kept without its voxels; ``same_as_input``: it is the input's grid."""
+
+    origin: Tuple[float, ...]
+    spacing: Tuple[float, ...]
+    direction: Tuple[float, ...]
+    same_as_input: bool
+
+    @classmethod
+    def of(cls, grid: sitk.Image, input_image: sitk.Image) -> "_Grid":
+        return cls(grid.GetOrigin(), grid.GetSpacing(), grid.GetDirection(), same_grid(grid, input_image))
+
+    def image(self, array: np.ndarray) -> sitk.Image:
+        image = sitk.GetImageFromArray(array)
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(self.direction)
+        return image
 
 
 def _same_path(a: "str | Path", b: "str | Path") -> bool:

@@ -29,7 +29,7 @@ class ScriptedLoadableModule:
         return os.path.join(os.path.dirname(slicer.util.modulePath(self.moduleName)), "Resources", filename)
 
     def getDefaultModuleDocumentationLink(self, docPage=None):
-        return f'<p>For more information see the <a href="https://slicer.readthedocs.io/">documentation</a>.</p>'
+        return '<p>For more information see the <a href="https://slicer.readthedocs.io/">documentation</a>.</p>'
 
     def runTest(self, msec=100, **kwargs):
         module = sys.modules[self.__module__]
