@@ -1,0 +1,84 @@
+"""Training configs: one YAML/JSON file per model reproduces its run (recipe, networks, data, schedule, card).
+
+:func:`load_config` fills every default explicitly, so the config stored in the card's ``training`` section
+lists all the settings the weights were trained with, not only the ones the file happened to set.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+from ..errors import MedGANError
+
+RECIPES = ("pix2pix", "cyclegan")
+
+DEFAULTS: Dict[str, Any] = {
+    "seed": 0,
+    "threads": 1,
+    "device": "auto",
+    "amp": True,
+    "discriminator": {"channels": 16, "num_layers_d": 3, "norm": "INSTANCE"},
+    "data": {
+        "phantom": {"shape": [192, 224, 192], "spacing": [1.0, 1.0, 1.0], "tumour": True, "deform": True, "noise": True},
+        "patch_size": [64, 64, 64],
+        "batch_size": 2,
+        "body_fraction": 0.9,
+        "flip_axes": ["x"],
+        "focus_fraction": 0.0,
+        "focus_threshold": 0.2,
+    },
+    "optim": {"lr": 2e-4, "betas": [0.5, 0.999], "steps": 1000, "decay_from": 0.5, "warmup_steps": 0},
+    "losses": {"gan_mode": "least_squares", "adversarial": 1.0, "l1": 100.0, "cycle": 10.0, "identity": 0.5},
+    "pool_size": 50,
+    "checkpoint_every": 100,
+    "log_every": 10,
+    "validation": {"seeds": [], "threads": None},
+}
+
+
+def _merge(defaults: Dict[str, Any], given: Dict[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def complete_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """Defaults filled in and the fields every run needs checked, with messages naming the field."""
+    cfg = _merge(DEFAULTS, config)
+    if cfg.get("recipe") not in RECIPES:
+        raise MedGANError(f"Training config: 'recipe' must be one of {', '.join(RECIPES)}, got {cfg.get('recipe')!r}.")
+    for key in ("card", "generator"):
+        if not isinstance(cfg.get(key), dict):
+            raise MedGANError(f"Training config: '{key}' section is missing.")
+    data = cfg["data"]
+    for key in ("train_seeds", "inputs", "target"):
+        if not data.get(key):
+            raise MedGANError(f"Training config: 'data.{key}' is missing.")
+    if len(data["inputs"]) != len(cfg["card"].get("inputs", [])):
+        raise MedGANError("Training config: 'data.inputs' needs one phantom image per card input.")
+    if set(data["train_seeds"]) & set(cfg["validation"]["seeds"]):
+        raise MedGANError("Training config: validation seeds overlap the training seeds.")
+    return cfg
+
+
+def load_config(path: "str | Path") -> Dict[str, Any]:
+    """Reads a YAML or JSON training config and returns it completed with defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedGANError(f"Training config not found: {path}.")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        config = json.loads(text)
+    else:
+        import yaml
+
+        config = yaml.safe_load(text)
+    if not isinstance(config, dict):
+        raise MedGANError(f"Training config {path} must hold a mapping of settings.")
+    return complete_config(config)

@@ -1,0 +1,170 @@
+"""``train``: config in, model folder out. Seeded, resumable (checkpoint every N steps holds networks,
+optimisers, AMP scaler, image pools and every random state), with a JSON-lines loss log that a resumed run
+continues from the checkpoint's step."""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..card import ModelCard
+from ..errors import MedGANError
+from ..inference import select_device
+from ..model_folder import save_model_folder
+from ..progress import ProgressCallback, StageTimer
+from .config import complete_config
+from .data import PatchSampler, load_phantom, prepare_volume
+from .recipes import RECIPES
+
+LogCallback = Callable[[str, str], None]
+CHECKPOINT = "checkpoint.pt"
+LOSS_LOG = "loss_log.jsonl"
+MODEL_DIR = "model"
+WEIGHTS_FILE = "weights.safetensors"
+# Settings that may change between a run and its resumption without changing what is trained.
+_RESUMABLE_KEYS = ("validation", "checkpoint_every", "log_every", "threads", "device")
+
+
+def card_template(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The card as the config describes it, with the generator's architecture and its size multiple."""
+    from ..networks import required_divisor
+
+    card = copy.deepcopy(cfg["card"])
+    card["architecture"] = copy.deepcopy(cfg["generator"])
+    card.setdefault("inference", {}).setdefault("divisible_by", required_divisor(cfg["generator"]))
+    card.setdefault("weights", {"file": WEIGHTS_FILE, "format": "safetensors", "sha256": "0" * 64})
+    return card
+
+
+def _trained_settings(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k not in _RESUMABLE_KEYS}
+
+
+def _seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def _read_log(path: Path, upto: int) -> List[Dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r["step"] <= upto]
+
+
+def _save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train(
+    config: Dict[str, Any],
+    out_dir: "str | Path",
+    resume: bool = True,
+    progress: Optional[ProgressCallback] = None,
+    log: Optional[LogCallback] = None,
+    cache_dir: Optional["str | Path"] = None,
+) -> ModelCard:
+    """Trains the config's recipe and writes ``out_dir/model`` (card + safetensors weights); returns its card.
+
+    ``out_dir`` also holds ``checkpoint.pt`` and ``loss_log.jsonl``; with ``resume`` a run continues from the
+    checkpoint there. Phantoms are cached in ``cache_dir`` (default ``out_dir/phantoms``). When the config
+    lists validation seeds, the model is evaluated on them and the numbers go into the card.
+    """
+    cfg = complete_config(config)
+    say = log or (lambda level, message: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir else out / "phantoms"
+    torch.set_num_threads(int(cfg["threads"]))
+    device = select_device(cfg["device"])
+    card = card_template(cfg)
+    data = cfg["data"]
+
+    say("info", f"preparing {len(data['train_seeds'])} training phantoms")
+    focus = data["focus_threshold"] if data["focus_fraction"] > 0 else None
+    volumes = [prepare_volume(load_phantom(s, data["phantom"], cache), data["inputs"], data["target"], card, focus)
+               for s in data["train_seeds"]]
+    sampler = PatchSampler(volumes, data["patch_size"], data["body_fraction"], data["flip_axes"], data["focus_fraction"])
+
+    rng = _seed_everything(int(cfg["seed"]))
+    recipe = RECIPES[cfg["recipe"]](cfg, len(data["inputs"]), device)
+    step, elapsed = 0, 0.0
+    ckpt_path, log_path = out / CHECKPOINT, out / LOSS_LOG
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["settings"] != _trained_settings(cfg):
+            raise MedGANError(f"Checkpoint {ckpt_path} was made with other settings; use another --out folder or resume=False.")
+        recipe.load_state_dict(state["recipe"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed = int(state["step"]), float(state["elapsed_s"])
+        say("info", f"resumed from {ckpt_path} at step {step}")
+    rows = _read_log(log_path, step)
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    total = int(cfg["optim"]["steps"])
+    timer = StageTimer("train", total, progress)
+    timer.done = step
+    timer.start(f"{cfg['recipe']} from step {step} of {total}")
+    recipe.train()
+    window: Dict[str, List[float]] = {}
+    t0 = time.perf_counter() - elapsed
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        while step < total:
+            x, y = recipe.sample(sampler, rng, int(data["batch_size"]))
+            losses = recipe.step(recipe.to_tensor(x), recipe.to_tensor(y), step, rng)
+            step += 1
+            for k, v in losses.items():
+                window.setdefault(k, []).append(v)
+            if step % int(cfg["log_every"]) == 0 or step == total:
+                row = {"step": step, "elapsed_s": round(time.perf_counter() - t0, 2),
+                       "lr": recipe.optimizers["G"].param_groups[0]["lr"]}
+                row.update({k: float(np.mean(v)) for k, v in window.items()})
+                log_file.write(json.dumps(row) + "\n")
+                log_file.flush()
+                window = {}
+                say("info", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            if step % int(cfg["checkpoint_every"]) == 0 or step == total:
+                _save_checkpoint(ckpt_path, {
+                    "step": step, "elapsed_s": time.perf_counter() - t0, "settings": _trained_settings(cfg),
+                    "recipe": recipe.state_dict(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                })
+            timer.advance()
+    seconds = time.perf_counter() - t0
+    return _publish(cfg, card, recipe.generator, out, step, seconds, _read_log(log_path, step), say, cache)
+
+
+def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, say, cache) -> ModelCard:
+    """Writes the model folder; with validation seeds, evaluates it through the real pipeline and re-writes
+    the card with the numbers."""
+    from .evaluate import evaluate_model
+
+    card["training"] = {
+        "recipe": cfg["recipe"],
+        "steps": steps,
+        "cpu_threads": int(cfg["threads"]),
+        "wall_seconds": round(seconds, 1),
+        "final_losses": {k: round(v, 5) for k, v in (rows[-1] if rows else {}).items() if k not in ("step", "elapsed_s", "lr")},
+        "config": {k: v for k, v in cfg.items() if k != "card"},
+    }
+    folder = out / MODEL_DIR
+    net = copy.deepcopy(generator).to("cpu").eval()
+    result = save_model_folder(folder, card, network=net, fmt="safetensors", weights_file=WEIGHTS_FILE)
+    seeds = cfg["validation"]["seeds"]
+    if not seeds:
+        return result
+    say("info", f"evaluating on held-out phantoms {seeds}")
+    report = evaluate_model(result, seeds, phantom=cfg["data"]["phantom"], cache_dir=cache,
+                            threads=cfg["validation"]["threads"], log=say)
+    (out / "validation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    data = copy.deepcopy(card)  # as written, not with the schema's defaults filled in: they may change
+    data["validation"] = {"dataset": report["dataset"], "metrics": report["metrics"], "baselines": report["baselines"]}
+    data["runtime"] = dict(data.get("runtime", {}), **report["runtime"])
+    return save_model_folder(folder, data, network=None, fmt="safetensors", weights_file=WEIGHTS_FILE)

@@ -1,0 +1,240 @@
+"""The two training recipes: paired pix2pix (Isola et al. 2017) and unpaired CycleGAN (Zhu et al. 2017).
+
+Both use MONAI's PatchDiscriminator and PatchAdversarialLoss; a recipe owns its networks, optimisers,
+learning-rate schedule and AMP scaler, does one optimisation step per call, and round-trips its whole state
+through a checkpoint so a resumed run continues exactly where it stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import torch
+from monai.losses import PatchAdversarialLoss
+from monai.networks.nets import PatchDiscriminator
+from torch import nn
+
+from ..networks import build_network
+from .data import PatchSampler
+
+
+def _discriminator(cfg: Dict[str, Any], in_channels: int) -> nn.Module:
+    d = cfg["discriminator"]
+    return PatchDiscriminator(spatial_dims=3, channels=int(d["channels"]), in_channels=in_channels, out_channels=1,
+                              num_layers_d=int(d["num_layers_d"]), norm=d["norm"])
+
+
+def _lr_schedule(optim: Dict[str, Any]):
+    """Constant, then linear decay to zero from ``decay_from`` × steps (the pix2pix/CycleGAN schedule)."""
+    total = int(optim["steps"])
+    start = int(float(optim["decay_from"]) * total)
+
+    def factor(step: int) -> float:
+        return 1.0 if step < start else max(0.0, (total - step) / max(1, total - start))
+
+    return factor
+
+
+def _set_grad(modules: List[nn.Module], flag: bool) -> None:
+    """Discriminators need no gradients while the generators step: saves their backward pass."""
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+class ImagePool:
+    """History of generated patches shown to the discriminator (Shrivastava et al. 2017): with a full pool,
+    each new patch is swapped for a stored one half the time, which damps discriminator oscillation."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self.images: List[torch.Tensor] = []
+
+    def query(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        if self.size <= 0:
+            return batch
+        out = []
+        for image in batch.detach():
+            image = image[None]
+            if len(self.images) < self.size:
+                self.images.append(image.cpu().clone())
+                out.append(image)
+            elif rng.random() < 0.5:
+                k = int(rng.integers(self.size))
+                out.append(self.images[k].to(batch.device))
+                self.images[k] = image.cpu().clone()
+            else:
+                out.append(image)
+        return torch.cat(out)
+
+
+class Recipe:
+    """Shared machinery: device, AMP, optimisers with the LR schedule, state for checkpoints."""
+
+    generator: nn.Module
+    modules: Dict[str, nn.Module]
+
+    def __init__(self, cfg: Dict[str, Any], device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.losses = cfg["losses"]
+        self.amp = bool(cfg["amp"]) and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.adv = PatchAdversarialLoss(criterion=self.losses["gan_mode"], no_activation_leastsq=True)
+
+    def _optimisers(self, groups: Dict[str, List[nn.Module]]) -> None:
+        o = self.cfg["optim"]
+        self.optimizers = {
+            name: torch.optim.Adam([p for m in mods for p in m.parameters()], lr=float(o["lr"]), betas=tuple(o["betas"]))
+            for name, mods in groups.items()
+        }
+        self.base_lr = float(o["lr"])
+        self.lr_factor = _lr_schedule(o)
+
+    def set_lr(self, step: int) -> None:
+        """Sets the learning rate from the step alone, so a resumed run needs no scheduler state."""
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = self.base_lr * self.lr_factor(step)
+
+    def _autocast(self):
+        return torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+
+    def _adv(self, d: nn.Module, x: torch.Tensor, real: bool, for_d: bool) -> torch.Tensor:
+        return self.adv(d(x)[-1].float(), target_is_real=real, for_discriminator=for_d)
+
+    def _backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+
+    def _end_step(self) -> None:
+        self.scaler.update()
+
+    def to_tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device)
+
+    def train(self) -> None:
+        for m in self.modules.values():
+            m.train()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+class Pix2Pix(Recipe):
+    """U-Net generator + conditional PatchGAN on (input, output) pairs; L1 + adversarial loss. The first
+    ``optim.warmup_steps`` steps use L1 alone, which gets a CPU budget to a sensible image much faster."""
+
+    def __init__(self, cfg: Dict[str, Any], in_channels: int, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        self.generator = build_network(cfg["generator"]).to(device)
+        self.disc = _discriminator(cfg, in_channels + 1).to(device)
+        self.modules = {"G": self.generator, "D": self.disc}
+        self._optimisers({"G": [self.generator], "D": [self.disc]})
+
+    def sample(self, sampler: PatchSampler, rng: np.random.Generator, batch: int) -> Tuple[np.ndarray, np.ndarray]:
+        return sampler.paired(rng, batch)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, step: int, rng: np.random.Generator) -> Dict[str, float]:
+        self.set_lr(step)
+        adversarial = step >= int(self.cfg["optim"]["warmup_steps"]) and float(self.losses["adversarial"]) > 0
+        out: Dict[str, float] = {}
+        with self._autocast():
+            fake = self.generator(x)
+        if adversarial:
+            _set_grad([self.disc], True)
+            with self._autocast():
+                loss_d = 0.5 * (self._adv(self.disc, torch.cat([x, fake.detach()], 1), False, True)
+                                + self._adv(self.disc, torch.cat([x, y], 1), True, True))
+            self._backward(loss_d, self.optimizers["D"])
+            out["D"] = loss_d.item()
+            _set_grad([self.disc], False)
+        with self._autocast():
+            l1 = torch.mean(torch.abs(fake.float() - y))
+            loss_g = float(self.losses["l1"]) * l1
+            if adversarial:
+                g_adv = self._adv(self.disc, torch.cat([x, fake], 1), True, False)
+                loss_g = loss_g + float(self.losses["adversarial"]) * g_adv
+                out["G_adv"] = g_adv.item()
+        self._backward(loss_g, self.optimizers["G"])
+        self._end_step()
+        out.update(G=loss_g.item(), L1=l1.item())
+        return out
+
+
+class CycleGAN(Recipe):
+    """Two generators (A→B is exported, B→A only trains it) and two PatchGANs with least-squares adversarial,
+    cycle (λ = ``losses.cycle``) and identity (λ = ``losses.identity`` × ``losses.cycle``) losses and image
+    pools. Identity needs as many input channels as output channels."""
+
+    def __init__(self, cfg: Dict[str, Any], in_channels: int, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        g = cfg["generator"]
+        params = dict(g["params"])
+        if float(self.losses["identity"]) > 0 and params["in_channels"] != params["out_channels"]:
+            raise ValueError("CycleGAN identity loss needs in_channels == out_channels; set losses.identity to 0.")
+        back = dict(g, params=dict(params, in_channels=params["out_channels"], out_channels=params["in_channels"]))
+        self.generator = build_network(g).to(device)
+        self.g_back = build_network(back).to(device)
+        self.d_a = _discriminator(cfg, in_channels).to(device)
+        self.d_b = _discriminator(cfg, int(params["out_channels"])).to(device)
+        self.modules = {"G_AB": self.generator, "G_BA": self.g_back, "D_A": self.d_a, "D_B": self.d_b}
+        self._optimisers({"G": [self.generator, self.g_back], "D": [self.d_a, self.d_b]})
+        self.pool_a = ImagePool(cfg["pool_size"])
+        self.pool_b = ImagePool(cfg["pool_size"])
+
+    def sample(self, sampler: PatchSampler, rng: np.random.Generator, batch: int) -> Tuple[np.ndarray, np.ndarray]:
+        return sampler.unpaired(rng, batch)
+
+    def step(self, a: torch.Tensor, b: torch.Tensor, step: int, rng: np.random.Generator) -> Dict[str, float]:
+        self.set_lr(step)
+        lc = float(self.losses["cycle"])
+        li = float(self.losses["identity"]) * lc
+        wa = float(self.losses["adversarial"])
+        _set_grad([self.d_a, self.d_b], False)
+        with self._autocast():
+            fake_b = self.generator(a)
+            fake_a = self.g_back(b)
+            cycle = torch.mean(torch.abs(self.g_back(fake_b).float() - a)) + torch.mean(torch.abs(self.generator(fake_a).float() - b))
+            adv = self._adv(self.d_b, fake_b, True, False) + self._adv(self.d_a, fake_a, True, False)
+            loss_g = wa * adv + lc * cycle
+            idt = torch.zeros((), device=a.device)
+            if li > 0:
+                idt = torch.mean(torch.abs(self.generator(b).float() - b)) + torch.mean(torch.abs(self.g_back(a).float() - a))
+                loss_g = loss_g + li * idt
+        self._backward(loss_g, self.optimizers["G"])
+        _set_grad([self.d_a, self.d_b], True)
+        with self._autocast():
+            pa = self.pool_a.query(fake_a, rng)
+            pb = self.pool_b.query(fake_b, rng)
+            loss_d = 0.5 * (self._adv(self.d_a, a, True, True) + self._adv(self.d_a, pa, False, True)
+                            + self._adv(self.d_b, b, True, True) + self._adv(self.d_b, pb, False, True))
+        self._backward(loss_d, self.optimizers["D"])
+        self._end_step()
+        return {"G": loss_g.item(), "G_adv": adv.item(), "cycle": cycle.item(), "identity": idt.item(), "D": loss_d.item()}
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state["pools"] = {"A": self.pool_a.images, "B": self.pool_b.images}
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.pool_a.images = list(state["pools"]["A"])
+        self.pool_b.images = list(state["pools"]["B"])
+
+
+RECIPES = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}

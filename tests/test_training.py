@@ -1,0 +1,163 @@
+"""Training: a real (tiny) run whose model goes through the real pipeline, exact resume, determinism, and
+the bundled models' cards and checksums."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from MedGANTranslateLib.card import load_card
+from MedGANTranslateLib.errors import MedGANError
+from MedGANTranslateLib.model_folder import tiny_card_data
+from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.registry import bundled_models_dirs, verify_weights
+from MedGANTranslateLib.training import evaluate_model, load_config, train
+from MedGANTranslateLib.training.data import PatchSampler, Volume, load_phantom
+from MedGANTranslateLib.training.loop import CHECKPOINT, LOSS_LOG
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+BUNDLED = ["mr-t1-to-ct-pix2pix", "mr-t1-to-ct-cyclegan", "mr-t1-to-t1c-pix2pix", "mr-t1t2-to-pet-pix2pix"]
+TINY_PHANTOM = {"shape": [40, 48, 40], "spacing": [4.8, 4.8, 4.8], "tumour": True, "deform": False, "noise": True}
+
+
+def tiny_config(recipe: str = "pix2pix", steps: int = 4) -> dict:
+    card = tiny_card_data("tiny-trained", roi=(16, 16, 16))
+    del card["architecture"], card["weights"]
+    if recipe == "pix2pix":
+        generator = {"type": "builtin", "name": "unet_generator",
+                     "params": {"in_channels": 1, "out_channels": 1, "num_downs": 3, "ngf": 4, "norm": "instance"}}
+    else:
+        generator = {"type": "builtin", "name": "resnet_generator",
+                     "params": {"in_channels": 1, "out_channels": 1, "ngf": 4, "n_blocks": 1}}
+    return {
+        "recipe": recipe, "seed": 7, "card": card, "generator": generator,
+        "discriminator": {"channels": 4, "num_layers_d": 2},
+        "data": {"train_seeds": [100, 101], "inputs": ["t1"], "target": "ct", "patch_size": [16, 16, 16],
+                 "batch_size": 2, "phantom": TINY_PHANTOM},
+        "optim": {"steps": steps, "warmup_steps": 1},
+        "checkpoint_every": 2, "log_every": 1, "pool_size": 2,
+    }
+
+
+def losses(out_dir: Path) -> list:
+    return [json.loads(line) for line in (out_dir / LOSS_LOG).read_text().splitlines()]
+
+
+def without_time(rows: list) -> list:
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("phantoms")
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix", "cyclegan"])
+def test_short_run_gives_a_card_that_runs_through_the_pipeline(tmp_path, cache, recipe):
+    card = train(tiny_config(recipe), tmp_path / "run", cache_dir=cache)
+    assert card.path == (tmp_path / "run" / "model" / "model.json").resolve()
+    verify_weights(card)
+    assert load_card(card.folder).data["training"]["steps"] == 4
+    images = load_phantom(5, TINY_PHANTOM, cache)
+    result = Translator(card, device="cpu", threads=1).translate([images["t1"]], images["ct"])
+    assert result.synthetic.GetSize() == images["t1"].GetSize()
+    assert result.metrics["mae"] is not None
+
+
+def test_resume_continues_step_count_and_loss_log_exactly(tmp_path, cache):
+    full = tmp_path / "full"
+    train(tiny_config(steps=6), full, cache_dir=cache)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_step_5(event):
+        if event.done >= 5:
+            raise Crash()
+
+    part = tmp_path / "part"
+    with pytest.raises(Crash):
+        train(tiny_config(steps=6), part, cache_dir=cache, progress=crash_after_step_5)
+    assert [r["step"] for r in losses(part)] == [1, 2, 3, 4, 5]
+    steps_seen = []
+    train(tiny_config(steps=6), part, cache_dir=cache, progress=lambda e: steps_seen.append(e.done))
+    assert steps_seen[0] == 4, "resumes from the last checkpoint (every 2 steps), not from 0"
+    assert [r["step"] for r in losses(part)] == [1, 2, 3, 4, 5, 6]
+    for resumed, uninterrupted in zip(without_time(losses(part)), without_time(losses(full))):
+        assert resumed == pytest.approx(uninterrupted, rel=1e-5)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, cache):
+    train(tiny_config(steps=2), tmp_path, cache_dir=cache)
+    other = tiny_config(steps=2)
+    other["data"]["patch_size"] = [32, 32, 32]
+    with pytest.raises(MedGANError, match="other settings"):
+        train(other, tmp_path, cache_dir=cache)
+    assert (tmp_path / CHECKPOINT).is_file()
+
+
+def test_same_seed_same_losses_other_seed_other_losses(tmp_path, cache):
+    runs = []
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        config = tiny_config(steps=3)
+        config["seed"] = seed
+        train(config, tmp_path / name, cache_dir=cache)
+        runs.append(without_time(losses(tmp_path / name)))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_evaluation_reports_metrics_baseline_and_runtime(tmp_path, cache):
+    card = train(tiny_config(steps=1), tmp_path, cache_dir=cache)
+    report = evaluate_model(card, [1, 2], phantom=TINY_PHANTOM, cache_dir=cache, threads=1)
+    assert {"mae", "me", "psnr", "ssim", "mae_bone", "bone_dice"} <= set(report["metrics"])
+    assert set(report["baselines"]) == {"bulk_density"}
+    assert report["runtime"]["cpu_seconds"] > 0
+    assert "seeds 1, 2" in report["dataset"]
+
+
+def test_sampler_centres_patches_on_rare_changes_when_asked():
+    mask = np.ones((20, 20, 20), bool)
+    focus = np.ravel_multi_index(([15], [15], [15]), mask.shape)
+    vol = Volume(np.zeros((1, 20, 20, 20), np.float32), np.zeros((20, 20, 20), np.float32), mask,
+                 np.flatnonzero(mask), focus)
+    rng = np.random.default_rng(0)
+    sampler = PatchSampler([vol], (8, 8, 8), flip_axes=(), focus_fraction=1.0)
+    assert all(sampler._corner(rng, vol) == (11, 11, 11) for _ in range(5))
+
+
+def test_config_errors_name_the_field(tmp_path):
+    config = tiny_config()
+    config["data"]["train_seeds"] = [1]
+    config["validation"] = {"seeds": [1]}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(MedGANError, match="overlap"):
+        load_config(path)
+    path.write_text(yaml.safe_dump(dict(config, recipe="vae")))
+    with pytest.raises(MedGANError, match="recipe"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("model_id", BUNDLED)
+def test_bundled_model_card_validates_and_checksum_matches(model_id):
+    card = load_card(MODELS / model_id)
+    assert card.id == model_id
+    verify_weights(card)
+    assert card.weights_path.stat().st_size < 10 * 2**20
+    assert "not for clinical use" in card.intended_use and "phantom" in card.intended_use
+    assert card.data["license"] == "Apache-2.0"
+    assert {"mae", "me", "psnr", "ssim"} <= set(card.data["validation"]["metrics"])
+    assert card.data["runtime"]["cpu_seconds"] > 0
+    config = load_config(MODELS / model_id / "train.yaml")
+    trained = copy.deepcopy(card.data["training"]["config"])
+    assert trained == {k: v for k, v in config.items() if k != "card"}, "train.yaml reproduces the bundled weights"
+
+
+def test_every_bundled_model_is_listed():
+    assert any(d == MODELS for d in bundled_models_dirs())
+    assert sorted(p.name for p in MODELS.iterdir() if (p / "model.json").is_file()) == sorted(BUNDLED)
