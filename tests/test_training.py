@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +163,30 @@ def test_bundled_model_card_validates_and_checksum_matches(model_id):
 def test_every_bundled_model_is_listed():
     assert any(d == MODELS for d in bundled_models_dirs())
     assert sorted(p.name for p in MODELS.iterdir() if (p / "model.json").is_file()) == sorted(BUNDLED)
+
+
+def test_train_command_writes_a_model_and_shares_the_phantom_cache(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(steps=2)))
+    cache_dir = tmp_path / "shared-phantoms"
+    proc = subprocess.run(
+        [sys.executable, "-m", "MedGANTranslateLib.cli", "train", "--config", str(config), "--out", str(tmp_path / "run"),
+         "--cache-dir", str(cache_dir), "--progress", "none"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny-trained" in proc.stdout
+    verify_weights(load_card(tmp_path / "run" / "model"))
+    assert len(list(cache_dir.iterdir())) == 2, "one cached phantom per training seed"
+    assert not (tmp_path / "run" / "phantoms").exists()
+
+
+def test_train_command_names_a_missing_config(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "MedGANTranslateLib.cli", "train", "--config", str(tmp_path / "none.yaml"),
+         "--out", str(tmp_path / "run")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "none.yaml" in proc.stderr
+    assert not (tmp_path / "run").exists()

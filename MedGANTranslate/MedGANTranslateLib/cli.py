@@ -200,7 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import load_config, train
 
     out = Output(args.progress)
-    card = train(load_config(args.config), args.out, resume=not args.restart, progress=out.progress_callback(), log=out.log)
+    card = train(load_config(args.config), args.out, resume=not args.restart, progress=out.progress_callback(),
+                 log=out.log, cache_dir=args.cache_dir)
     print(f"Model {card.id} v{card.version} written to {card.folder}")
     return 0
 
@@ -266,9 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--no-tumour", action="store_true")
 
     train = sub.add_parser("train", help="train a generator on phantoms from a YAML/JSON config")
-    train.add_argument("--config", required=True)
+    train.add_argument("--config", required=True, help="training config (YAML or JSON), e.g. models/<id>/train.yaml")
     train.add_argument("--out", required=True, help="run folder: checkpoints, loss log and the final model folder")
     train.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
+    train.add_argument("--cache-dir", help="where generated phantoms are kept, to share them between runs "
+                                           "(default: OUT/phantoms)")
     train.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
 
     demo = sub.add_parser("demo", help="translate a phantom head with the default model and write a preview")

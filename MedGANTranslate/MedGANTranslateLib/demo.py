@@ -33,7 +33,7 @@ def run_demo(
     cancel: Optional[CancelToken] = None,
     log=None,
 ) -> Dict[str, Path]:
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     card = resolve_model(model, models_dirs)
     phantom = make_phantom(seed=seed, shape=tuple(shape), spacing=tuple(spacing))
