@@ -39,16 +39,7 @@ from .inference import (
 )
 from .metrics import ct_tissue_metrics, image_metrics
 from .networks import required_divisor
-from .preprocessing import (
-    body_mask,
-    cast_output,
-    map_output,
-    n4_correct,
-    normalize,
-    same_grid,
-    to_input_grid,
-    to_network_grid,
-)
+from .preprocessing import NetworkGrid, cast_output, map_output, network_inputs, to_input_grid, to_network_grid
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
 from .resources import check_fits, estimate_job_bytes
@@ -120,7 +111,9 @@ class Translator:
 
         _stage(progress, cancel, "preprocess", "resampling, body mask and normalisation")
         post = card.postprocessing
-        volume, mask, grid = self._network_inputs(images)
+        volume, mask, grid = network_inputs(
+            images, card.preprocessing, post.get("body_mask", {}), [spec.modality for spec in card.inputs]
+        )
 
         out, report = self.infer(volume, mask, progress, cancel)
         # Full-size arrays are dropped as soon as they are used: peak memory grows with the volume (~22 B/voxel).
@@ -178,31 +171,6 @@ class Translator:
             log=self.log,
         )
 
-    def _network_inputs(self, images: Sequence[sitk.Image]) -> Tuple[np.ndarray, np.ndarray, "_Grid"]:
-        """Normalised network inputs (channels, z, y, x), body mask (z, y, x) and the network grid's geometry.
-
-        Memory: an input already on the network grid is used as it is (no float copy), and the resampled
-        images are dropped as soon as their voxels are read, before normalisation."""
-        card = self.card
-        pre = card.preprocessing
-        grid0 = to_network_grid(images[0], pre)
-        grid = _Grid.of(grid0, images[0])
-        if grid.same_as_input:
-            grid0 = images[0]
-        mask_img = body_mask(grid0, card.postprocessing.get("body_mask", {}))
-        mask = sitk.GetArrayViewFromImage(mask_img) > 0
-        arrays = []
-        for image, spec in zip(images, card.inputs):
-            on_grid = grid0 if not arrays else to_network_grid(image, pre, reference_grid=grid0)
-            if pre.get("n4") and spec.modality == "MR":
-                on_grid = n4_correct(on_grid, mask_img)
-            arrays.append(sitk.GetArrayFromImage(on_grid))
-            del on_grid
-        del grid0, mask_img
-        channels = [normalize(arrays.pop(0), norm, mask) for norm in pre["normalization"]]
-        volume = channels[0][None] if len(channels) == 1 else np.stack(channels)
-        return volume, mask, grid
-
     @staticmethod
     def _like(array: np.ndarray, geometry: sitk.Image) -> sitk.Image:
         image = sitk.GetImageFromArray(array)
@@ -210,7 +178,7 @@ class Translator:
         return image
 
     def _on_input_grid(
-        self, array: np.ndarray, grid: "_Grid", target: sitk.Image, fill: float, interpolator: int = sitk.sitkLinear
+        self, array: np.ndarray, grid: NetworkGrid, target: sitk.Image, fill: float, interpolator: int = sitk.sitkLinear
     ) -> sitk.Image:
         """``array`` (network grid) as an image on the input grid, not resampled when the grids match. Values
         are interpolated as float32; a uint8 label map is resampled by nearest neighbour as it is (3.5x faster
@@ -236,27 +204,6 @@ class Translator:
             )
             return self._like(synth - as_output, synthetic), None
         return None, None
-
-
-@dataclass(frozen=True)
-class _Grid:
-    """Geometry of the network grid, kept without its voxels; ``same_as_input``: it is the input's grid."""
-
-    origin: Tuple[float, ...]
-    spacing: Tuple[float, ...]
-    direction: Tuple[float, ...]
-    same_as_input: bool
-
-    @classmethod
-    def of(cls, grid: sitk.Image, input_image: sitk.Image) -> "_Grid":
-        return cls(grid.GetOrigin(), grid.GetSpacing(), grid.GetDirection(), same_grid(grid, input_image))
-
-    def image(self, array: np.ndarray) -> sitk.Image:
-        image = sitk.GetImageFromArray(array)
-        image.SetOrigin(self.origin)
-        image.SetSpacing(self.spacing)
-        image.SetDirection(self.direction)
-        return image
 
 
 def _same_path(a: "str | Path", b: "str | Path") -> bool:

@@ -8,7 +8,8 @@ already match. Intensities: :func:`normalize` maps inputs to the network's range
 """
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -269,3 +270,57 @@ def cast_output(image: sitk.Image, dtype: str, valid_range: Sequence[float]) -> 
     if dtype in _INTEGER_LIMITS:
         out = sitk.Round(out)
     return sitk.Cast(out, _OUTPUT_TYPES[dtype])
+
+
+# ---------------------------------------------------------------------------------------------- network inputs
+
+
+@dataclass(frozen=True)
+class NetworkGrid:
+    """Geometry of the network grid, kept without its voxels; ``same_as_input``: it is the first input's grid."""
+
+    origin: Tuple[float, ...]
+    spacing: Tuple[float, ...]
+    direction: Tuple[float, ...]
+    same_as_input: bool
+
+    @classmethod
+    def of(cls, grid: sitk.Image, input_image: sitk.Image) -> "NetworkGrid":
+        return cls(grid.GetOrigin(), grid.GetSpacing(), grid.GetDirection(), same_grid(grid, input_image))
+
+    def image(self, array: np.ndarray) -> sitk.Image:
+        image = sitk.GetImageFromArray(array)
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(self.direction)
+        return image
+
+
+def network_inputs(
+    images: Sequence[sitk.Image],
+    preprocessing: Mapping[str, Any],
+    body_mask_spec: Mapping[str, Any],
+    modalities: Sequence[str],
+) -> Tuple[np.ndarray, np.ndarray, NetworkGrid]:
+    """What the generator sees: normalised inputs (channels, z, y, x), the body mask (z, y, x) and the network
+    grid's geometry. Inference and training both call it, so a model is trained on exactly what it is run on.
+
+    Memory: an input already on the network grid is used as it is (no float copy), and the resampled images
+    are dropped as soon as their voxels are read, before normalisation."""
+    grid0 = to_network_grid(images[0], preprocessing)
+    grid = NetworkGrid.of(grid0, images[0])
+    if grid.same_as_input:
+        grid0 = images[0]
+    mask_img = body_mask(grid0, body_mask_spec)
+    mask = sitk.GetArrayViewFromImage(mask_img) > 0
+    arrays = []
+    for image, modality in zip(images, modalities):
+        on_grid = grid0 if not arrays else to_network_grid(image, preprocessing, reference_grid=grid0)
+        if preprocessing.get("n4") and modality == "MR":
+            on_grid = n4_correct(on_grid, mask_img)
+        arrays.append(sitk.GetArrayFromImage(on_grid))
+        del on_grid
+    del grid0, mask_img
+    channels = [normalize(arrays.pop(0), norm, mask) for norm in preprocessing["normalization"]]
+    volume = channels[0][None] if len(channels) == 1 else np.stack(channels)
+    return volume, mask, grid

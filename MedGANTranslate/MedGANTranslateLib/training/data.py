@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..inference import normalised_background_output
-from ..preprocessing import body_mask, n4_correct, normalize, to_network_grid
+from ..preprocessing import network_inputs, to_network_grid
 
 PHANTOM_IMAGES = ("labels", "t1", "t2", "ct", "pet", "t1c")
 _AXES = {"x": 2, "y": 1, "z": 0}  # array axes are (z, y, x)
@@ -57,18 +57,11 @@ def to_network_range(values: np.ndarray, postprocessing: Dict[str, Any]) -> np.n
 
 
 def prepare_inputs(images: Sequence[sitk.Image], card: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray, sitk.Image]:
-    """Normalised channels (C, z, y, x), body mask (z, y, x) and the network grid, as the pipeline makes them."""
-    pre, post = card["preprocessing"], card["postprocessing"]
-    grid0 = to_network_grid(images[0], pre)
-    grids = [grid0] + [to_network_grid(img, pre, reference_grid=grid0) for img in images[1:]]
-    mask_img = body_mask(grid0, post.get("body_mask", {}))
-    mask = sitk.GetArrayViewFromImage(mask_img) > 0
-    channels = []
-    for grid, spec, norm in zip(grids, card["inputs"], pre["normalization"]):
-        if pre.get("n4") and spec["modality"] == "MR":
-            grid = n4_correct(grid, mask_img)
-        channels.append(normalize(sitk.GetArrayFromImage(grid), norm, mask))
-    return np.stack(channels).astype(np.float32), np.array(mask), grid0
+    """Normalised channels (C, z, y, x), body mask (z, y, x) and an image on the network grid (the mask, as
+    uint8), made by the pipeline's own :func:`~MedGANTranslateLib.preprocessing.network_inputs`."""
+    volume, mask, grid = network_inputs(images, card["preprocessing"], card["postprocessing"].get("body_mask", {}),
+                                        [spec["modality"] for spec in card["inputs"]])
+    return volume.astype(np.float32, copy=False), np.array(mask), grid.image(mask.astype(np.uint8))
 
 
 @dataclass
