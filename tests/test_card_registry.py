@@ -31,7 +31,8 @@ def test_defaults_from_the_schema_are_filled(tmp_path):
     assert card.inference["overlap"] == 0.25 and card.inference["blend"] == "gaussian"
     assert card.inference["skip_background"] is True and card.preprocessing["n4"] is False
     assert card.preprocessing["normalization"][0]["mask"] == "body"
-    assert card.postprocessing["body_mask"] == {"threshold": None, "closing_radius_mm": 3, "dilation_mm": 2}
+    assert card.postprocessing["body_mask"] == {"threshold": None, "closing_radius_mm": 3, "dilation_mm": 2,
+                                               "working_spacing_mm": 2}
 
 
 @pytest.mark.parametrize(

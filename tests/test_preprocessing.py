@@ -193,6 +193,25 @@ def test_body_mask_fills_airways_and_excludes_outside_air(ct, threshold):
     assert distance[values == 1].max() <= 2.5  # 1-voxel dilation, and closing in the concave neck corner
 
 
+def test_body_mask_of_a_fine_grid_is_found_on_a_coarse_one_and_keeps_the_edge_slices():
+    image, cavity, airway, blob, body = head_phantom(ct=False)
+    filled = (body | cavity | airway)[::-1][1:]  # 35 slices (odd), the neck reaching the last one
+    fine = sitk.GetImageFromArray(np.ascontiguousarray(array(image)[::-1][1:]))
+    fine.SetSpacing((1.0, 1.0, 1.0))
+    fine.SetOrigin((3.0, -2.0, 7.0))
+    mask = body_mask(fine, BODY)  # worked on 2 mm blocks
+    exact = array(body_mask(fine, dict(BODY, working_spacing_mm=0))).astype(bool)
+    values = array(mask).astype(bool)
+    assert mask.GetPixelID() == sitk.sitkUInt8 and same_grid(mask, fine)
+    assert values[filled].all()
+    assert filled[-1].any() and values[-1][filled[-1]].all(), "a body cut by the field of view's edge stays body"
+    distance = distance_transform_edt(~filled)
+    assert distance[values].max() <= 4.5, "2 mm dilation plus at most one 2 mm block"
+    assert (values != exact).sum() < 0.12 * exact.sum(), "a shell about one voxel thick at most"
+    centre = [np.argwhere(m).mean(axis=0) for m in (values, exact)]
+    np.testing.assert_allclose(centre[0], centre[1], atol=0.5, err_msg="the coarse grid is not shifted")
+
+
 def test_body_mask_without_anything_above_the_threshold():
     image, *_ = head_phantom(ct=False)
     with pytest.raises(InputError, match="No body found"):

@@ -30,11 +30,12 @@ from .inference import (
     InferenceReport,
     InferenceSettings,
     LogCallback,
+    check_fully_convolutional,
     configure_threads,
     estimate_window_bytes,
     normalised_background_output,
     optimise_for_inference,
-    run_sliding_window,
+    run_inference,
     select_device,
 )
 from .metrics import ct_tissue_metrics, image_metrics
@@ -86,6 +87,7 @@ class Translator:
         self.device = select_device(device)
         self.settings = inference_settings(card, roi, overlap)
         self.network = load_generator(card, device=str(self.device))
+        check_fully_convolutional(self.network, self.settings)
         self.inference_network = optimise_for_inference(self.network)
 
     def translate(
@@ -159,7 +161,7 @@ class Translator:
         """The inference step on the network grid: normalised ``volume`` (channels, z, y, x) and body ``mask``
         (z, y, x) in, output (z, y, x) in the network's range out. The benchmark replaces it to compare
         inference strategies inside the same pipeline."""
-        return run_sliding_window(
+        return run_inference(
             self.inference_network,
             volume,
             self.settings,
@@ -254,7 +256,9 @@ def translate_files(
 
     headers = [read_header(p) for p in inputs]
     settings = inference_settings(card, roi, overlap)
-    needed = estimate_job_bytes(headers, card.preprocessing.get("spacing"), estimate_window_bytes(settings, len(headers)))
+    width = int((card.architecture.get("params") or {}).get("ngf", 64))
+    window_bytes = estimate_window_bytes(settings, len(headers), width)
+    needed = estimate_job_bytes(headers, card.preprocessing.get("spacing"), window_bytes)
     size = " × ".join(str(n) for n in headers[0].size)
     check_fits(needed, f"Translating {inputs[0]} ({size} voxels)")
 

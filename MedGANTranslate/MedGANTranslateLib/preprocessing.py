@@ -135,12 +135,25 @@ def _fill_slices(mask: sitk.Image) -> sitk.Image:
     return out
 
 
+def _working_grid(image: sitk.Image, spacing_mm: float) -> sitk.Image:
+    """``image`` block-averaged to about ``spacing_mm`` (whole voxels per block), padded by edge replication
+    first so the coarse grid covers the whole field of view, including a body cut by its edge."""
+    factors = [max(1, int(spacing_mm // s)) for s in image.GetSpacing()]
+    if max(factors) == 1:
+        return image
+    pad = [(-n) % f for n, f in zip(image.GetSize(), factors)]
+    return sitk.BinShrink(sitk.ZeroFluxNeumannPad(image, [0, 0, 0], pad), factors)
+
+
 def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
     """Binary uint8 mask of the body on the image's grid (card ``postprocessing.body_mask``).
 
     Threshold (Otsu when ``threshold`` is null), closing, 3D and slice-wise hole filling, largest connected
-    component, dilation. Works for MR (dark background) and CT (air at -1000 HU)."""
-    as_float = sitk.Cast(image, sitk.sitkFloat32)
+    component, dilation. Works for MR (dark background) and CT (air at -1000 HU). The steps run on a grid of
+    about ``working_spacing_mm`` (block averages), then the mask is brought back by nearest neighbour: the mask
+    only separates the body from the air around it, and the morphology costs ~20x less on a 2 mm grid than on
+    a 1 mm one. The dilation keeps the coarse edge outside the skin."""
+    as_float = _working_grid(sitk.Cast(image, sitk.sitkFloat32), float(spec.get("working_spacing_mm", 2.0)))
     threshold = spec.get("threshold")
     if threshold is None:
         otsu = sitk.OtsuThresholdImageFilter()
@@ -152,7 +165,7 @@ def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
             f"No body found: no voxel is above the body-mask threshold {threshold:g}; check the input image or the "
             "card's body_mask.threshold."
         )
-    spacing = image.GetSpacing()
+    spacing = as_float.GetSpacing()
     closing = _radius(float(spec.get("closing_radius_mm", 3.0)), spacing)
     if any(closing):
         mask = sitk.BinaryMorphologicalClosing(mask, closing, sitk.sitkBall, 1, True)
@@ -161,6 +174,8 @@ def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
     dilation = _radius(float(spec.get("dilation_mm", 2.0)), spacing)
     if any(dilation):
         mask = sitk.BinaryDilate(mask, dilation, sitk.sitkBall, 0, 1)
+    if not same_grid(mask, image):
+        mask = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return mask
 
 
