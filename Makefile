@@ -24,7 +24,7 @@ demo: setup
 	$(VENV)/bin/medgan-translate demo --out demo_output
 
 bench: setup
-	$(PY) benchmarks/run_benchmark.py
+	$(PY) benchmarks/run_benchmark.py --variants fully_convolutional=false
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

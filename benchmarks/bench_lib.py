@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from MedGANTranslateLib.card import ModelCard
 from MedGANTranslateLib.imageio import read_image, write_image
-from MedGANTranslateLib.inference import InferenceReport, count_windows
+from MedGANTranslateLib.inference import InferenceReport, count_windows, plan_body_windows
 from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.preprocessing import body_mask, to_input_grid, to_network_grid
 
@@ -241,7 +241,7 @@ def child_run(card: ModelCard, inputs: Sequence[str], output: str, strategy: str
                      "postprocess": t2 - translator.infer_ended, "write": t3 - t2})
         del images
     report = result.report
-    window = (1, len(card.inputs), *translator.settings.roi_size)
+    window = (1, len(card.inputs), *(report.roi_size or translator.settings.roi_size))
     flops_window = flops_of_forward(translator.network_run, window)
     return {
         "strategy": strategy,
@@ -251,6 +251,7 @@ def child_run(card: ModelCard, inputs: Sequence[str], output: str, strategy: str
         "infer_s": statistics.median(r["infer"] for r in runs),
         "windows_total": report.windows_total,
         "windows_computed": report.windows_computed,
+        "window_size": list(window[2:]),
         "flops_per_window": flops_window,
         "flops": flops_window * report.windows_computed,
         "peak_rss_mb": peak_rss_mb(),
@@ -264,8 +265,10 @@ class FloorProbe(Translator):
     precisions: List[str] = ["float32"]
 
     def infer(self, volume, mask, progress=None, cancel=None):
+        large = plan_body_windows(volume.shape[1:], mask, self.settings).roi_size
         self.measured = measure_throughput(self.inference_network, volume, mask, self.settings.roi_size,
-                                           self.settings.sw_batch_size, self.settings.divisor, self.precisions)
+                                           self.settings.sw_batch_size, self.settings.divisor, self.precisions,
+                                           large if self.settings.fully_convolutional else None)
         raise _Measured()
 
 
@@ -292,11 +295,15 @@ def _best_time(fn, repeats: int = 3) -> float:
 
 
 def measure_throughput(network: torch.nn.Module, volume: np.ndarray, mask: np.ndarray, roi: Sequence[int],
-                       batch: int, divisor: int, precisions: Sequence[str]) -> Dict[str, Any]:
-    """FLOP/s of the network's forward on body-covering blocks (one ROI, a batch of ``batch`` ROIs, and twice the
-    ROI where the grid allows) in each precision; the best of them is the machine's throughput for this network."""
+                       batch: int, divisor: int, precisions: Sequence[str],
+                       large: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+    """FLOP/s of the network's forward on body-covering blocks (one ROI, a batch of ``batch`` ROIs, twice the
+    ROI where the grid allows, and the ``large`` window a fully convolutional network runs on) in each
+    precision; the best of them is the machine's throughput for this network."""
     double = tuple(min(2 * r, n // divisor * divisor) for r, n in zip(roi, mask.shape))
     blocks = [(1, tuple(roi)), (batch, tuple(roi)), (1, double)]
+    if large is not None and all(r <= n for r, n in zip(large, mask.shape)):
+        blocks.append((1, tuple(large)))
     rows = []
     for count, size in dict.fromkeys(blocks):
         block = _centre_block(volume, mask, size).expand(count, -1, -1, -1, -1).contiguous()

@@ -118,3 +118,38 @@ def test_background_skipping_works_when_the_volume_is_smaller_than_the_roi():
     b, _ = run_sliding_window(net, volume, off, torch.device("cpu"), mask=keep)
     assert report.windows_computed == 1
     np.testing.assert_allclose(a[keep], b[keep], atol=1e-6)
+
+
+def test_batch_norm_is_folded_into_the_convolutions_before_it():
+    torch.manual_seed(2)
+    net = UnetGenerator3D(1, 1, num_downs=3, ngf=4, norm="batch")
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):  # statistics as training leaves them, not the identity
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.2, 0.2)
+    net.eval()
+    norms = sum(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+    fast = optimise_for_inference(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast.modules())
+    assert norms == 3 and sum(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules()) == norms, \
+        "the original keeps its layers"
+    x = torch.randn(2, 1, 16, 24, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-4)
+
+
+def test_wider_transposed_convolutions_become_sub_pixel_only_in_bfloat16():
+    net = UnetGenerator3D(1, 1, num_downs=3, ngf=4, norm="batch").eval()
+    narrow = [m for m in net.modules() if isinstance(m, torch.nn.ConvTranspose3d) and 2 < m.out_channels <= 16]
+    assert narrow
+
+    def replaced(precision):
+        return sum(isinstance(m, SubpixelConvTranspose3d) for m in optimise_for_inference(net, precision).modules())
+
+    assert replaced("float32") == 1, "float32: only the image layer"
+    assert replaced("bfloat16") == 1 + len(narrow)
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(optimise_for_inference(net, "bfloat16")(x), net(x), atol=1e-5, rtol=1e-4)

@@ -31,6 +31,7 @@ from .inference import (
     InferenceSettings,
     LogCallback,
     check_fully_convolutional,
+    compute_precision,
     configure_threads,
     estimate_window_bytes,
     normalised_background_output,
@@ -88,7 +89,7 @@ class Translator:
         self.settings = inference_settings(card, roi, overlap)
         self.network = load_generator(card, device=str(self.device))
         check_fully_convolutional(self.network, self.settings)
-        self.inference_network = optimise_for_inference(self.network)
+        self.inference_network = optimise_for_inference(self.network, compute_precision(self.settings, self.device))
 
     def translate(
         self,

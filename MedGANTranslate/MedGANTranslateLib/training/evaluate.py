@@ -99,7 +99,8 @@ def evaluate_model(
         if log:
             log("info", f"seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if v is not None))
     size = " × ".join(str(int(n)) for n in phantom["shape"])
-    roi = " × ".join(str(n) for n in translator.settings.roi_size[::-1])
+    windows = ("large windows over the body (fully convolutional)" if translator.settings.fully_convolutional
+               else " × ".join(str(n) for n in translator.settings.roi_size[::-1]) + " windows")
     spacing = " × ".join(f"{float(s):g}" for s in phantom["spacing"])
     dataset = (f"{len(cases)} held-out digital head phantoms (MedGANTranslateLib.phantom, seeds "
                f"{', '.join(str(s) for s in seeds)}; never used in training), {size} voxels at {spacing} mm. "
@@ -111,6 +112,6 @@ def evaluate_model(
         "baselines": {name: _mean(rows) for name, rows in base_cases.items()},
         "per_case": cases,
         "runtime": {"cpu_seconds": round(float(seconds), 1),
-                    "reference_volume": f"phantom head, {size} voxels at {spacing} mm, {roi} windows, "
+                    "reference_volume": f"phantom head, {size} voxels at {spacing} mm, {windows}, "
                                         f"{torch.get_num_threads()} CPU thread(s)"} if device == "cpu" else {},
     }
