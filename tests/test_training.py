@@ -18,6 +18,7 @@ from MedGANTranslateLib.model_folder import tiny_card_data
 from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.registry import bundled_models_dirs, verify_weights
 from MedGANTranslateLib.training import evaluate_model, load_config, train
+from MedGANTranslateLib.training.evaluate import label_scores
 from MedGANTranslateLib.training.data import PatchSampler, Volume, load_phantom
 from MedGANTranslateLib.training.loop import CHECKPOINT, LOSS_LOG
 
@@ -120,6 +121,18 @@ def test_evaluation_reports_metrics_baseline_and_runtime(tmp_path, cache):
     assert set(report["baselines"]) == {"bulk_density"}
     assert report["runtime"]["cpu_seconds"] > 0
     assert "seeds 1, 2" in report["dataset"]
+
+
+def test_contrast_models_are_also_scored_on_the_enhancing_rim_alone():
+    labels = np.zeros((4, 4, 4), np.uint8)
+    labels[0, 0, :2] = 10  # two rim voxels
+    ref = np.full(labels.shape, 500.0, np.float32)
+    synth = ref.copy()
+    synth[0, 0, 0] += 300.0  # one rim voxel missed by 300
+    synth[3, 3, 3] += 1000.0  # outside the rim: not counted
+    assert label_scores(synth, ref, labels, "t1c") == {"mae_enhancing_rim": 150.0}
+    assert label_scores(synth, ref, np.zeros_like(labels), "t1c") == {"mae_enhancing_rim": None}
+    assert label_scores(synth, ref, labels, "ct") == {}
 
 
 def test_sampler_centres_patches_on_rare_changes_when_asked():
