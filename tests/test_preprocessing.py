@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from MedGANTranslateLib.errors import InputError, OutputError
 from MedGANTranslateLib.preprocessing import (
+    _fill_slices,
     background_value,
     body_mask,
     cast_output,
@@ -210,6 +211,18 @@ def test_body_mask_of_a_fine_grid_is_found_on_a_coarse_one_and_keeps_the_edge_sl
     assert (values != exact).sum() < 0.12 * exact.sum(), "a shell about one voxel thick at most"
     centre = [np.argwhere(m).mean(axis=0) for m in (values, exact)]
     np.testing.assert_allclose(centre[0], centre[1], atol=0.5, err_msg="the coarse grid is not shifted")
+
+
+@pytest.mark.parametrize("direction, axis", [((1, 0, 0, 0, 1, 0, 0, 0, 1), 0), ((1, 0, 0, 0, 0, 1, 0, 1, 0), 1)])
+def test_slice_hole_filling_equals_filling_each_slice_on_its_own(direction, axis):
+    values = (np.random.default_rng(5).random((14, 17, 12)) > 0.45).astype(np.uint8)  # many holes of all shapes
+    image = sitk.GetImageFromArray(values)
+    image.SetDirection(direction)  # the head-feet axis is array axis 0, or array axis 1
+    expected = np.stack([array(sitk.BinaryFillhole(sitk.GetImageFromArray(np.ascontiguousarray(plane))))
+                         for plane in np.moveaxis(values, axis, 0)], axis=axis)
+    filled = _fill_slices(image)
+    assert same_grid(filled, image)
+    assert np.array_equal(array(filled), expected) and (expected > values).any()
 
 
 def test_body_mask_without_anything_above_the_threshold():

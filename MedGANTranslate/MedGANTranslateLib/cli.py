@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--diff", help="difference map to write (synthetic minus reference)")
     run.add_argument("--metrics", help="JSON file for MAE, ME, RMSE, PSNR, SSIM inside the body")
     run.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N, mps")
-    run.add_argument("--roi", type=int, nargs=3, metavar=("X", "Y", "Z"), help="sliding-window size in voxels")
+    run.add_argument("--roi", type=int, nargs=3, metavar=("X", "Y", "Z"), help="sliding-window size in voxels (default: the card's; a fully convolutional model runs on a few "
+                          "large windows over the body unless --roi or --overlap is given)")
     run.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
     run.add_argument("--threads", type=int, help="CPU threads (default: all cores on small machines, one free on larger)")
     run.add_argument("--progress", choices=["bar", "json", "none"], default="bar")

@@ -120,17 +120,17 @@ def _radius(mm: float, spacing: Sequence[float]) -> List[int]:
 
 def _fill_slices(mask: sitk.Image) -> sitk.Image:
     """Fills holes in each slice across the axis nearest the patient's head-feet axis, so cavities that are
-    open to the outside only through the nose, mouth or neck (airways, sinuses) count as body."""
+    open to the outside only through the nose, mouth or neck (airways, sinuses) count as body.
+
+    One 2D hole filling does all slices: they are stacked into one tall image, each followed by a row of
+    background and framed by a column of it on both sides, so a slice's outside background joins the image
+    border through the frame while its holes stay enclosed."""
     axis = int(np.argmax(np.abs(np.asarray(mask.GetDirection()).reshape(3, 3)[2, :])))
-    values = sitk.GetArrayFromImage(mask)
-    numpy_axis = 2 - axis
-    for index in range(values.shape[numpy_axis]):
-        plane = np.take(values, index, axis=numpy_axis)
-        filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(plane)))
-        slicer = [slice(None)] * 3
-        slicer[numpy_axis] = index
-        values[tuple(slicer)] = filled
-    out = sitk.GetImageFromArray(values)
+    values = np.moveaxis(sitk.GetArrayFromImage(mask), 2 - axis, 0)
+    n, h, w = values.shape
+    stacked = np.pad(values, ((0, 0), (0, 1), (1, 1))).reshape(n * (h + 1), w + 2)
+    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(stacked)))
+    out = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(filled.reshape(n, h + 1, w + 2)[:, :h, 1:-1], 0, 2 - axis)))
     out.CopyInformation(mask)
     return out
 
