@@ -88,6 +88,7 @@ class InferenceSettings:
         ov = float(inference.get("overlap", 0.25) if overlap is None else overlap)
         if not 0.0 <= ov < 1.0:
             raise MedGANError(f"Overlap must be in [0, 1), got {ov}.")
+        user_windows = roi_xyz is not None or overlap is not None
         batch = inference.get("sw_batch_size", "auto")
         precision = inference.get("cpu_precision", "auto")
         if precision not in CPU_PRECISIONS:
@@ -103,10 +104,9 @@ class InferenceSettings:
             skip_background=bool(inference.get("skip_background", True)),
             cpu_precision=precision,
             divisor=divisor,
-            fully_convolutional=bool(inference.get("fully_convolutional", False))
-            and roi_xyz is None and overlap is None,
-            max_window_voxels=int(inference.get("max_window_voxels", 2 ** 23)),
-            window_context=int(inference.get("window_context", 16)),
+            fully_convolutional=bool(inference.get("fully_convolutional", False)) and not user_windows,
+            max_window_voxels=int(inference.get("max_window_voxels", cls.max_window_voxels)),
+            window_context=int(inference.get("window_context", cls.window_context)),
         )
 
 

@@ -130,7 +130,8 @@ def _fill_slices(mask: sitk.Image) -> sitk.Image:
     n, h, w = values.shape
     stacked = np.pad(values, ((0, 0), (0, 1), (1, 1))).reshape(n * (h + 1), w + 2)
     filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(stacked)))
-    out = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(filled.reshape(n, h + 1, w + 2)[:, :h, 1:-1], 0, 2 - axis)))
+    slices = filled.reshape(n, h + 1, w + 2)[:, :h, 1:-1]
+    out = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(slices, 0, 2 - axis)))
     out.CopyInformation(mask)
     return out
 
