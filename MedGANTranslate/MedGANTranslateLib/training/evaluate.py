@@ -129,7 +129,7 @@ def evaluate_model(
         "metrics": _mean([{k: v for k, v in c.items() if k not in ("seed", "seconds")} for c in cases]),
         "baselines": {name: _mean(rows) for name, rows in base_cases.items()},
         "per_case": cases,
-        "runtime": {"cpu_seconds": round(float(seconds), 1),
+        "runtime": {"cpu_seconds": float(f"{seconds:.2g}"),  # two significant digits: 0.04 s is not 0
                     "reference_volume": f"phantom head, {size} voxels at {spacing} mm, {windows}, "
                                         f"{torch.get_num_threads()} CPU thread(s)"} if device == "cpu" else {},
     }
