@@ -265,10 +265,11 @@ class FloorProbe(Translator):
     precisions: List[str] = ["float32"]
 
     def infer(self, volume, mask, progress=None, cancel=None):
-        large = plan_body_windows(volume.shape[1:], mask, self.settings).roi_size
+        large = (plan_body_windows(volume.shape[1:], mask, self.settings).roi_size
+                 if self.settings.fully_convolutional else None)
         self.measured = measure_throughput(self.inference_network, volume, mask, self.settings.roi_size,
                                            self.settings.sw_batch_size, self.settings.divisor, self.precisions,
-                                           large if self.settings.fully_convolutional else None)
+                                           large)
         raise _Measured()
 
 
