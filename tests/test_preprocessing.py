@@ -9,7 +9,10 @@ from scipy.spatial.transform import Rotation
 
 from MedGANTranslateLib.errors import InputError, OutputError
 from MedGANTranslateLib.preprocessing import (
+    _block_factors,
     _fill_slices,
+    _from_working_grid,
+    _working_grid,
     background_value,
     body_mask,
     cast_output,
@@ -211,6 +214,23 @@ def test_body_mask_of_a_fine_grid_is_found_on_a_coarse_one_and_keeps_the_edge_sl
     assert (values != exact).sum() < 0.12 * exact.sum(), "a shell about one voxel thick at most"
     centre = [np.argwhere(m).mean(axis=0) for m in (values, exact)]
     np.testing.assert_allclose(centre[0], centre[1], atol=0.5, err_msg="the coarse grid is not shifted")
+
+
+def test_a_coarse_mask_comes_back_as_nearest_neighbour_resampling_would_bring_it():
+    image = sitk.GetImageFromArray(np.zeros((11, 23, 19), np.float32))  # odd sizes: padded blocks at the edges
+    image.SetSpacing((0.45, 1.0, 0.7))
+    image.SetOrigin((4.0, -3.0, 12.5))
+    image.SetDirection(Rotation.from_euler("xyz", [12, -7, 30], degrees=True).as_matrix().ravel().tolist())
+    factors = _block_factors(image, 2.0)
+    assert factors == [4, 2, 2]
+    coarse = _working_grid(image, factors)
+    coarse = sitk.Cast(sitk.GetImageFromArray(np.random.default_rng(2).integers(0, 2, coarse.GetSize()[::-1])
+                                              .astype(np.uint8)), sitk.sitkUInt8)
+    coarse.CopyInformation(_working_grid(image, factors))
+    expected = sitk.Resample(coarse, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    back = _from_working_grid(coarse, image, factors)
+    assert same_grid(back, image)
+    np.testing.assert_array_equal(array(back), array(expected))
 
 
 @pytest.mark.parametrize("direction, axis", [((1, 0, 0, 0, 1, 0, 0, 0, 1), 0), ((1, 0, 0, 0, 0, 1, 0, 1, 0), 1)])
