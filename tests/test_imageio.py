@@ -108,6 +108,9 @@ def test_nifti_has_summary_in_descrip_and_json_sidecar(tmp_path, ext):
     assert len(summary) <= 80
     sidecar = tmp_path / "sct.json"
     assert json.loads(sidecar.read_text(encoding="utf-8")) == METADATA
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"sct{ext}", "sct.json"])  # no raw .nii left
+    assert out.read_bytes()[:2] == (b"\x1f\x8b" if ext == ".nii.gz" else b"\x5c\x01")  # gzip / NIfTI-1 header
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(make_image()))
 
 
 def test_nifti_descrip_is_cut_to_the_field_size(tmp_path):

