@@ -56,6 +56,10 @@ def test_resampling_cards_come_back_to_the_input_grid(make_model, name):
     body_out = sitk.GetArrayFromImage(result.synthetic) != -1000
     overlap = (body_in & body_out).sum() / body_in.sum()
     assert overlap > 0.95
+    assert_same_grid(result.body_mask, image)  # the mask the background and the metrics used, on the input grid
+    mask = sitk.GetArrayFromImage(result.body_mask)
+    assert result.body_mask.GetPixelID() == sitk.sitkUInt8 and set(np.unique(mask)) == {0, 1}
+    assert np.array_equal(body_out, mask == 1)
 
 
 class Pointwise(torch.nn.Module):

@@ -55,6 +55,7 @@ class TranslationResult:
     provenance: Dict[str, str]
     report: InferenceReport
     seconds: float
+    body_mask: Optional[sitk.Image] = None  # uint8 on the input grid: where metrics and the background apply
     outputs: Dict[str, Optional[str]] = field(default_factory=dict)
 
 
@@ -150,7 +151,7 @@ class Translator:
                 "MedGANTranslate.EngineVersion": __version__,
             }
         )
-        return TranslationResult(synthetic, difference, metrics, provenance, report, seconds)
+        return TranslationResult(synthetic, difference, metrics, provenance, report, seconds, mask_image)
 
     def infer(
         self,

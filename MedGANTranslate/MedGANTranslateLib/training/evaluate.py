@@ -15,7 +15,7 @@ import torch
 from ..card import ModelCard
 from ..metrics import ct_tissue_metrics, image_metrics
 from ..pipeline import Translator
-from ..preprocessing import body_mask, map_output, normalize, to_network_grid
+from ..preprocessing import map_output, normalize
 from .data import load_phantom
 
 DEFAULT_PHANTOM = {"shape": [192, 224, 192], "spacing": [1.0, 1.0, 1.0], "tumour": True, "deform": True, "noise": True}
@@ -46,15 +46,12 @@ def _score(synth: np.ndarray, ref: np.ndarray, mask: np.ndarray, card: ModelCard
     return scores
 
 
-def _baselines(card: ModelCard, images: List[sitk.Image],
-               ref: np.ndarray) -> Dict[str, Tuple[Dict[str, Optional[float]], np.ndarray]]:
-    """Scores and image of the trivial baseline: CT: bulk density (body 0 HU, air -1000 HU). PET: uniform SUV 1
-    in the body. MR: the input itself, mapped to the output scale (no predicted change)."""
+def _baselines(card: ModelCard, images: List[sitk.Image], ref: np.ndarray,
+               mask: np.ndarray) -> Dict[str, Tuple[Dict[str, Optional[float]], np.ndarray]]:
+    """Scores and image of the trivial baseline inside the translation's body ``mask``: CT: bulk density (body
+    0 HU, air -1000 HU). PET: uniform SUV 1 in the body. MR: the input itself, mapped to the output scale (no
+    predicted change)."""
     pre, post = card.preprocessing, card.postprocessing
-    grid0 = to_network_grid(images[0], pre)
-    mask_img = sitk.Resample(body_mask(grid0, post.get("body_mask", {})), images[0], sitk.Transform(),
-                             sitk.sitkNearestNeighbor, 0)
-    mask = sitk.GetArrayFromImage(mask_img) > 0
     background = float(post.get("background_value") or 0.0)
     modality = card.output["modality"]
     if modality == "CT":
@@ -111,7 +108,8 @@ def evaluate_model(
         synth = sitk.GetArrayFromImage(result.synthetic).astype(np.float32)
         result.metrics.update(label_scores(synth, ref, labels, target_name))
         cases.append(dict(result.metrics, seed=int(seed), seconds=round(result.seconds, 2)))
-        for name, (scores, base) in _baselines(card, inputs, ref).items():
+        mask = sitk.GetArrayViewFromImage(result.body_mask) > 0
+        for name, (scores, base) in _baselines(card, inputs, ref, mask).items():
             scores.update(label_scores(base, ref, labels, target_name))
             base_cases.setdefault(name, []).append(scores)
         if log:
