@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from MedGANTranslateLib.card import load_card
@@ -18,6 +19,8 @@ from MedGANTranslateLib.model_folder import tiny_card_data
 from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.registry import bundled_models_dirs, verify_weights
 from MedGANTranslateLib.training import evaluate_model, load_config, train
+from MedGANTranslateLib.training.config import complete_config
+from MedGANTranslateLib.training.recipes import CycleGAN
 from MedGANTranslateLib.training.evaluate import label_scores
 from MedGANTranslateLib.training.data import PatchSampler, Volume, load_phantom
 from MedGANTranslateLib.training.loop import CHECKPOINT, LOSS_LOG
@@ -69,6 +72,19 @@ def test_short_run_gives_a_card_that_runs_through_the_pipeline(tmp_path, cache, 
     result = Translator(card, device="cpu", threads=1).translate([images["t1"]], images["ct"])
     assert result.synthetic.GetSize() == images["t1"].GetSize()
     assert result.metrics["mae"] is not None
+
+
+@pytest.mark.parametrize("cycle_source", [1.0, 0.1, 0.0])
+def test_cyclegan_weighs_the_source_cycle_by_cycle_source(cycle_source):
+    cfg = complete_config(tiny_config("cyclegan"))
+    cfg["losses"].update(cycle=10.0, cycle_source=cycle_source, identity=0.0)
+    torch.manual_seed(0)
+    recipe = CycleGAN(cfg, 1, torch.device("cpu"))
+    a, b = torch.rand(1, 1, 16, 16, 16) * 2 - 1, torch.rand(1, 1, 16, 16, 16) * 2 - 1
+    out = recipe.step(a, b, 0, np.random.default_rng(0))
+    assert out["cycle_a"] > 0 and out["cycle_b"] > 0
+    expected = out["G_adv"] + 10.0 * cycle_source * out["cycle_a"] + 10.0 * out["cycle_b"]
+    assert out["G"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_resume_continues_step_count_and_loss_log_exactly(tmp_path, cache):

@@ -30,7 +30,7 @@ DEFAULTS: Dict[str, Any] = {
         "focus_threshold": 0.2,
     },
     "optim": {"lr": 2e-4, "betas": [0.5, 0.999], "steps": 1000, "decay_from": 0.5, "warmup_steps": 0},
-    "losses": {"gan_mode": "least_squares", "adversarial": 1.0, "l1": 100.0, "cycle": 10.0, "identity": 0.5},
+    "losses": {"gan_mode": "least_squares", "adversarial": 1.0, "l1": 100.0, "cycle": 10.0, "cycle_source": 1.0, "identity": 0.5},
     "pool_size": 50,
     "checkpoint_every": 100,
     "log_every": 10,
