@@ -12,6 +12,7 @@ from MedGANTranslateLib.preprocessing import (
     _block_factors,
     _fill_slices,
     _from_working_grid,
+    _morphology,
     _working_grid,
     background_value,
     body_mask,
@@ -231,6 +232,27 @@ def test_a_coarse_mask_comes_back_as_nearest_neighbour_resampling_would_bring_it
     back = _from_working_grid(coarse, image, factors)
     assert same_grid(back, image)
     np.testing.assert_array_equal(array(back), array(expected))
+
+
+@pytest.mark.parametrize("radius", [[2, 2, 2], [1, 2, 3], [0, 1, 2]])
+def test_morphology_gives_the_voxels_itk_gives(radius):
+    rng = np.random.default_rng(sum(radius))
+    values = blobs_cut_by_the_faces(rng)
+    image = sitk.GetImageFromArray(values)
+    closed = sitk.BinaryMorphologicalClosing(image, radius, sitk.sitkBall, 1, True)
+    dilated = sitk.BinaryDilate(image, radius, sitk.sitkBall, 0, 1)
+    ours_closed, ours_dilated = _morphology(image, radius, closing=True), _morphology(image, radius, closing=False)
+    assert same_grid(ours_closed, image) and ours_closed.GetPixelID() == sitk.sitkUInt8
+    np.testing.assert_array_equal(array(ours_closed), array(closed))
+    np.testing.assert_array_equal(array(ours_dilated), array(dilated))
+    assert (array(closed) > values).any() and values[0].any(), "closing changed something, objects touch the edge"
+
+
+def blobs_cut_by_the_faces(rng: np.random.Generator) -> np.ndarray:
+    """Blobs with gaps and holes of a few voxels, some cut by the array's faces."""
+    coarse = rng.random((5, 6, 7))
+    fine = np.kron(coarse, np.ones((4, 4, 4)))[:19, :23, :26]
+    return ((fine + 0.35 * rng.random(fine.shape)) > 0.8).astype(np.uint8)
 
 
 @pytest.mark.parametrize("direction, axis", [((1, 0, 0, 0, 1, 0, 0, 0, 1), 0), ((1, 0, 0, 0, 0, 1, 0, 1, 0), 1)])
