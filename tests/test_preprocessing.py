@@ -13,6 +13,7 @@ from MedGANTranslateLib.preprocessing import (
     _fill_slices,
     _from_working_grid,
     _morphology,
+    _scale,
     _working_grid,
     background_value,
     body_mask,
@@ -385,3 +386,22 @@ def test_cast_output_refuses_non_finite_network_output():
     image = sitk.GetImageFromArray(np.array([[[1.0, np.nan, np.inf]]], np.float32))
     with pytest.raises(OutputError, match="2 NaN/Inf"):
         cast_output(image, "int16", [-1024, 3000])
+
+
+@pytest.mark.parametrize("source, target, clip", [((10, 850), (-1, 1), True), ((-1024, 2000), (-1, 1), False),
+                                                   ((0, 1), (2000, -1024), False)])
+def test_scale_computes_what_monai_scale_intensity_range_computes(source, target, clip):
+    from monai.transforms import ScaleIntensityRange
+
+    values = np.random.default_rng(1).normal(400, 600, (9, 10, 11)).astype(np.float32)
+    before = values.copy()
+    expected = np.asarray(ScaleIntensityRange(*source, *target, clip=clip)(values), dtype=np.float32)
+    out = _scale(values, source, target, clip)
+    assert out.dtype == np.float32 and np.array_equal(values, before)  # the input is not changed
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4)
+    assert (out.min() >= min(target) and out.max() <= max(target)) == clip
+
+
+def test_scale_refuses_an_empty_source_range():
+    with pytest.raises(ValueError, match="empty intensity range"):
+        _scale(np.zeros(3, np.float32), (5, 5), (-1, 1), True)
