@@ -138,9 +138,7 @@ class Translator:
             synthetic_image = sitk.Mask(synthetic_image, mask_image, outsideValue=float(background))
         synthetic = cast_output(synthetic_image, card.output["dtype"], valid)
         del synthetic_image
-        input_mask = sitk.GetArrayViewFromImage(mask_image) > 0
-
-        difference, metrics = self._difference(synthetic, images[0], reference, normalised_input, grid, input_mask)
+        difference, metrics = self._difference(synthetic, images[0], reference, normalised_input, grid, mask_image)
         seconds = time.perf_counter() - start
         provenance = dict(card.provenance())
         provenance.update(
@@ -192,22 +190,23 @@ class Translator:
             return self._like(values, target)
         return to_input_grid(grid.image(values), target, fill, interpolator)
 
-    def _difference(self, synthetic, source, reference, normalised_input, grid, mask):
+    def _difference(self, synthetic, source, reference, normalised_input, grid, mask_image):
         card = self.card
+        if reference is None and card.difference.get("without_reference") != "minus_input":
+            return None, None  # nothing to compare: no float copy of the output
         synth = sitk.GetArrayFromImage(synthetic).astype(np.float32)
         if reference is not None:
+            mask = sitk.GetArrayViewFromImage(mask_image) > 0
             ref = sitk.GetArrayFromImage(to_network_grid(reference, {}, reference_grid=synthetic))
             metrics = image_metrics(synth, ref, mask, card.output["modality"], spacing=synthetic.GetSpacing())
             if card.output["modality"] == "CT":
                 metrics.update(ct_tissue_metrics(synth, ref, mask))
             return self._like(synth - ref, synthetic), metrics
-        if card.difference.get("without_reference") == "minus_input":
-            fill = float(card.postprocessing.get("background_value") or 0.0)
-            as_output = sitk.GetArrayFromImage(
-                self._on_input_grid(map_output(normalised_input, card.postprocessing), grid, source, fill)
-            )
-            return self._like(synth - as_output, synthetic), None
-        return None, None
+        fill = float(card.postprocessing.get("background_value") or 0.0)
+        as_output = sitk.GetArrayFromImage(
+            self._on_input_grid(map_output(normalised_input, card.postprocessing), grid, source, fill)
+        )
+        return self._like(synth - as_output, synthetic), None
 
 
 def _same_path(a: "str | Path", b: "str | Path") -> bool:
