@@ -13,8 +13,8 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 from monai.transforms import NormalizeIntensity
+from scipy import ndimage
 
 from .errors import InputError, OutputError
 
