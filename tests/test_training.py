@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.errors import MedGANError
@@ -110,6 +111,23 @@ def test_resume_continues_step_count_and_loss_log_exactly(tmp_path, cache):
         assert resumed == pytest.approx(uninterrupted, rel=1e-5)
 
 
+def test_selection_publishes_the_best_scored_weights_not_the_last(tmp_path, cache):
+    config = tiny_config(steps=6)
+    config["optim"]["lr"] = 0.05  # unstable on purpose: with this seed the best score is at step 4, not 6
+    config["selection"] = {"seeds": [3], "every": 2}
+    card = train(config, tmp_path, cache_dir=cache)
+    selection = card.data["training"]["selection"]
+    scores = {row["step"]: row["mae"] for row in selection["history"]}
+    assert list(scores) == [2, 4, 6]
+    assert selection["selected_step"] == min(scores, key=scores.get) != 6
+    rescored = evaluate_model(card, [3], phantom=TINY_PHANTOM, cache_dir=cache, threads=1, runtime=False)
+    assert rescored["metrics"]["mae"] == pytest.approx(selection["selected_mae"], rel=1e-4)
+    assert rescored["runtime"] == {}
+    last = torch.load(tmp_path / CHECKPOINT, weights_only=False)["recipe"]["modules"]["G"]
+    published = load_file(card.weights_path)
+    assert any(not torch.equal(published[k], last[k]) for k in published), "the last weights were published"
+
+
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, cache):
     train(tiny_config(steps=2), tmp_path, cache_dir=cache)
     other = tiny_config(steps=2)
@@ -169,6 +187,12 @@ def test_config_errors_name_the_field(tmp_path):
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(MedGANError, match="overlap"):
         load_config(path)
+    config["validation"] = {"seeds": [2]}
+    for selection, field in (({"seeds": [2], "every": 10}, "selection seeds overlap"),
+                             ({"seeds": [3], "every": 0}, "selection.every")):
+        path.write_text(yaml.safe_dump(dict(config, selection=selection)))
+        with pytest.raises(MedGANError, match=field):
+            load_config(path)
     path.write_text(yaml.safe_dump(dict(config, recipe="vae")))
     with pytest.raises(MedGANError, match="recipe"):
         load_config(path)

@@ -35,6 +35,7 @@ DEFAULTS: Dict[str, Any] = {
     "checkpoint_every": 100,
     "log_every": 10,
     "validation": {"seeds": [], "threads": None},
+    "selection": {"seeds": [], "every": 0},
 }
 
 
@@ -64,6 +65,13 @@ def complete_config(config: Dict[str, Any]) -> Dict[str, Any]:
         raise MedGANError("Training config: 'data.inputs' needs one phantom image per card input.")
     if set(data["train_seeds"]) & set(cfg["validation"]["seeds"]):
         raise MedGANError("Training config: validation seeds overlap the training seeds.")
+    selection = cfg["selection"]
+    if set(selection["seeds"]) & (set(data["train_seeds"]) | set(cfg["validation"]["seeds"])):
+        raise MedGANError("Training config: selection seeds overlap the training or validation seeds; pick "
+                          "phantoms used for nothing else, so the held-out numbers stay unbiased.")
+    if selection["seeds"] and int(selection["every"]) <= 0:
+        raise MedGANError("Training config: 'selection.every' must be a positive number of steps when "
+                          "'selection.seeds' are given.")
     return cfg
 
 

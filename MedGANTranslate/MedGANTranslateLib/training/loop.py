@@ -20,6 +20,7 @@ from ..progress import ProgressCallback, StageTimer
 from .config import complete_config
 from .data import PatchSampler, load_phantom, prepare_volume
 from .recipes import RECIPES
+from .selection import CheckpointSelector
 
 LogCallback = Callable[[str, str], None]
 CHECKPOINT = "checkpoint.pt"
@@ -75,7 +76,9 @@ def train(
 
     ``out_dir`` also holds ``checkpoint.pt`` and ``loss_log.jsonl``; with ``resume`` a run continues from the
     checkpoint there. Phantoms are cached in ``cache_dir`` (default ``out_dir/phantoms``). When the config
-    lists validation seeds, the model is evaluated on them and the numbers go into the card.
+    lists selection seeds, the generator is scored on them every ``selection.every`` steps and the best
+    weights are published (:mod:`.selection`). When it lists validation seeds, the published model is
+    evaluated on them and the numbers go into the card.
     """
     cfg = complete_config(config)
     say = log or (lambda level, message: None)
@@ -95,6 +98,7 @@ def train(
 
     rng = _seed_everything(int(cfg["seed"]))
     recipe = RECIPES[cfg["recipe"]](cfg, len(data["inputs"]), device)
+    selector = CheckpointSelector(cfg["selection"], card, data["phantom"], out, cache, cfg["threads"], say)
     step, elapsed = 0, 0.0
     ckpt_path, log_path = out / CHECKPOINT, out / LOSS_LOG
     if resume and ckpt_path.is_file():
@@ -102,6 +106,7 @@ def train(
         if state["settings"] != _trained_settings(cfg):
             raise MedGANError(f"Checkpoint {ckpt_path} was made with other settings; use another --out folder or resume=False.")
         recipe.load_state_dict(state["recipe"])
+        selector.load_state_dict(state["selection"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
@@ -131,17 +136,24 @@ def train(
                 log_file.flush()
                 window = {}
                 say("info", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            if selector.due(step, total):
+                selector.score(recipe.generator, step)
             if step % int(cfg["checkpoint_every"]) == 0 or step == total:
                 _save_checkpoint(ckpt_path, {
                     "step": step, "elapsed_s": time.perf_counter() - t0, "settings": _trained_settings(cfg),
-                    "recipe": recipe.state_dict(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "recipe": recipe.state_dict(), "selection": selector.state_dict(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 })
             timer.advance()
     seconds = time.perf_counter() - t0
-    return _publish(cfg, card, recipe.generator, out, step, seconds, _read_log(log_path, step), say, cache)
+    if selector.best is not None:
+        say("info", f"publishing the weights of step {selector.best['step']} (selection MAE {selector.best['mae']:.4g})")
+        selector.restore_best(recipe.generator)
+    return _publish(cfg, card, recipe.generator, out, step, seconds, _read_log(log_path, step), say, cache,
+                    selector.summary())
 
 
-def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, say, cache) -> ModelCard:
+def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, say, cache,
+             selection: Dict[str, Any]) -> ModelCard:
     """Writes the model folder; with validation seeds, evaluates it through the real pipeline and re-writes
     the card with the numbers."""
     from .evaluate import evaluate_model
@@ -154,6 +166,8 @@ def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, 
         "final_losses": {k: round(v, 5) for k, v in (rows[-1] if rows else {}).items() if k not in ("step", "elapsed_s", "lr")},
         "config": {k: v for k, v in cfg.items() if k != "card"},
     }
+    if selection:
+        card["training"]["selection"] = selection
     folder = out / MODEL_DIR
     net = copy.deepcopy(generator).to("cpu").eval()
     result = save_model_folder(folder, card, network=net, fmt="safetensors", weights_file=WEIGHTS_FILE)
