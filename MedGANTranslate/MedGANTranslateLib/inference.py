@@ -541,12 +541,16 @@ def normalised_background_output(postprocessing: Dict[str, Any]) -> float:
     return float(s0 + (value - t0) * (s1 - s0) / (t1 - t0))
 
 
-def estimate_window_bytes(settings: InferenceSettings, channels: int, width: int = 64) -> int:
-    """Rough activation memory of one batch of windows (or one large window): a few full-resolution feature
-    maps of ``width`` channels. The pix2pix U-Net (first convolution strided) measured 31-49 B/voxel at
-    ``width`` 16, 5x below this bound."""
+def window_voxels(settings: InferenceSettings) -> int:
+    """Input voxels one network call holds at most: a batch of windows, or one large window."""
     if settings.fully_convolutional:
-        voxels = settings.max_window_voxels
-    else:
-        voxels = math.prod(settings.roi_size) * settings.sw_batch_size
-    return int(voxels * 4 * (channels + 4 * width))
+        return settings.max_window_voxels
+    return math.prod(settings.roi_size) * settings.sw_batch_size
+
+
+def estimate_window_bytes(settings: InferenceSettings, channels: int, width: int = 64) -> int:
+    """Quick upper bound on the activation memory of one network call: a few full-resolution feature maps of
+    ``width`` channels. The bundled networks trace at 32 (U-Net) to 74 (ResNet) B/voxel in float32, 4-8x
+    below it at their widths; :func:`~MedGANTranslateLib.resources.traced_activation_bytes_per_voxel` gives
+    the precise figure when the bound matters."""
+    return int(window_voxels(settings) * 4 * (channels + 4 * width))

@@ -25,7 +25,7 @@ from . import __version__
 from .card import ModelCard
 from .checkpoints import load_generator
 from .errors import InputError, MedGANError
-from .imageio import check_output_path, check_volume, read_header, read_image, remove_output, study_tags, write_image
+from .imageio import ImageHeader, check_output_path, check_volume, read_header, read_image, remove_output, study_tags, write_image
 from .inference import (
     InferenceReport,
     InferenceSettings,
@@ -38,13 +38,14 @@ from .inference import (
     optimise_for_inference,
     run_inference,
     select_device,
+    window_voxels,
 )
 from .metrics import ct_tissue_metrics, image_metrics
 from .networks import required_divisor
 from .preprocessing import NetworkGrid, cast_output, map_output, network_inputs, to_input_grid, to_network_grid
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
-from .resources import check_fits, estimate_job_bytes
+from .resources import check_fits, estimate_job_bytes, traced_activation_bytes_per_voxel
 
 
 @dataclass
@@ -213,6 +214,17 @@ def _same_path(a: "str | Path", b: "str | Path") -> bool:
     return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
+def traced_job_bytes(card: ModelCard, headers: Sequence[ImageHeader], settings: InferenceSettings) -> Optional[int]:
+    """Peak memory of the job with the network's activations traced rather than bounded (None when the
+    architecture cannot be traced), plus a quarter for the convolution library's scratch memory."""
+    side = settings.divisor * -(-64 // settings.divisor)  # a multiple of the divisor, at least 64
+    per_voxel = traced_activation_bytes_per_voxel(card.architecture, len(headers), side)
+    if per_voxel is None:
+        return None
+    window = int(1.25 * per_voxel * window_voxels(settings))
+    return estimate_job_bytes(headers, card.preprocessing.get("spacing"), window)
+
+
 def translate_files(
     model: str,
     inputs: Sequence[str],
@@ -258,10 +270,11 @@ def translate_files(
     headers = [read_header(p) for p in inputs]
     settings = inference_settings(card, roi, overlap)
     width = int((card.architecture.get("params") or {}).get("ngf", 64))
-    window_bytes = estimate_window_bytes(settings, len(headers), width)
-    needed = estimate_job_bytes(headers, card.preprocessing.get("spacing"), window_bytes)
+    spacing = card.preprocessing.get("spacing")
+    needed = estimate_job_bytes(headers, spacing, estimate_window_bytes(settings, len(headers), width))
     size = " × ".join(str(n) for n in headers[0].size)
-    check_fits(needed, f"Translating {inputs[0]} ({size} voxels)")
+    check_fits(needed, f"Translating {inputs[0]} ({size} voxels)",
+               refine=lambda: traced_job_bytes(card, headers, settings) or needed)
 
     _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
     translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log)
