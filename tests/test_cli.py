@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 
 from volumes import head_volume, write
+from MedGANTranslateLib.progress import ProgressEvent, bar_reporter
 
 CLI = [sys.executable, "-m", "MedGANTranslateLib.cli"]
 ENV = {**os.environ, "MEDGAN_TRANSLATE_THREADS": "1"}
@@ -73,10 +75,26 @@ def test_nifti_output_records_synthetic_provenance(model, mr, tmp_path):
     assert "SYNTHETIC" in sitk.ReadImage(str(out)).GetMetaData("descrip").upper()
 
 
-def test_bar_progress_for_people(model, mr, tmp_path):
+def test_bar_progress_for_people_writes_whole_lines_to_a_log(model, mr, tmp_path):
     proc = run_cli("run", "-m", model.folder, "-i", mr, "-o", tmp_path / "o.mha", "--progress", "bar")
     assert proc.returncode == 0
     assert "100.0%" in proc.stderr and "written to" in proc.stdout
+    assert "\r" not in proc.stderr, "stderr is a pipe here: no in-place redraws"
+    infer = [line for line in proc.stderr.splitlines() if line.startswith("infer ")]
+    assert 2 <= len(infer) <= 11 and "100.0%" in infer[-1]
+
+
+def test_bar_progress_redraws_in_place_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    report = bar_reporter(stream, width=10)
+    for done in range(1, 101):
+        report(ProgressEvent("infer", done, 100))
+    text = stream.getvalue()
+    assert text.count("\r") == 100 and text.count("\n") == 1 and text.endswith("100.0%\n")
 
 
 def _constant(tmp_path):

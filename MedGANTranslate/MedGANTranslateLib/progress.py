@@ -103,15 +103,24 @@ def json_lines_reporter(stream: TextIO = sys.stdout) -> ProgressCallback:
 
 
 def bar_reporter(stream: TextIO = sys.stderr, width: int = 30) -> ProgressCallback:
-    """A one-line text bar with percentage and ETA, redrawn in place."""
+    """A one-line text bar with percentage and ETA: redrawn in place on a terminal; in a log file or pipe,
+    one line per stage start and per tenth done, so a 24000-step training log stays readable."""
+    redraw = getattr(stream, "isatty", lambda: False)()
+    last = {"stage": None, "tenth": -1}
 
     def report(event: ProgressEvent) -> None:
+        tenth = int(10 * event.fraction)
+        if not redraw:
+            if (event.stage, tenth) == (last["stage"], last["tenth"]):
+                return
+            last.update(stage=event.stage, tenth=tenth)
         filled = int(round(width * event.fraction))
         eta = "" if event.eta_s is None else f" ETA {event.eta_s:5.1f}s"
-        line = f"\r{event.stage:<12} [{'#' * filled}{'.' * (width - filled)}] {100 * event.fraction:5.1f}%{eta}"
-        stream.write(line)
-        if event.done >= event.total:
-            stream.write("\n")
+        line = f"{event.stage:<12} [{'#' * filled}{'.' * (width - filled)}] {100 * event.fraction:5.1f}%{eta}"
+        if redraw:
+            stream.write("\r" + line + ("\n" if event.done >= event.total else ""))
+        else:
+            stream.write(line + "\n")
         stream.flush()
 
     return report
