@@ -23,8 +23,16 @@ PHANTOM_IMAGES = ("labels", "t1", "t2", "ct", "pet", "t1c")
 _AXES = {"x": 2, "y": 1, "z": 0}  # array axes are (z, y, x)
 
 
+def _generator_digest() -> str:
+    """SHA-256 of the phantom generator's source: any change to it makes new cache entries, so a cached head
+    is always the one the current code makes (a version number would depend on someone bumping it)."""
+    from .. import phantom
+
+    return hashlib.sha256(Path(phantom.__file__).read_bytes()).hexdigest()
+
+
 def _cache_key(seed: int, phantom: Dict[str, Any]) -> str:
-    blob = json.dumps({"seed": seed, **phantom}, sort_keys=True).encode()
+    blob = json.dumps({"seed": seed, **phantom, "generator": _generator_digest()}, sort_keys=True).encode()
     return f"seed{seed}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
