@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -23,11 +24,13 @@ from MedGANTranslateLib.training import evaluate_model, load_config, train
 from MedGANTranslateLib.training.config import complete_config
 from MedGANTranslateLib.training.recipes import CycleGAN
 from MedGANTranslateLib.training.evaluate import label_scores
+from MedGANTranslateLib.training import data as training_data
 from MedGANTranslateLib.training.data import PatchSampler, Volume, load_phantom
 from MedGANTranslateLib.training.loop import CHECKPOINT, LOSS_LOG
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 BUNDLED = ["mr-t1-to-ct-pix2pix", "mr-t1-to-ct-cyclegan", "mr-t1-to-t1c-pix2pix", "mr-t1t2-to-pet-pix2pix"]
+HELD_OUT_SEED = 1  # a validation phantom of every bundled model
 TINY_PHANTOM = {"shape": [40, 48, 40], "spacing": [4.8, 4.8, 4.8], "tumour": True, "deform": False, "noise": True}
 
 
@@ -86,6 +89,16 @@ def test_cyclegan_weighs_the_source_cycle_by_cycle_source(cycle_source):
     assert out["cycle_a"] > 0 and out["cycle_b"] > 0
     expected = out["G_adv"] + 10.0 * cycle_source * out["cycle_a"] + 10.0 * out["cycle_b"]
     assert out["G"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_phantom_cache_holds_what_the_current_generator_makes(tmp_path, monkeypatch):
+    first = load_phantom(5, TINY_PHANTOM, tmp_path)
+    cached = load_phantom(5, TINY_PHANTOM, tmp_path)
+    assert np.array_equal(sitk.GetArrayViewFromImage(first["ct"]), sitk.GetArrayViewFromImage(cached["ct"]))
+    # a changed generator gets its own entry: heads cached by older code are never handed out as current ones
+    monkeypatch.setattr(training_data, "_generator_digest", lambda: "0" * 64)
+    load_phantom(5, TINY_PHANTOM, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2
 
 
 def test_resume_continues_step_count_and_loss_log_exactly(tmp_path, cache):
@@ -149,12 +162,17 @@ def test_same_seed_same_losses_other_seed_other_losses(tmp_path, cache):
 
 
 def test_evaluation_reports_metrics_baseline_and_runtime(tmp_path, cache):
-    card = train(tiny_config(steps=1), tmp_path, cache_dir=cache)
+    card = train(dict(tiny_config(steps=1), validation={"seeds": [1, 2], "threads": 1}), tmp_path, cache_dir=cache)
     report = evaluate_model(card, [1, 2], phantom=TINY_PHANTOM, cache_dir=cache, threads=1)
     assert {"mae", "me", "psnr", "ssim", "mae_bone", "bone_dice"} <= set(report["metrics"])
     assert set(report["baselines"]) == {"bulk_density"}
     assert report["runtime"]["cpu_seconds"] > 0
     assert "seeds 1, 2" in report["dataset"]
+    validation = card.data["validation"]  # what training wrote into the card
+    assert [case["seed"] for case in validation["per_case"]] == [1, 2]
+    for key in ("mae", "bone_dice"):
+        assert np.mean([case[key] for case in validation["per_case"]]) == pytest.approx(validation["metrics"][key], abs=1e-3)
+        assert report["metrics"][key] == pytest.approx(validation["metrics"][key], rel=1e-4)
 
 
 def test_contrast_models_are_also_scored_on_the_enhancing_rim_alone():
@@ -212,6 +230,26 @@ def test_bundled_model_card_validates_and_checksum_matches(model_id):
     # settings added since the model was trained default to the behaviour it was trained with
     trained = complete_config(dict(copy.deepcopy(card.data["training"]["config"]), card=config["card"]))
     assert trained == config, "train.yaml reproduces the bundled weights"
+
+
+@pytest.mark.parametrize("model_id", BUNDLED)
+def test_bundled_weights_reproduce_their_cards_numbers_on_a_held_out_phantom(model_id, cache):
+    """The card's per-phantom numbers are what the shipped weights give through today's engine. The tolerance
+    covers float32 against bfloat16 arithmetic (cards are measured where the CPU computes bfloat16)."""
+    card = load_card(MODELS / model_id)
+    expected = next(c for c in card.data["validation"]["per_case"] if c["seed"] == HELD_OUT_SEED)
+    measured = evaluate_model(card, [HELD_OUT_SEED], cache_dir=cache, threads=2, runtime=False)["per_case"][0]
+    mae = expected["mae"]
+    for key, value in expected.items():
+        if key in ("psnr",):
+            tolerance = 0.2
+        elif key in ("ssim", "bone_dice"):
+            tolerance = 0.01
+        elif key == "me":
+            tolerance = 0.02 * mae
+        else:
+            tolerance = 0.02 * abs(value) + 1e-6
+        assert measured[key] == pytest.approx(value, abs=tolerance), f"{model_id} {key} on seed {HELD_OUT_SEED}"
 
 
 def test_every_bundled_model_is_listed():

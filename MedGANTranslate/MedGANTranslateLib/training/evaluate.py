@@ -74,6 +74,15 @@ def label_scores(synth: np.ndarray, ref: np.ndarray, labels: np.ndarray, target:
     return out
 
 
+def card_validation(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The card's ``validation`` section from an :func:`evaluate_model` report: the means, the baselines and
+    each phantom's own numbers, so anyone can re-measure one phantom and compare it with the card."""
+    per_case = [dict({k: round(float(v), 4) for k, v in case.items() if k not in ("seed", "seconds") and v is not None},
+                     seed=int(case["seed"])) for case in report["per_case"]]
+    return {"dataset": report["dataset"], "metrics": report["metrics"], "baselines": report["baselines"],
+            "per_case": per_case}
+
+
 def _mean(rows: Sequence[Dict[str, Optional[float]]]) -> Dict[str, float]:
     keys = [k for k in rows[0] if all(r.get(k) is not None for r in rows)]
     return {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}

@@ -156,7 +156,7 @@ def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, 
              selection: Dict[str, Any]) -> ModelCard:
     """Writes the model folder; with validation seeds, evaluates it through the real pipeline and re-writes
     the card with the numbers."""
-    from .evaluate import evaluate_model
+    from .evaluate import card_validation, evaluate_model
 
     card["training"] = {
         "recipe": cfg["recipe"],
@@ -179,6 +179,6 @@ def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, 
                             threads=cfg["validation"]["threads"], log=say)
     (out / "validation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     data = copy.deepcopy(card)  # as written, not with the schema's defaults filled in: they may change
-    data["validation"] = {"dataset": report["dataset"], "metrics": report["metrics"], "baselines": report["baselines"]}
+    data["validation"] = card_validation(report)
     data["runtime"] = dict(data.get("runtime", {}), **report["runtime"])
     return save_model_folder(folder, data, network=None, fmt="safetensors", weights_file=WEIGHTS_FILE)
