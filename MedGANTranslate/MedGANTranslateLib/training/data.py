@@ -7,6 +7,7 @@ Inputs go through the same functions and card parameters as :class:`~MedGANTrans
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ PHANTOM_IMAGES = ("labels", "t1", "t2", "ct", "pet", "t1c")
 _AXES = {"x": 2, "y": 1, "z": 0}  # array axes are (z, y, x)
 
 
+@functools.lru_cache(maxsize=None)
 def _generator_digest() -> str:
     """SHA-256 of the phantom generator's source: any change to it makes new cache entries, so a cached head
     is always the one the current code makes (a version number would depend on someone bumping it)."""
