@@ -22,7 +22,8 @@ from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.registry import bundled_models_dirs, verify_weights
 from MedGANTranslateLib.training import evaluate_model, load_config, train
 from MedGANTranslateLib.training.config import complete_config
-from MedGANTranslateLib.training.recipes import CycleGAN
+from MedGANTranslateLib.inference import cpu_bfloat16_native
+from MedGANTranslateLib.training.recipes import CycleGAN, Pix2Pix
 from MedGANTranslateLib.training.evaluate import label_scores
 from MedGANTranslateLib.training import data as training_data
 from MedGANTranslateLib.training.data import PatchSampler, Volume, load_phantom
@@ -89,6 +90,20 @@ def test_cyclegan_weighs_the_source_cycle_by_cycle_source(cycle_source):
     assert out["cycle_a"] > 0 and out["cycle_b"] > 0
     expected = out["G_adv"] + 10.0 * cycle_source * out["cycle_a"] + 10.0 * out["cycle_b"]
     assert out["G"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.skipif(not cpu_bfloat16_native(), reason="this CPU does not compute bfloat16 natively")
+def test_cpu_bfloat16_training_runs_the_networks_in_bfloat16_and_stays_close_to_float32(tmp_path, cache):
+    runs = {}
+    for bf16 in (False, True):
+        config = dict(tiny_config(steps=3), cpu_bfloat16=bf16)
+        train(config, tmp_path / str(bf16), cache_dir=cache)
+        runs[bf16] = losses(tmp_path / str(bf16))
+    recipe = Pix2Pix(complete_config(dict(tiny_config(), cpu_bfloat16=True)), 1, torch.device("cpu"))
+    with recipe._autocast():
+        assert recipe.generator(torch.zeros(1, 1, 16, 16, 16)).dtype == torch.bfloat16
+    first_f32, first_bf16 = runs[False][0]["L1"], runs[True][0]["L1"]
+    assert first_bf16 != first_f32 and first_bf16 == pytest.approx(first_f32, rel=0.05)
 
 
 def test_phantom_cache_holds_what_the_current_generator_makes(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ DEFAULTS: Dict[str, Any] = {
     "threads": 1,
     "device": "auto",
     "amp": True,
+    "cpu_bfloat16": False,
     "discriminator": {"channels": 16, "num_layers_d": 3, "norm": "INSTANCE"},
     "data": {
         "phantom": {"shape": [192, 224, 192], "spacing": [1.0, 1.0, 1.0], "tumour": True, "deform": True, "noise": True},

@@ -15,6 +15,7 @@ from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
+from ..inference import cpu_bfloat16_native
 from ..networks import build_network
 from .data import PatchSampler
 
@@ -70,7 +71,8 @@ class ImagePool:
 
 
 class Recipe:
-    """Shared machinery: device, AMP, optimisers with the LR schedule, state for checkpoints."""
+    """Shared machinery: device, AMP (float16 on CUDA; bfloat16 on the CPU when ``cpu_bfloat16``), optimisers
+    with the LR schedule, state for checkpoints."""
 
     generator: nn.Module
     modules: Dict[str, nn.Module]
@@ -80,6 +82,8 @@ class Recipe:
         self.device = device
         self.losses = cfg["losses"]
         self.amp = bool(cfg["amp"]) and device.type == "cuda"
+        # bfloat16 needs no loss scaling; only where the CPU computes it natively, elsewhere it is slower
+        self.cpu_bfloat16 = bool(cfg["cpu_bfloat16"]) and device.type == "cpu" and cpu_bfloat16_native()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.adv = PatchAdversarialLoss(criterion=self.losses["gan_mode"], no_activation_leastsq=True)
 
@@ -99,7 +103,11 @@ class Recipe:
                 group["lr"] = self.base_lr * self.lr_factor(step)
 
     def _autocast(self):
-        return torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        if self.cpu_bfloat16:
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _adv(self, d: nn.Module, x: torch.Tensor, real: bool, for_d: bool) -> torch.Tensor:
         return self.adv(d(x)[-1].float(), target_is_real=real, for_discriminator=for_d)
