@@ -74,11 +74,16 @@ def label_scores(synth: np.ndarray, ref: np.ndarray, labels: np.ndarray, target:
     return out
 
 
+def _scores(case: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """A per-case row without its bookkeeping (seed, seconds): the metrics alone."""
+    return {k: v for k, v in case.items() if k not in ("seed", "seconds")}
+
+
 def card_validation(report: Dict[str, Any]) -> Dict[str, Any]:
     """The card's ``validation`` section from an :func:`evaluate_model` report: the means, the baselines and
     each phantom's own numbers, so anyone can re-measure one phantom and compare it with the card."""
-    per_case = [dict({k: round(float(v), 4) for k, v in case.items() if k not in ("seed", "seconds") and v is not None},
-                     seed=int(case["seed"])) for case in report["per_case"]]
+    per_case = [dict({k: round(float(v), 4) for k, v in _scores(case).items() if v is not None}, seed=int(case["seed"]))
+                for case in report["per_case"]]
     return {"dataset": report["dataset"], "metrics": report["metrics"], "baselines": report["baselines"],
             "per_case": per_case}
 
@@ -135,7 +140,7 @@ def evaluate_model(
                "(found on the first input).")
     return {
         "dataset": dataset,
-        "metrics": _mean([{k: v for k, v in c.items() if k not in ("seed", "seconds")} for c in cases]),
+        "metrics": _mean([_scores(c) for c in cases]),
         "baselines": {name: _mean(rows) for name, rows in base_cases.items()},
         "per_case": cases,
         "runtime": {"cpu_seconds": float(f"{seconds:.2g}"),  # two significant digits: 0.04 s is not 0
