@@ -26,6 +26,7 @@ from MedGANTranslateLib.inference import cpu_bfloat16_native
 from MedGANTranslateLib.training.recipes import CycleGAN, Pix2Pix
 from MedGANTranslateLib.training.evaluate import label_scores
 from MedGANTranslateLib.training import data as training_data
+from MedGANTranslateLib.training import recipes
 from MedGANTranslateLib.training.data import PatchSampler, Volume, load_phantom
 from MedGANTranslateLib.training.loop import CHECKPOINT, LOSS_LOG
 
@@ -97,13 +98,24 @@ def test_cpu_bfloat16_training_runs_the_networks_in_bfloat16_and_stays_close_to_
     runs = {}
     for bf16 in (False, True):
         config = dict(tiny_config(steps=3), cpu_bfloat16=bf16)
-        train(config, tmp_path / str(bf16), cache_dir=cache)
+        card = train(config, tmp_path / str(bf16), cache_dir=cache)
+        assert card.data["training"]["precision"] == ("bfloat16" if bf16 else "float32")
         runs[bf16] = losses(tmp_path / str(bf16))
     recipe = Pix2Pix(complete_config(dict(tiny_config(), cpu_bfloat16=True)), 1, torch.device("cpu"))
     with recipe._autocast():
         assert recipe.generator(torch.zeros(1, 1, 16, 16, 16)).dtype == torch.bfloat16
     first_f32, first_bf16 = runs[False][0]["L1"], runs[True][0]["L1"]
     assert first_bf16 != first_f32 and first_bf16 == pytest.approx(first_f32, rel=0.05)
+
+
+def test_cpu_bfloat16_on_a_cpu_without_it_trains_in_float32_says_so_and_the_card_records_it(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(recipes, "cpu_bfloat16_native", lambda: False)
+    messages = []
+    card = train(dict(tiny_config(steps=2), cpu_bfloat16=True), tmp_path, cache_dir=cache,
+                 log=lambda level, message: messages.append((level, message)))
+    assert card.data["training"]["precision"] == "float32"
+    assert card.data["training"]["device"] == "cpu"
+    assert any(level == "warning" and "float32" in message for level, message in messages)
 
 
 def test_phantom_cache_holds_what_the_current_generator_makes(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from ..model_folder import save_model_folder
 from ..progress import ProgressCallback, StageTimer
 from .config import complete_config
 from .data import PatchSampler, load_phantom, prepare_volume
-from .recipes import RECIPES
+from .recipes import RECIPES, Recipe
 from .selection import CheckpointSelector
 
 LogCallback = Callable[[str, str], None]
@@ -98,6 +98,9 @@ def train(
 
     rng = _seed_everything(int(cfg["seed"]))
     recipe = RECIPES[cfg["recipe"]](cfg, len(data["inputs"]), device)
+    if cfg["cpu_bfloat16"] and device.type == "cpu" and recipe.precision != "bfloat16":
+        say("warning", "cpu_bfloat16 is set but this CPU does not compute bfloat16 natively: training in float32, "
+                       "which is slower per step; the card records the precision used")
     selector = CheckpointSelector(cfg["selection"], card, data["phantom"], out, cache, cfg["threads"], say)
     step, elapsed = 0, 0.0
     ckpt_path, log_path = out / CHECKPOINT, out / LOSS_LOG
@@ -148,11 +151,11 @@ def train(
     if selector.best is not None:
         say("info", f"publishing the weights of step {selector.best['step']} (selection MAE {selector.best['mae']:.4g})")
         selector.restore_best(recipe.generator)
-    return _publish(cfg, card, recipe.generator, out, step, seconds, _read_log(log_path, step), say, cache,
+    return _publish(cfg, card, recipe, out, step, seconds, _read_log(log_path, step), say, cache,
                     selector.summary())
 
 
-def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, say, cache,
+def _publish(cfg, card, recipe: Recipe, out: Path, steps: int, seconds: float, rows, say, cache,
              selection: Dict[str, Any]) -> ModelCard:
     """Writes the model folder; with validation seeds, evaluates it through the real pipeline and re-writes
     the card with the numbers."""
@@ -162,6 +165,8 @@ def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, 
         "recipe": cfg["recipe"],
         "steps": steps,
         "cpu_threads": int(cfg["threads"]),
+        "device": recipe.device.type,
+        "precision": recipe.precision,
         "wall_seconds": round(seconds, 1),
         "final_losses": {k: round(v, 5) for k, v in (rows[-1] if rows else {}).items() if k not in ("step", "elapsed_s", "lr")},
         "config": {k: v for k, v in cfg.items() if k != "card"},
@@ -169,7 +174,7 @@ def _publish(cfg, card, generator, out: Path, steps: int, seconds: float, rows, 
     if selection:
         card["training"]["selection"] = selection
     folder = out / MODEL_DIR
-    net = copy.deepcopy(generator).to("cpu").eval()
+    net = copy.deepcopy(recipe.generator).to("cpu").eval()
     result = save_model_folder(folder, card, network=net, fmt="safetensors", weights_file=WEIGHTS_FILE)
     seeds = cfg["validation"]["seeds"]
     if not seeds:

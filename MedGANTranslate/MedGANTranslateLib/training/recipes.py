@@ -102,6 +102,12 @@ class Recipe:
             for group in opt.param_groups:
                 group["lr"] = self.base_lr * self.lr_factor(step)
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic the networks actually train in, for the card: a CPU without native bfloat16 trains in
+        float32 even when the config asks for ``cpu_bfloat16``."""
+        return "float16" if self.amp else "bfloat16" if self.cpu_bfloat16 else "float32"
+
     def _autocast(self):
         if self.amp:
             return torch.autocast(device_type="cuda", dtype=torch.float16)
