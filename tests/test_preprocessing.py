@@ -199,6 +199,31 @@ def test_body_mask_fills_airways_and_excludes_outside_air(ct, threshold):
     assert distance[values == 1].max() <= 2.5  # 1-voxel dilation, and closing in the concave neck corner
 
 
+def body_mask_by_itk(image: sitk.Image, threshold: float, closing: int, dilation: int) -> np.ndarray:
+    """The body mask's steps one by one with ITK's own filters on the whole image: the reference."""
+    mask = sitk.BinaryMorphologicalClosing(sitk.Cast(image > threshold, sitk.sitkUInt8), [closing] * 3, sitk.sitkBall, 1, True)
+    values = array(sitk.BinaryFillhole(mask, False, 1))
+    values = np.stack([array(sitk.BinaryFillhole(sitk.GetImageFromArray(np.ascontiguousarray(plane)))) for plane in values])
+    largest = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.GetImageFromArray(values)), sortByObjectSize=True) == 1
+    return array(sitk.BinaryDilate(sitk.Cast(largest, sitk.sitkUInt8), [dilation] * 3, sitk.sitkBall, 0, 1))
+
+
+@pytest.mark.parametrize("closing, dilation", [(1, 1), (3, 2)])
+def test_body_mask_gives_itk_voxels_also_with_much_air_around_the_body(closing, dilation):
+    """The mask's steps run on the body's bounding box plus a margin: the voxels must be the ones the steps give
+    on the whole image, where the closing and dilation reach furthest and where the neck is cut by the edge."""
+    image, *_ = head_phantom(ct=True)
+    values = array(image)
+    pad = ((0, 9), (7, 11), (12, 3))  # the neck keeps touching the first z slice
+    air = np.random.default_rng(4).normal(-1000, 20, np.add(values.shape, [sum(p) for p in pad])).astype(np.float32)
+    air[tuple(slice(a, a + n) for (a, _), n in zip(pad, values.shape))] = values
+    more_air = sitk.GetImageFromArray(air)
+    more_air.SetSpacing(image.GetSpacing())
+    spec = {"threshold": -500.0, "closing_radius_mm": 2.0 * closing, "dilation_mm": 2.0 * dilation}
+    expected = body_mask_by_itk(more_air, -500.0, closing, dilation)
+    np.testing.assert_array_equal(array(body_mask(more_air, spec)), expected)
+
+
 def test_body_mask_of_a_fine_grid_is_found_on_a_coarse_one_and_keeps_the_edge_slices():
     image, cavity, airway, blob, body = head_phantom(ct=False)
     filled = (body | cavity | airway)[::-1][1:]  # 35 slices (odd), the neck reaching the last one
