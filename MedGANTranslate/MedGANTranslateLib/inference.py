@@ -28,6 +28,7 @@ from monai.networks.utils import pixelshuffle
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .fastconv import replace_layers, space_to_depth_eligible, use_space_to_depth
 from .errors import CardError, MedGANError
 from .progress import CancelToken, ProgressCallback, StageTimer
 
@@ -203,22 +204,22 @@ def _conv_batchnorm_pairs(network: nn.Module) -> List[Tuple[nn.Sequential, int]]
 def optimise_for_inference(network: nn.Module, precision: str = "float32") -> nn.Module:
     """A copy of ``network`` computing the same function faster in ``precision``: BatchNorm layers (running
     statistics) folded into the convolution before them, and narrow ``ConvTranspose3d(4, 2, 1)`` layers
-    (:data:`SUBPIXEL_MAX_CHANNELS`) replaced by :class:`SubpixelConvTranspose3d`. TorchScript and ONNX
+    (:data:`SUBPIXEL_MAX_CHANNELS`) replaced by :class:`SubpixelConvTranspose3d`, and large-kernel convolutions
+    with an image on one side computed space-to-depth (:mod:`.fastconv`). TorchScript and ONNX
     networks, and networks without such layers, come back unchanged."""
     max_channels = SUBPIXEL_MAX_CHANNELS.get(precision, 2)
     if isinstance(network, torch.jit.ScriptModule):
         return network
-    if not _conv_batchnorm_pairs(network) and not any(_subpixel_eligible(m, max_channels) for m in network.modules()):
+    if not _conv_batchnorm_pairs(network) and not any(
+        _subpixel_eligible(m, max_channels) or space_to_depth_eligible(m) for m in network.modules()
+    ):
         return network
     network = copy.deepcopy(network).eval()
     for seq, i in _conv_batchnorm_pairs(network):
         seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1], transpose=isinstance(seq[i], nn.ConvTranspose3d))
         seq[i + 1] = nn.Identity()
-    for parent in list(network.modules()):
-        for name, child in list(parent.named_children()):
-            if _subpixel_eligible(child, max_channels):
-                setattr(parent, name, SubpixelConvTranspose3d(child))
-    return network
+    replace_layers(network, lambda m: _subpixel_eligible(m, max_channels), SubpixelConvTranspose3d)
+    return use_space_to_depth(network)
 
 
 def count_windows(image_size: Sequence[int], settings: InferenceSettings) -> int:

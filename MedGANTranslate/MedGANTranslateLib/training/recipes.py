@@ -15,9 +15,16 @@ from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
+from ..fastconv import use_space_to_depth
 from ..inference import cpu_bfloat16_native
 from ..networks import build_network
 from .data import PatchSampler
+
+
+def _generator(architecture: Dict[str, Any], device: torch.device) -> nn.Module:
+    """The card's generator, its image-side large-kernel convolutions computed space-to-depth (same function and
+    parameter names, several times faster to train on the CPU; see :mod:`..fastconv`)."""
+    return use_space_to_depth(build_network(architecture)).to(device)
 
 
 def _discriminator(cfg: Dict[str, Any], in_channels: int) -> nn.Module:
@@ -154,7 +161,7 @@ class Pix2Pix(Recipe):
 
     def __init__(self, cfg: Dict[str, Any], in_channels: int, device: torch.device) -> None:
         super().__init__(cfg, device)
-        self.generator = build_network(cfg["generator"]).to(device)
+        self.generator = _generator(cfg["generator"], device)
         self.disc = _discriminator(cfg, in_channels + 1).to(device)
         self.modules = {"G": self.generator, "D": self.disc}
         self._optimisers({"G": [self.generator], "D": [self.disc]})
@@ -206,8 +213,8 @@ class CycleGAN(Recipe):
         if float(self.losses["identity"]) > 0 and params["in_channels"] != params["out_channels"]:
             raise ValueError("CycleGAN identity loss needs in_channels == out_channels; set losses.identity to 0.")
         back = dict(g, params=dict(params, in_channels=params["out_channels"], out_channels=params["in_channels"]))
-        self.generator = build_network(g).to(device)
-        self.g_back = build_network(back).to(device)
+        self.generator = _generator(g, device)
+        self.g_back = _generator(back, device)
         self.d_a = _discriminator(cfg, in_channels).to(device)
         self.d_b = _discriminator(cfg, int(params["out_channels"])).to(device)
         self.modules = {"G_AB": self.generator, "G_BA": self.g_back, "D_A": self.d_a, "D_B": self.d_b}
