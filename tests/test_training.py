@@ -309,3 +309,34 @@ def test_train_command_names_a_missing_config(tmp_path):
     assert proc.returncode == 2
     assert "none.yaml" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_l1_emphasis_weighs_voxels_near_bright_target_and_keeps_the_plain_mean_at_weight_one():
+    post = {"output_mapping": {"source_range": [-1, 1], "target_range": [-1000, 1000]}}
+    target = torch.full((1, 1, 9, 9, 9), -1.0)
+    target[0, 0, 4, 4, 4] = 0.5  # 500 HU: above 250 HU, which maps to 0.25
+    fake = torch.zeros_like(target)
+    fake[0, 0, 4, 4, 5] = 2.0  # one large error next to the bright voxel
+    emphasised = recipes.EmphasisedL1({"weight": 4.0, "target_above": 250.0, "radius": 1}, post)
+    w = emphasised.weights(target)
+    assert w.sum().item() == pytest.approx(729 + 3 * 27)  # the 3x3x3 cube around the voxel counts 4 times
+    assert w[0, 0, 3, 3, 3] == 4.0 and w[0, 0, 2, 4, 4] == 1.0
+    error = torch.abs(fake - target)
+    assert emphasised(fake, target).item() == pytest.approx(((w * error).sum() / w.sum()).item())
+    assert emphasised(fake, target).item() > torch.mean(error).item()  # the error near bone weighs more
+    plain = recipes.EmphasisedL1({"weight": 1.0, "target_above": 250.0, "radius": 1}, post)
+    assert plain(fake, target).item() == pytest.approx(torch.mean(error).item())
+
+
+def test_pix2pix_trains_its_l1_with_the_configured_emphasis(tmp_path, cache):
+    config = tiny_config()
+    config["losses"] = {"l1_emphasis": {"weight": 3.0, "target_above": 250.0, "radius": 1}}
+    cfg = complete_config(config)
+    recipe = Pix2Pix(cfg, 1, torch.device("cpu"))
+    assert recipe.l1.weight == 3.0 and recipe.l1.radius == 1
+    card = train(config, tmp_path / "run", cache_dir=cache)
+    assert load_card(card.folder).data["training"]["config"]["losses"]["l1_emphasis"]["weight"] == 3.0
+    for bad in ({"weight": 0.5}, {"radius": -1}):
+        config["losses"] = {"l1_emphasis": bad}
+        with pytest.raises(MedGANError, match="l1_emphasis"):
+            complete_config(config)

@@ -31,7 +31,8 @@ DEFAULTS: Dict[str, Any] = {
         "focus_threshold": 0.2,
     },
     "optim": {"lr": 2e-4, "betas": [0.5, 0.999], "steps": 1000, "decay_from": 0.5, "warmup_steps": 0},
-    "losses": {"gan_mode": "least_squares", "adversarial": 1.0, "l1": 100.0, "cycle": 10.0, "cycle_source": 1.0, "identity": 0.5},
+    "losses": {"gan_mode": "least_squares", "adversarial": 1.0, "l1": 100.0, "cycle": 10.0, "cycle_source": 1.0, "identity": 0.5,
+               "l1_emphasis": {"weight": 1.0, "target_above": 250.0, "radius": 2}},
     "pool_size": 50,
     "checkpoint_every": 100,
     "log_every": 10,
@@ -73,6 +74,10 @@ def complete_config(config: Dict[str, Any]) -> Dict[str, Any]:
     if selection["seeds"] and int(selection["every"]) <= 0:
         raise MedGANError("Training config: 'selection.every' must be a positive number of steps when "
                           "'selection.seeds' are given.")
+    emphasis = cfg["losses"]["l1_emphasis"]
+    if not float(emphasis["weight"]) >= 1.0 or int(emphasis["radius"]) < 0:
+        raise MedGANError("Training config: 'losses.l1_emphasis' needs a weight of at least 1 (1 turns it off) "
+                          "and a radius of 0 or more voxels.")
     return cfg
 
 
