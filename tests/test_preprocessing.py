@@ -407,6 +407,12 @@ def test_cast_output_clips_rounds_and_casts(dtype, pixel, expected):
     np.testing.assert_allclose(array(out).ravel(), expected, rtol=0, atol=1e-4)
 
 
+def test_cast_output_rounds_halves_up_and_keeps_integers_inside_a_fractional_valid_range():
+    image = sitk.GetImageFromArray(np.array([[[-2000.0, -3.5, 2.5, 2.4999998, 3070.6, 9999.0]]], np.float32))
+    out = array(cast_output(image, "int16", [-1024.5, 3070.7])).ravel()
+    np.testing.assert_array_equal(out, [-1024, -3, 3, 2, 3070, 3070])  # 3071 would lie above 3070.7
+
+
 def test_cast_output_refuses_non_finite_network_output():
     image = sitk.GetImageFromArray(np.array([[[1.0, np.nan, np.inf]]], np.float32))
     with pytest.raises(OutputError, match="2 NaN/Inf"):
