@@ -10,9 +10,11 @@ from scipy.spatial.transform import Rotation
 from MedGANTranslateLib.errors import InputError, OutputError
 from MedGANTranslateLib.preprocessing import (
     _block_factors,
-    _fill_slices,
+    _close,
+    _dilate,
+    _fill_slice_holes,
     _from_working_grid,
-    _morphology,
+    _head_feet_axis,
     _scale,
     _working_grid,
     background_value,
@@ -265,13 +267,14 @@ def test_morphology_gives_the_voxels_itk_gives(radius):
     rng = np.random.default_rng(sum(radius))
     values = blobs_cut_by_the_faces(rng)
     image = sitk.GetImageFromArray(values)
-    closed = sitk.BinaryMorphologicalClosing(image, radius, sitk.sitkBall, 1, True)
-    dilated = sitk.BinaryDilate(image, radius, sitk.sitkBall, 0, 1)
-    ours_closed, ours_dilated = _morphology(image, radius, closing=True), _morphology(image, radius, closing=False)
-    assert same_grid(ours_closed, image) and ours_closed.GetPixelID() == sitk.sitkUInt8
-    np.testing.assert_array_equal(array(ours_closed), array(closed))
-    np.testing.assert_array_equal(array(ours_dilated), array(dilated))
-    assert (array(closed) > values).any() and values[0].any(), "closing changed something, objects touch the edge"
+    closed = array(sitk.BinaryMorphologicalClosing(image, radius, sitk.sitkBall, 1, True)) > 0
+    dilated = array(sitk.BinaryDilate(image, radius, sitk.sitkBall, 0, 1)) > 0
+    eroded = array(sitk.BinaryErode(image, radius, sitk.sitkBall, 0, 1)) > 0  # ITK counts outside as foreground
+    np.testing.assert_array_equal(_close(values > 0, radius), closed)
+    np.testing.assert_array_equal(_dilate(values > 0, radius), dilated)
+    np.testing.assert_array_equal(~_dilate(values == 0, radius, outside=False), eroded)
+    assert (closed > values).any() and values[0].any(), "closing changed something, objects touch the edge"
+    assert (dilated > values).any() and (eroded < values).any()
 
 
 def blobs_cut_by_the_faces(rng: np.random.Generator) -> np.ndarray:
@@ -284,13 +287,24 @@ def blobs_cut_by_the_faces(rng: np.random.Generator) -> np.ndarray:
 @pytest.mark.parametrize("direction, axis", [((1, 0, 0, 0, 1, 0, 0, 0, 1), 0), ((1, 0, 0, 0, 0, 1, 0, 1, 0), 1)])
 def test_slice_hole_filling_equals_filling_each_slice_on_its_own(direction, axis):
     values = (np.random.default_rng(5).random((14, 17, 12)) > 0.45).astype(np.uint8)  # many holes of all shapes
+    expected = np.stack([array(sitk.BinaryFillhole(sitk.GetImageFromArray(np.ascontiguousarray(plane))))
+                         for plane in np.moveaxis(values, axis, 0)], axis=axis) > 0
     image = sitk.GetImageFromArray(values)
     image.SetDirection(direction)  # the head-feet axis is array axis 0, or array axis 1
-    expected = np.stack([array(sitk.BinaryFillhole(sitk.GetImageFromArray(np.ascontiguousarray(plane))))
-                         for plane in np.moveaxis(values, axis, 0)], axis=axis)
-    filled = _fill_slices(image)
-    assert same_grid(filled, image)
-    assert np.array_equal(array(filled), expected) and (expected > values).any()
+    assert _head_feet_axis(image) == axis
+    filled = _fill_slice_holes(values > 0, axis)
+    assert np.array_equal(filled, expected) and (expected > values).any()
+
+
+def test_slice_hole_filling_also_fills_holes_in_3d():
+    values = (np.random.default_rng(6).random((14, 17, 12)) > 0.4).astype(np.uint8)
+    values[1:-1, 1:-1, 1:-1] |= (np.random.default_rng(7).random((12, 15, 10)) > 0.2).astype(np.uint8)
+    in_3d = array(sitk.BinaryFillhole(sitk.GetImageFromArray(values), False, 1)) > 0
+    assert (in_3d > values).any()
+    for axis in range(3):
+        filled = _fill_slice_holes(values > 0, axis)
+        assert (filled >= in_3d).all()
+        np.testing.assert_array_equal(filled, _fill_slice_holes(in_3d, axis))
 
 
 def test_body_mask_without_anything_above_the_threshold():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -120,46 +120,75 @@ def _radius(mm: float, spacing: Sequence[float]) -> List[int]:
     return [int(round(mm / s)) for s in spacing]
 
 
-def _ball(radius: Sequence[int]) -> np.ndarray:
-    """ITK's ball structuring element of ``radius`` (x, y, z voxels) as a (z, y, x) boolean array: a single
-    voxel dilated by ITK, so the shape is exactly the one ``sitk.sitkBall`` means."""
+def _ball_rows(radius: Sequence[int]) -> Dict[Tuple[int, int], int]:
+    """ITK's ball structuring element of ``radius`` (x, y, z voxels) as rows along x: for each (dz, dy) offset
+    that the ball reaches, the half-length of its run of x offsets (a ball is convex, so each row is one run).
+    The ball is a single voxel dilated by ITK, so the shape is exactly the one ``sitk.sitkBall`` means."""
     point = np.zeros([2 * r + 1 for r in radius[::-1]], np.uint8)
     point[tuple(radius[::-1])] = 1
-    return sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(point), list(radius), sitk.sitkBall)) > 0
+    ball = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(point), list(radius), sitk.sitkBall)) > 0
+    rz, ry, rx = radius[::-1]
+    return {
+        (z - rz, y - ry): int(np.flatnonzero(ball[z, y]).max()) - rx
+        for z in range(ball.shape[0]) for y in range(ball.shape[1]) if ball[z, y].any()
+    }
 
 
-def _morphology(mask: sitk.Image, radius: Sequence[int], closing: bool) -> sitk.Image:
-    """Binary closing (with a safe border: the image is padded first, so objects at its edge are not eaten) or
-    dilation by ITK's ball, computed by SciPy: the same voxels as ITK's filters, 2.5-4x faster on one core."""
-    values = sitk.GetArrayViewFromImage(mask) > 0
-    structure = _ball(radius)
-    if closing:
-        pad = [(r, r) for r in radius[::-1]]
-        inner = tuple(slice(r, -r if r else None) for r in radius[::-1])
-        values = ndimage.binary_closing(np.pad(values, pad), structure)[inner]
-    else:
-        values = ndimage.binary_dilation(values, structure)
-    out = sitk.GetImageFromArray(values.astype(np.uint8))
-    out.CopyInformation(mask)
+def _dilate(values: np.ndarray, radius: Sequence[int], outside: bool = False) -> np.ndarray:
+    """Binary dilation of a (z, y, x) boolean array by ITK's ball of ``radius`` (x, y, z), with ``outside``
+    beyond the array's faces: the OR of shifted copies, one per row of the ball, each row first dilated along x
+    (runs of 1, 3, 5... voxels). The same voxels as ITK's and SciPy's filters, 5-15x faster than SciPy's on a
+    2 mm head (21 instead of 81 shifts for a radius of 2)."""
+    rz, ry, rx = radius[::-1]
+    nz, ny, nx = values.shape
+    padded = np.pad(values, ((rz, rz), (ry, ry), (rx, rx)), constant_values=outside)
+    runs = [padded[:, :, rx:rx + nx]]
+    for k in range(1, rx + 1):
+        runs.append(runs[-1] | padded[:, :, rx - k:rx - k + nx] | padded[:, :, rx + k:rx + k + nx])
+    out = np.zeros(values.shape, bool)
+    for (dz, dy), k in _ball_rows(radius).items():
+        out |= runs[k][rz + dz:rz + dz + nz, ry + dy:ry + dy + ny]
     return out
 
 
-def _fill_slices(mask: sitk.Image) -> sitk.Image:
-    """Fills holes in each slice across the axis nearest the patient's head-feet axis, so cavities that are
-    open to the outside only through the nose, mouth or neck (airways, sinuses) count as body.
+def _close(values: np.ndarray, radius: Sequence[int]) -> np.ndarray:
+    """Binary closing by ITK's ball with a safe border (as ``sitk.BinaryMorphologicalClosing(..., True)``):
+    the array is padded by the radius first, so objects at its faces are not eaten. The erosion is the
+    complement of the dilation of the complement, with the padding's outside counting as background."""
+    pad = [(r, r) for r in radius[::-1]]
+    inner = tuple(slice(r, -r if r else None) for r in radius[::-1])
+    return ~_dilate(~_dilate(np.pad(values, pad), radius), radius, outside=True)[inner]
 
-    One 2D hole filling does all slices: they are stacked into one tall image, each followed by a row of
-    background and framed by a column of it on both sides, so a slice's outside background joins the image
-    border through the frame while its holes stay enclosed."""
-    axis = int(np.argmax(np.abs(np.asarray(mask.GetDirection()).reshape(3, 3)[2, :])))
-    values = np.moveaxis(sitk.GetArrayFromImage(mask), 2 - axis, 0)
-    n, h, w = values.shape
-    stacked = np.pad(values, ((0, 0), (0, 1), (1, 1))).reshape(n * (h + 1), w + 2)
-    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(stacked)))
-    slices = filled.reshape(n, h + 1, w + 2)[:, :h, 1:-1]
-    out = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(slices, 0, 2 - axis)))
-    out.CopyInformation(mask)
-    return out
+
+def _fill_slice_holes(values: np.ndarray, axis: int) -> np.ndarray:
+    """Fills the holes of each slice across array ``axis``: background regions (face-connected within the slice,
+    as ``sitk.BinaryFillhole`` with fullyConnected off) that do not reach the slice's edge. One labelling of the
+    whole array with an in-slice connectivity does every slice.
+
+    Cavities open to the outside only through the nose, mouth or neck (airways, sinuses) become body. A hole
+    in 3D is a hole of every slice it crosses, so no separate 3D filling is needed."""
+    structure = np.zeros((3, 3, 3), bool)
+    in_slice = [slice(None)] * 3
+    in_slice[axis] = 1
+    structure[tuple(in_slice)] = ndimage.generate_binary_structure(2, 1)
+    labels, count = ndimage.label(~values, structure)
+    outside = np.zeros(count + 1, bool)
+    outside[0] = True  # label 0: the body itself
+    for edge_axis in (a for a in range(3) if a != axis):
+        for end in (0, -1):
+            outside[np.take(labels, end, axis=edge_axis)] = True
+    return values | ~outside[labels]
+
+
+def _head_feet_axis(image: sitk.Image) -> int:
+    """Array (z, y, x) axis nearest the patient's head-feet axis."""
+    return 2 - int(np.argmax(np.abs(np.asarray(image.GetDirection()).reshape(3, 3)[2, :])))
+
+
+def _largest_component(values: np.ndarray) -> np.ndarray:
+    """The largest face-connected component (ITK's labelling and ordering, so ties go as they always did)."""
+    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(values.view(np.uint8)))
+    return sitk.GetArrayFromImage(sitk.RelabelComponent(labels, sortByObjectSize=True) == 1) > 0
 
 
 def _block_factors(image: sitk.Image, spacing_mm: float) -> List[int]:
@@ -190,36 +219,23 @@ def _from_working_grid(mask: sitk.Image, image: sitk.Image, factors: Sequence[in
     return out
 
 
-def _crop_to_foreground(mask: sitk.Image, margin: Sequence[int]) -> Tuple[sitk.Image, Tuple[slice, ...]]:
-    """``mask`` cut to the bounding box of its foreground plus ``margin`` voxels (x, y, z) of background, and the
-    box as array slices. The body mask's steps give the same voxels on the cut image, since nothing they do
-    reaches further than the closing and dilation radii beyond the foreground, and the background ring keeps the
-    outside air in one piece for hole filling; they cost less by the air they no longer visit."""
-    values = sitk.GetArrayViewFromImage(mask)
+def _foreground_box(values: np.ndarray, margin: Sequence[int]) -> Tuple[slice, ...]:
+    """Array slices of the bounding box of ``values``' foreground plus ``margin`` voxels (x, y, z) of background.
+    The body mask's steps give the same voxels on the cut array, since nothing they do reaches further than the
+    closing and dilation radii beyond the foreground, and the background ring keeps the outside air in one piece
+    for hole filling; they cost less by the air they no longer visit."""
     box = []
     for axis, m in enumerate(margin[::-1]):
         hit = np.flatnonzero(values.any(axis=tuple(a for a in range(3) if a != axis)))
         box.append(slice(max(int(hit[0]) - m, 0), min(int(hit[-1]) + m + 1, values.shape[axis])))
-    box = tuple(box)
-    index = [b.start for b in box[::-1]]
-    size = [b.stop - b.start for b in box[::-1]]
-    return sitk.RegionOfInterest(mask, size, index), box
-
-
-def _uncrop(mask: sitk.Image, grid: sitk.Image, box: Tuple[slice, ...]) -> sitk.Image:
-    """A mask cut by :func:`_crop_to_foreground` back on the whole ``grid``, background elsewhere."""
-    values = np.zeros(grid.GetSize()[::-1], np.uint8)
-    values[box] = sitk.GetArrayViewFromImage(mask)
-    out = sitk.GetImageFromArray(values)
-    out.CopyInformation(grid)
-    return out
+    return tuple(box)
 
 
 def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
     """Binary uint8 mask of the body on the image's grid (card ``postprocessing.body_mask``).
 
-    Threshold (Otsu when ``threshold`` is null), closing, 3D and slice-wise hole filling, largest connected
-    component, dilation. Works for MR (dark background) and CT (air at -1000 HU). The steps run on a grid of
+    Threshold (Otsu when ``threshold`` is null), closing, slice-wise hole filling, largest connected component,
+    dilation, on the thresholded body's bounding box (see :func:`_foreground_box`). Works for MR (dark background) and CT (air at -1000 HU). The steps run on a grid of
     about ``working_spacing_mm`` (block averages), then each block's value goes back to its voxels: the mask
     only separates the body from the air around it, and the morphology costs ~20x less on a 2 mm grid than on
     a 1 mm one. The dilation keeps the coarse edge outside the skin."""
@@ -230,8 +246,8 @@ def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
         otsu = sitk.OtsuThresholdImageFilter()
         otsu.Execute(as_float)
         threshold = otsu.GetThreshold()
-    mask = sitk.Cast(as_float > float(threshold), sitk.sitkUInt8)
-    if not np.any(sitk.GetArrayViewFromImage(mask)):
+    values = sitk.GetArrayViewFromImage(as_float) > float(threshold)
+    if not values.any():
         raise InputError(
             f"No body found: no voxel is above the body-mask threshold {threshold:g}; check the input image or the "
             "card's body_mask.threshold."
@@ -239,14 +255,18 @@ def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
     spacing = as_float.GetSpacing()
     closing = _radius(float(spec.get("closing_radius_mm", 3.0)), spacing)
     dilation = _radius(float(spec.get("dilation_mm", 2.0)), spacing)
-    mask, box = _crop_to_foreground(mask, [c + d + 1 for c, d in zip(closing, dilation)])
+    box = _foreground_box(values, [c + d + 1 for c, d in zip(closing, dilation)])
+    body = values[box]
     if any(closing):
-        mask = _morphology(mask, closing, closing=True)
-    mask = _fill_slices(sitk.BinaryFillhole(mask, False, 1))
-    mask = sitk.Cast(sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True) == 1, sitk.sitkUInt8)
+        body = _close(body, closing)
+    body = _largest_component(_fill_slice_holes(body, _head_feet_axis(image)))
     if any(dilation):
-        mask = _morphology(mask, dilation, closing=False)
-    return _from_working_grid(_uncrop(mask, as_float, box), image, factors)
+        body = _dilate(body, dilation)
+    out = np.zeros(values.shape, np.uint8)
+    out[box] = body
+    coarse = sitk.GetImageFromArray(out)
+    coarse.CopyInformation(as_float)
+    return _from_working_grid(coarse, image, factors)
 
 
 # ---------------------------------------------------------------------------------------------- bias field
