@@ -15,6 +15,7 @@ from MedGANTranslateLib.preprocessing import (
     _fill_slice_holes,
     _from_working_grid,
     _head_feet_axis,
+    _percentiles,
     _scale,
     _working_grid,
     background_value,
@@ -371,6 +372,22 @@ def test_percentile_normalisation_ignores_voxels_outside_the_mask():
     unmasked = normalize(values, dict(spec, mask="all"), mask)
     assert unmasked[mask].max() < -0.9  # the artefact and background would set the range
     assert background_value(spec) == -1.0
+
+
+@pytest.mark.parametrize("case", ["normal", "ties", "sorted", "reversed", "tiny", "one", "uint16"])
+def test_percentiles_equal_numpy_percentile(case):
+    rng = np.random.default_rng(len(case))
+    values = {
+        "normal": rng.normal(300, 80, 400_000).astype(np.float32),
+        "ties": np.round(rng.normal(0, 3, 300_000)).astype(np.float32),  # few distinct values
+        "sorted": np.sort(rng.random(250_000).astype(np.float32)),  # the strided sample sees a pattern
+        "reversed": np.sort(rng.random(250_000))[::-1].copy(),
+        "tiny": rng.random(7).astype(np.float32),
+        "one": np.array([4.5], np.float32),
+        "uint16": rng.integers(0, 4000, 200_000).astype(np.uint16),
+    }[case]
+    q = [0.0, 0.5, 2.0, 37.3, 99.5, 99.99, 100.0]
+    np.testing.assert_array_equal(_percentiles(values, q), np.percentile(values, q))
 
 
 def test_percentile_normalisation_with_constant_body_is_refused():
