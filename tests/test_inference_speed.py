@@ -44,14 +44,20 @@ def test_subpixel_layer_equals_the_transposed_convolution(out_channels, bias, sh
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_optimised_network_computes_the_same_and_leaves_the_original_alone():
-    net = unet()
+@pytest.mark.parametrize("capability, widest_replaced", [("AVX512", 2), ("AVX2", 16)])
+def test_optimised_network_computes_the_same_and_leaves_the_original_alone(monkeypatch, capability, widest_replaced):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    net = UnetGenerator3D(1, 1, num_downs=4, ngf=8, norm="instance").eval()  # 8, 16 and 32 channels inside
     fast = optimise_for_inference(net)
     assert isinstance(fast.model.model[3], SubpixelConvTranspose3d), "the one-channel output layer is replaced"
     assert type(net.model.model[3]) is torch.nn.ConvTranspose3d, "the loaded network is not modified"
-    inner = [m for m in fast.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
-    assert inner and all(m.out_channels > 2 for m in inner), "wide transposed convolutions stay as they are"
-    x = torch.randn(2, 1, 16, 24, 16)
+    replaced = [m.out_channels for m in fast.modules() if isinstance(m, SubpixelConvTranspose3d)]
+    kept = [m.out_channels for m in fast.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
+    assert max(replaced) <= widest_replaced < min(kept), "wide transposed convolutions stay as they are"
+    assert sorted(replaced + kept) == [1, 8, 16, 32]
+    cuda = optimise_for_inference(net, "float32", "cuda")  # a choice measured on CPUs only
+    assert [m.out_channels for m in cuda.modules() if isinstance(m, SubpixelConvTranspose3d)] == [1]
+    x = torch.randn(2, 1, 16, 32, 16)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5)
 
@@ -140,7 +146,8 @@ def test_batch_norm_is_folded_into_the_convolutions_before_it():
         torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-4)
 
 
-def test_wider_transposed_convolutions_become_sub_pixel_only_in_bfloat16():
+def test_wider_transposed_convolutions_become_sub_pixel_only_in_bfloat16_on_avx512(monkeypatch):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     net = UnetGenerator3D(1, 1, num_downs=3, ngf=4, norm="batch").eval()
     narrow = [m for m in net.modules() if isinstance(m, torch.nn.ConvTranspose3d) and 2 < m.out_channels <= 16]
     assert narrow

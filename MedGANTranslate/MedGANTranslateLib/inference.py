@@ -171,9 +171,18 @@ class SubpixelConvTranspose3d(nn.Module):
 
 
 #: Widest ``ConvTranspose3d(4, 2, 1)`` (output channels) worth computing as a sub-pixel convolution, per
-#: precision (oneDNN, 2 threads): float32 only for the 1-channel image layer (the 16-channel one got 1.3x
-#: slower), bfloat16 up to 16 channels (73 -> 35 ms for the U-Net's 64->16 layer; 32 and 64 channels: no gain).
-SUBPIXEL_MAX_CHANNELS = {"float32": 2, "bfloat16": 16, "float16": 2}
+#: precision (oneDNN, 2 threads). bfloat16: up to 16 channels (73 -> 35 ms for the U-Net's 64->16 layer; 32 and
+#: 64 channels: no gain). float32 on AVX512 CPUs: only the 1-channel image layer (the 16-channel one got 1.3x
+#: slower); on AVX2 CPUs also the 16-channel one (127 -> 102 ms alone, whose transposed form also pays a
+#: 28 ms copy of its output; the default U-Net's 192x224x160 window 0.370 -> 0.345 s, median of 10).
+SUBPIXEL_MAX_CHANNELS = {"float32": 2, "float32-avx2": 16, "bfloat16": 16, "float16": 2}
+
+
+def subpixel_max_channels(precision: str, device_type: str = "cpu") -> int:
+    """:data:`SUBPIXEL_MAX_CHANNELS` for ``precision`` on ``device_type`` (on a CPU, by its vector width)."""
+    if device_type == "cpu" and precision == "float32" and torch.backends.cpu.get_cpu_capability() == "AVX2":
+        return SUBPIXEL_MAX_CHANNELS["float32-avx2"]
+    return SUBPIXEL_MAX_CHANNELS.get(precision, 2)
 
 
 def _subpixel_eligible(module: nn.Module, max_channels: int = 2) -> bool:
@@ -201,13 +210,13 @@ def _conv_batchnorm_pairs(network: nn.Module) -> List[Tuple[nn.Sequential, int]]
     return pairs
 
 
-def optimise_for_inference(network: nn.Module, precision: str = "float32") -> nn.Module:
+def optimise_for_inference(network: nn.Module, precision: str = "float32", device_type: str = "cpu") -> nn.Module:
     """A copy of ``network`` computing the same function faster in ``precision``: BatchNorm layers (running
-    statistics) folded into the convolution before them, and narrow ``ConvTranspose3d(4, 2, 1)`` layers
-    (:data:`SUBPIXEL_MAX_CHANNELS`) replaced by :class:`SubpixelConvTranspose3d`, and large-kernel convolutions
+    statistics) folded into the convolution before them, narrow ``ConvTranspose3d(4, 2, 1)`` layers
+    (:func:`subpixel_max_channels` for ``precision`` on ``device_type``) replaced by :class:`SubpixelConvTranspose3d`, and large-kernel convolutions
     with an image on one side computed space-to-depth (:mod:`.fastconv`). TorchScript and ONNX
     networks, and networks without such layers, come back unchanged."""
-    max_channels = SUBPIXEL_MAX_CHANNELS.get(precision, 2)
+    max_channels = subpixel_max_channels(precision, device_type)
     if isinstance(network, torch.jit.ScriptModule):
         return network
     if not _conv_batchnorm_pairs(network) and not any(

@@ -91,7 +91,9 @@ class Translator:
         self.settings = inference_settings(card, roi, overlap)
         self.network = load_generator(card, device=str(self.device))
         check_fully_convolutional(self.network, self.settings)
-        self.inference_network = optimise_for_inference(self.network, compute_precision(self.settings, self.device))
+        self.inference_network = optimise_for_inference(
+            self.network, compute_precision(self.settings, self.device), self.device.type
+        )
 
     def translate(
         self,
