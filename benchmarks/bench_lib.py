@@ -176,7 +176,20 @@ class MonaiBaseline(TimedTranslator):
         return out[0, 0].numpy(), InferenceReport("cpu", total, total, 0)
 
 
-STRATEGIES = {"ours": TimedTranslator, "baseline": MonaiBaseline}
+class MovedBaseline(MonaiBaseline):
+    """The baseline on the same head in a field of view larger by half a window step at the low end of each
+    axis (background there), so every window falls elsewhere on the anatomy. Its difference from the baseline
+    is how much the baseline's own output depends on where its windows fall: a scan framed differently."""
+
+    def _infer(self, volume, mask, progress, cancel):
+        roi = self.settings.roi_size
+        shift = [max(1, int(r * 0.75) // 2) for r in roi]
+        moved = np.pad(volume, [(0, 0)] + [(s, 0) for s in shift], constant_values=self.settings.padding_value)
+        out, report = super()._infer(moved, None, progress, cancel)
+        return np.ascontiguousarray(out[tuple(slice(s, None) for s in shift)]), report
+
+
+STRATEGIES = {"ours": TimedTranslator, "baseline": MonaiBaseline, "baseline_moved": MovedBaseline}
 
 
 # ------------------------------------------------------------------------------------------- measurements

@@ -3,10 +3,11 @@
     python benchmarks/run_benchmark.py          # every bundled model, 1 mm and 0.5 mm heads, memory scaling
     python benchmarks/run_benchmark.py --models mr-t1-to-ct-pix2pix --sizes 1mm --repeats 1 --memory-sizes ""
 
-For each model and head size, three fresh child processes run: the engine as shipped ("ours"), the same
+For each model and head size, four fresh child processes run: the engine as shipped ("ours"), the same
 pipeline with its inference step replaced by plain ``monai.inferers.sliding_window_inference`` ("baseline",
-see ``bench_lib.MonaiBaseline``), and a probe of the network's throughput on body-covering blocks (the compute
-floor). End to end = read + preprocess + infer + postprocess + write; the model is loaded before timing.
+see ``bench_lib.MonaiBaseline``), the baseline once more with its windows moved by half a step (how much its
+own output depends on where its windows fall, ``bench_lib.MovedBaseline``), and a probe of the network's
+throughput on body-covering blocks (the compute floor). End to end = read + preprocess + infer + postprocess + write; the model is loaded before timing.
 Prints a table and writes ``benchmarks/results.json`` (one object per model; other head sizes nested).
 """
 from __future__ import annotations
@@ -109,11 +110,14 @@ def bench_model(card, size: str, args: argparse.Namespace, work: Path, variants:
     ours = _child("run", strategy="ours", output=str(out_dir / "ours.nii.gz"), **common)
     print(f"[{card.id} {size}] baseline ...", file=sys.stderr, flush=True)
     base = _child("run", strategy="baseline", output=str(out_dir / "baseline.nii.gz"), **common)
+    print(f"[{card.id} {size}] baseline with its windows moved ...", file=sys.stderr, flush=True)
+    _child("run", strategy="baseline_moved", output=str(out_dir / "baseline-moved.nii.gz"), **dict(common, repeats=1))
     print(f"[{card.id} {size}] compute floor ...", file=sys.stderr, flush=True)
     floor = _child("floor", model=str(card.folder), inputs=inputs, threads=args.threads, precisions=_precisions())
     inside = bench_lib.body_mask_on_input(card, Path(inputs[0]))
     accuracy = bench_lib.compare(out_dir / "ours.nii.gz", out_dir / "baseline.nii.gz", inside,
                                  paths[target] if target else None)
+    moved = bench_lib.compare(out_dir / "baseline-moved.nii.gz", out_dir / "baseline.nii.gz", inside, None)
     variant_rows = []
     for text in variants:
         print(f"[{card.id} {size}] ours with {text} ...", file=sys.stderr, flush=True)
@@ -140,6 +144,8 @@ def bench_model(card, size: str, args: argparse.Namespace, work: Path, variants:
         "ours_infer_s": ours["infer_s"],
         "infer_ratio_vs_baseline": base["infer_s"] / ours["infer_s"],
         **accuracy,
+        "baseline_moved_mean_abs_diff": moved["mean_abs_diff"],
+        "baseline_moved_p99_abs_diff": moved["p99_abs_diff"],
         "peak_rss_mb": ours["peak_rss_mb"],
         "baseline_peak_rss_mb": base["peak_rss_mb"],
         "windows_computed": ours["windows_computed"],
@@ -186,7 +192,7 @@ def memory_scaling(card, sizes: Sequence[int], args: argparse.Namespace, work: P
 
 def _table(results: List[Dict[str, Any]]) -> str:
     head = ("model / workload", "base s", "ours s", "ratio", "infer b/o s", "RSS b/o MB", "windows b/o",
-            "GFLOP b/o", "GFLOP/s o", "floor s", "of floor", "mean|d|", "p99|d|")
+            "GFLOP b/o", "GFLOP/s o", "floor s", "of floor", "mean|d|", "p99|d|", "moved base mean|d|, p99|d|")
     lines = [" | ".join(head)]
     for r in results:
         for row in ([r] if "ours_s" in r else []) + r["other_sizes"]:
@@ -200,6 +206,7 @@ def _table(results: List[Dict[str, Any]]) -> str:
                 f"{row['achieved_gflop_per_s']:.0f} (max {row['throughput_gflop_per_s']:.0f})",
                 f"{row['compute_floor_s']:.2f}", f"{row['fraction_of_compute_floor']:.2f}",
                 f"{row['mean_abs_diff']:.3g} {row['unit']}", f"{row['p99_abs_diff']:.3g} {row['unit']}",
+                f"{row['baseline_moved_mean_abs_diff']:.3g}, {row['baseline_moved_p99_abs_diff']:.3g} {row['unit']}",
             ]))
     return "\n".join(lines)
 

@@ -1,0 +1,41 @@
+"""The benchmark's baselines compute what they say: plain MONAI windows, and the same with the windows moved."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from bench_lib import MonaiBaseline, MovedBaseline  # noqa: E402
+
+
+def volume(shape=(1, 40, 36, 44), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+
+
+def test_moved_windows_give_the_same_voxels_back_where_the_windows_do_not_matter(make_model):
+    card = make_model()
+    base, moved = MonaiBaseline(card, device="cpu"), MovedBaseline(card, device="cpu")
+    torch.manual_seed(3)
+    pointwise = torch.nn.Conv3d(1, 1, 1).eval()  # each voxel on its own: windows cannot change anything
+    base.network = moved.network = pointwise
+    v = volume()
+    a, _ = base._infer(v, None, None, None)
+    b, _ = moved._infer(v, None, None, None)
+    assert a.shape == b.shape == v.shape[1:]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    with torch.no_grad():
+        np.testing.assert_allclose(a, pointwise(torch.from_numpy(v)[None])[0, 0].numpy(), atol=1e-6)
+
+
+def test_a_u_net_on_moved_windows_gives_another_output(make_model):
+    card = make_model()  # a U-Net on 16^3 windows: each window's border is padding
+    base, moved = MonaiBaseline(card, device="cpu"), MovedBaseline(card, device="cpu")
+    v = volume()
+    a, _ = base._infer(v, None, None, None)
+    b, _ = moved._infer(v, None, None, None)
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() > 1e-3
