@@ -1,6 +1,8 @@
 """The translation pipeline end to end with tiny real models: geometry, values, progress, cancel."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -97,8 +99,13 @@ def test_sliding_window_with_roi_equal_to_volume_matches_forward(make_model):
     out, report = run_sliding_window(net, vol, settings, torch.device("cpu"))
     with torch.no_grad():
         whole = net(torch.from_numpy(vol)[None])[0, 0].numpy()
-    assert report.windows_total == 1
+    assert report.windows_total == report.windows_computed == 1
     np.testing.assert_allclose(out, whole, atol=1e-5)
+    air = np.zeros(vol.shape[1:], bool)  # a window without a body voxel is not computed
+    empty, report = run_sliding_window(net, vol, replace(settings, skip_background=True), torch.device("cpu"),
+                                       mask=air, background_out=-0.75)
+    assert (report.windows_computed, report.windows_skipped) == (0, 1)
+    assert empty.shape == vol.shape[1:] and (empty == -0.75).all()
 
 
 def test_background_windows_are_skipped_without_changing_the_result(make_model):
