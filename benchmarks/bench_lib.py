@@ -27,6 +27,8 @@ from MedGANTranslateLib.inference import InferenceReport, count_windows, plan_bo
 from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.preprocessing import body_mask, to_input_grid, to_network_grid
 
+#: The baseline's window overlap: MONAI's usual choice, as a careful user would write it.
+BASELINE_OVERLAP = 0.25
 _BY_SEQUENCE = {"t1w": "t1", "t2w": "t2", "t1w+gd": "t1c"}
 _BY_MODALITY = {"ct": "ct", "pet": "pet"}
 
@@ -170,8 +172,8 @@ class MonaiBaseline(TimedTranslator):
     def _infer(self, volume, mask, progress, cancel):
         with torch.no_grad():
             out = sliding_window_inference(torch.from_numpy(volume)[None], roi_size=self.settings.roi_size,
-                                           sw_batch_size=1, predictor=self.network, overlap=0.25, mode="gaussian",
-                                           padding_mode="constant", cval=self.settings.padding_value)
+                                           sw_batch_size=1, predictor=self.network, overlap=BASELINE_OVERLAP,
+                                           mode="gaussian", padding_mode="constant", cval=self.settings.padding_value)
         total = count_windows(volume.shape[1:], self.settings)
         return out[0, 0].numpy(), InferenceReport("cpu", total, total, 0)
 
@@ -183,7 +185,7 @@ class MovedBaseline(MonaiBaseline):
 
     def _infer(self, volume, mask, progress, cancel):
         roi = self.settings.roi_size
-        shift = [max(1, int(r * 0.75) // 2) for r in roi]
+        shift = [max(1, int(r * (1 - BASELINE_OVERLAP)) // 2) for r in roi]
         moved = np.pad(volume, [(0, 0)] + [(s, 0) for s in shift], constant_values=self.settings.padding_value)
         out, report = super()._infer(moved, None, progress, cancel)
         return np.ascontiguousarray(out[tuple(slice(s, None) for s in shift)]), report

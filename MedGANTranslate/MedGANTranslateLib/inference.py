@@ -213,9 +213,10 @@ def _conv_batchnorm_pairs(network: nn.Module) -> List[Tuple[nn.Sequential, int]]
 def optimise_for_inference(network: nn.Module, precision: str = "float32", device_type: str = "cpu") -> nn.Module:
     """A copy of ``network`` computing the same function faster in ``precision``: BatchNorm layers (running
     statistics) folded into the convolution before them, narrow ``ConvTranspose3d(4, 2, 1)`` layers
-    (:func:`subpixel_max_channels` for ``precision`` on ``device_type``) replaced by :class:`SubpixelConvTranspose3d`, and large-kernel convolutions
-    with an image on one side computed space-to-depth (:mod:`.fastconv`). TorchScript and ONNX
-    networks, and networks without such layers, come back unchanged."""
+    (:func:`subpixel_max_channels` for ``precision`` on ``device_type``) replaced by
+    :class:`SubpixelConvTranspose3d`, and large-kernel convolutions with an image on one side computed
+    space-to-depth (:mod:`.fastconv`). TorchScript and ONNX networks, and networks without such layers, come
+    back unchanged."""
     max_channels = subpixel_max_channels(precision, device_type)
     if isinstance(network, torch.jit.ScriptModule):
         return network
