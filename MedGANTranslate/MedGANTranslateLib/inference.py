@@ -29,6 +29,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .fastconv import replace_layers, space_to_depth_eligible, use_space_to_depth
 from .errors import CardError, MedGANError
+from .preprocessing import foreground_bounds
 from .progress import CancelToken, ProgressCallback, StageTimer
 
 LogCallback = Callable[[str, str], None]
@@ -259,8 +260,7 @@ def plan_body_windows(shape: Sequence[int], mask: Optional[np.ndarray], settings
     split along its longest side until one window holds at most ``max_window_voxels``; neighbouring windows
     overlap by ``window_context`` voxels on each side, and every side is a multiple of the network's divisor."""
     if mask is not None and mask.any():
-        extent = [np.flatnonzero(mask.any(axis=tuple(j for j in range(3) if j != i))) for i in range(3)]
-        lo, hi = [int(e[0]) for e in extent], [int(e[-1]) + 1 for e in extent]
+        lo, hi = foreground_bounds(mask)
     else:
         lo, hi = [0, 0, 0], [int(n) for n in shape]
     size = [b - a for a, b in zip(lo, hi)]

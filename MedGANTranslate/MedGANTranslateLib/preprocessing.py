@@ -224,16 +224,22 @@ def _from_working_grid(mask: sitk.Image, image: sitk.Image, factors: Sequence[in
     return out
 
 
+def foreground_bounds(values: np.ndarray) -> Tuple[List[int], List[int]]:
+    """First and one-past-last index of the nonzero voxels of a (z, y, x) array along each axis (it must hold
+    one): its bounding box."""
+    hits = [np.flatnonzero(values.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    return [int(h[0]) for h in hits], [int(h[-1]) + 1 for h in hits]
+
+
 def _foreground_box(values: np.ndarray, margin: Sequence[int]) -> Tuple[slice, ...]:
     """Array slices of the bounding box of ``values``' foreground plus ``margin`` voxels (x, y, z) of background.
     The body mask's steps give the same voxels on the cut array, since nothing they do reaches further than the
     closing and dilation radii beyond the foreground, and the background ring keeps the outside air in one piece
     for hole filling; they cost less by the air they no longer visit."""
-    box = []
-    for axis, m in enumerate(margin[::-1]):
-        hit = np.flatnonzero(values.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(int(hit[0]) - m, 0), min(int(hit[-1]) + m + 1, values.shape[axis])))
-    return tuple(box)
+    lo, hi = foreground_bounds(values)
+    return tuple(
+        slice(max(a - m, 0), min(b + m, n)) for a, b, m, n in zip(lo, hi, margin[::-1], values.shape)
+    )
 
 
 def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
