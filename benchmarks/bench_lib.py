@@ -151,7 +151,7 @@ class TimedTranslator(Translator):
         """The network the inference step runs (for counting its FLOPs)."""
         return self.inference_network
 
-    def infer(self, volume, mask, progress=None, cancel=None):
+    def infer(self, volume, mask, progress=None, cancel=None, mirror=()):
         self.infer_started = time.perf_counter()
         result = self._infer(volume, mask, progress, cancel)
         self.infer_ended = time.perf_counter()
@@ -279,7 +279,7 @@ class FloorProbe(Translator):
     measured: Dict[str, Any] = {}
     precisions: List[str] = ["float32"]
 
-    def infer(self, volume, mask, progress=None, cancel=None):
+    def infer(self, volume, mask, progress=None, cancel=None, mirror=()):
         large = (plan_body_windows(volume.shape[1:], mask, self.settings).roi_size
                  if self.settings.fully_convolutional else None)
         self.measured = measure_throughput(self.inference_network, volume, mask, self.settings.roi_size,

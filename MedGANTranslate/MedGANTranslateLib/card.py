@@ -235,6 +235,7 @@ class CardSummary:
     output_label: str = ""
     display: Dict[str, Any] = field(default_factory=dict)
     difference_without_reference: str = "none"
+    test_time_mirror: Sequence[str] = ()
 
 
 def read_card_summary(path: "str | Path") -> CardSummary:
@@ -262,6 +263,7 @@ def read_card_summary(path: "str | Path") -> CardSummary:
             output_label=output_label(output),
             display=data.get("display", {}),
             difference_without_reference=data.get("difference", {}).get("without_reference", "none"),
+            test_time_mirror=tuple(data.get("inference", {}).get("test_time_mirror", ())),
         )
     except (KeyError, TypeError) as exc:
         raise CardError(f"Model card {path} lacks a required field or has a wrong type ({exc}); run 'medgan-translate models verify'.") from exc

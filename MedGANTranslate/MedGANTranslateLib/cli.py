@@ -91,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=out.progress_callback(),
         cancel=token,
         log=out.log,
+        tta=args.tta,
     )
     report = result.report
     if out.json:
@@ -243,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--roi", type=int, nargs=3, metavar=("X", "Y", "Z"), help="sliding-window size in voxels (default: the card's; a fully convolutional model runs on a few "
                           "large windows over the body unless --roi or --overlap is given)")
     run.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    run.add_argument("--tta", action="store_true",
+                     help="test-time augmentation: average the output with that of the input's mirror image along the "
+                          "axes the model card declares (left-right for the bundled models); more accurate, about twice "
+                          "the inference time")
     run.add_argument("--threads", type=int, help="CPU threads (default: all cores on small machines, one free on larger)")
     run.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
     run.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")

@@ -66,6 +66,7 @@ class InferenceSettings:
     fully_convolutional: bool = False
     max_window_voxels: int = 2 ** 23
     window_context: int = 16
+    test_time_mirror: Tuple[str, ...] = ()
 
     @classmethod
     def from_card(
@@ -108,6 +109,7 @@ class InferenceSettings:
             fully_convolutional=bool(inference.get("fully_convolutional", False)) and not user_windows,
             max_window_voxels=int(inference.get("max_window_voxels", cls.max_window_voxels)),
             window_context=int(inference.get("window_context", cls.window_context)),
+            test_time_mirror=tuple(inference.get("test_time_mirror", ())),
         )
 
 
@@ -115,6 +117,20 @@ def auto_batch_size(roi_size: Sequence[int]) -> int:
     """Windows per network call for ``sw_batch_size: "auto"``: as many as fit in :data:`AUTO_BATCH_VOXELS`,
     between 1 and :data:`AUTO_BATCH_MAX`."""
     return min(AUTO_BATCH_MAX, max(1, AUTO_BATCH_VOXELS // math.prod(roi_size)))
+
+
+#: Anatomical axes a card may name for test-time mirroring, and the row of a (LPS) direction matrix each runs along.
+MIRROR_AXES = {"left-right": 0, "anterior-posterior": 1, "superior-inferior": 2}
+
+
+def mirror_dims(direction: Sequence[float], axes: Sequence[str]) -> Tuple[int, ...]:
+    """Array axes (z, y, x order) of a grid with this row-major 3×3 ``direction`` along which the anatomical
+    ``axes`` run, so a mirror flips the same anatomy whatever the scan's orientation."""
+    matrix = np.abs(np.asarray(direction, dtype=float).reshape(3, 3))
+    unknown = [a for a in axes if a not in MIRROR_AXES]
+    if unknown:
+        raise CardError(f"Unknown test-time mirror axis {unknown[0]!r}; use {', '.join(MIRROR_AXES)}.")
+    return tuple(sorted({2 - int(np.argmax(matrix[MIRROR_AXES[a]])) for a in axes}))
 
 
 def cpu_bfloat16_native() -> bool:
@@ -364,7 +380,9 @@ def list_devices() -> list:
 
 class _WindowPredictor:
     """Runs the network on the windows MONAI hands over (with their coordinates); skips windows without a
-    voxel of ``mask`` when one is given, counts progress and checks the cancel token between windows."""
+    voxel of ``mask`` when one is given, counts progress and checks the cancel token between windows. With
+    ``mirror`` (array axes), each window's output is the mean of the network on the window and, mirrored
+    back, on its mirror image along each axis (test-time augmentation)."""
 
     def __init__(
         self,
@@ -374,8 +392,10 @@ class _WindowPredictor:
         background_out: float,
         timer: StageTimer,
         mask: Optional[np.ndarray],
+        mirror: Sequence[int] = (),
     ) -> None:
         self.network = network
+        self.mirror = tuple(d + 2 for d in mirror)
         self.settings = settings
         self.device = device
         self.background_out = background_out
@@ -386,6 +406,12 @@ class _WindowPredictor:
         self.skipped = 0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._network(x)
+        for dim in self.mirror:
+            out += torch.flip(self._network(torch.flip(x, (dim,))), (dim,))
+        return out / (1 + len(self.mirror)) if self.mirror else out
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
         if self.precision == "float32":
             return self.network(x).float()
         with torch.autocast(device_type=self.device.type, dtype=getattr(torch, self.precision)):
@@ -427,6 +453,7 @@ class InferenceReport:
     fallback: Optional[str] = None
     precision: str = "float32"
     roi_size: Tuple[int, ...] = ()
+    mirrored: Tuple[int, ...] = ()  # array axes averaged with their mirror image (test-time augmentation)
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:
@@ -454,10 +481,12 @@ def run_sliding_window(
     cancel: Optional[CancelToken] = None,
     log: Optional[LogCallback] = None,
     roi_weight_map: Optional[torch.Tensor] = None,
+    mirror: Sequence[int] = (),
 ) -> Tuple[np.ndarray, InferenceReport]:
     """Translates ``volume`` (channels, z, y, x; normalised float32) and returns (z, y, x) float32 in the
     network's output range. ``mask`` (z, y, x) marks body voxels: with ``skip_background``, windows without
     body voxels are not computed and give ``background_out``. ``roi_weight_map`` replaces the blending weights.
+    ``mirror``: array axes (z, y, x order) along which each window is also mirrored, its outputs averaged.
 
     On CUDA out-of-memory the run is repeated with stitching on the CPU, then entirely on the CPU, and
     ``log`` is told each time.
@@ -480,7 +509,8 @@ def run_sliding_window(
         if reason and log:
             log("warning", reason)
         timer = StageTimer("infer", total, progress, cancel)
-        predictor = _WindowPredictor(network.to(sw_device), settings, sw_device, background_out, timer, window_mask)
+        predictor = _WindowPredictor(network.to(sw_device), settings, sw_device, background_out, timer, window_mask,
+                                     mirror)
         timer.start(f"{total} windows on {sw_device}")
         try:
             with torch.inference_mode():
@@ -510,7 +540,7 @@ def run_sliding_window(
             torch.cuda.empty_cache()
             continue
         report = InferenceReport(str(sw_device), total, predictor.computed, predictor.skipped, reason,
-                                 predictor.precision, tuple(settings.roi_size))
+                                 predictor.precision, tuple(settings.roi_size), tuple(mirror))
         return out[0, 0].cpu().numpy().astype(np.float32, copy=False), report
     raise AssertionError("unreachable")
 
@@ -525,12 +555,14 @@ def run_inference(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     log: Optional[LogCallback] = None,
+    mirror: Sequence[int] = (),
 ) -> Tuple[np.ndarray, InferenceReport]:
     """:func:`run_sliding_window` with the card's windows, or, for a fully convolutional network, with the large
     windows of :func:`plan_body_windows` over the body's box (``background_out`` elsewhere), stitched by
     :func:`core_weights`."""
     if not settings.fully_convolutional:
-        return run_sliding_window(network, volume, settings, device, mask, background_out, progress, cancel, log)
+        return run_sliding_window(network, volume, settings, device, mask, background_out, progress, cancel, log,
+                                  mirror=mirror)
     plan = plan_body_windows(volume.shape[1:], mask, settings)
     windows = replace(settings, roi_size=plan.roi_size, overlap=plan.overlap, sw_batch_size=1, blend="constant",
                       fully_convolutional=False)
@@ -538,7 +570,7 @@ def run_inference(
     crop = volume if whole else volume[(slice(None),) + plan.box]
     weights = core_weights(plan, settings.window_context) if any(plan.overlap) else None
     out_box, report = run_sliding_window(network, crop, windows, device, None if mask is None else mask[plan.box],
-                                         background_out, progress, cancel, log, weights)
+                                         background_out, progress, cancel, log, weights, mirror)
     if whole:
         return out_box, report
     del crop

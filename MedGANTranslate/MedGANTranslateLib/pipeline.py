@@ -34,6 +34,7 @@ from .inference import (
     compute_precision,
     configure_threads,
     estimate_window_bytes,
+    mirror_dims,
     normalised_background_output,
     optimise_for_inference,
     run_inference,
@@ -83,12 +84,20 @@ class Translator:
         overlap: Optional[float] = None,
         threads: Optional[int] = None,
         log: Optional[LogCallback] = None,
+        tta: bool = False,
     ) -> None:
         self.card = card
         self.log = log
         configure_threads(threads)
         self.device = select_device(device)
         self.settings = inference_settings(card, roi, overlap)
+        if tta and not self.settings.test_time_mirror:
+            raise MedGANError(
+                f"Model '{card.id}' declares no test-time mirror axes (card inference.test_time_mirror): it was not "
+                "trained to give mirrored anatomy a mirrored result, so test-time augmentation would blur it. "
+                "Run it without --tta."
+            )
+        self.tta = tta
         self.network = load_generator(card, device=str(self.device))
         check_fully_convolutional(self.network, self.settings)
         self.inference_network = optimise_for_inference(
@@ -122,7 +131,8 @@ class Translator:
             images, card.preprocessing, post.get("body_mask", {}), [spec.modality for spec in card.inputs]
         )
 
-        out, report = self.infer(volume, mask, progress, cancel)
+        mirror = mirror_dims(grid.direction, self.settings.test_time_mirror) if self.tta else ()
+        out, report = self.infer(volume, mask, progress, cancel, mirror)
         # Full-size arrays are dropped as soon as they are used: peak memory grows with the volume (~22 B/voxel).
         minus_input = reference is None and card.difference.get("without_reference") == "minus_input"
         normalised_input = volume[0] if minus_input else None
@@ -152,6 +162,8 @@ class Translator:
                 "MedGANTranslate.EngineVersion": __version__,
             }
         )
+        if report.mirrored:
+            provenance["MedGANTranslate.TestTimeMirror"] = ", ".join(self.settings.test_time_mirror)
         return TranslationResult(synthetic, difference, metrics, provenance, report, seconds, mask_image)
 
     def infer(
@@ -160,10 +172,11 @@ class Translator:
         mask: np.ndarray,
         progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
+        mirror: Sequence[int] = (),
     ) -> Tuple[np.ndarray, InferenceReport]:
         """The inference step on the network grid: normalised ``volume`` (channels, z, y, x) and body ``mask``
-        (z, y, x) in, output (z, y, x) in the network's range out. The benchmark replaces it to compare
-        inference strategies inside the same pipeline."""
+        (z, y, x) in, output (z, y, x) in the network's range out; ``mirror``: array axes of test-time
+        mirroring. The benchmark replaces it to compare inference strategies inside the same pipeline."""
         return run_inference(
             self.inference_network,
             volume,
@@ -174,6 +187,7 @@ class Translator:
             progress=progress,
             cancel=cancel,
             log=self.log,
+            mirror=mirror,
         )
 
     @staticmethod
@@ -242,8 +256,10 @@ def translate_files(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     log: Optional[LogCallback] = None,
+    tta: bool = False,
 ) -> TranslationResult:
-    """Reads, translates and writes; every output appears complete or not at all."""
+    """Reads, translates and writes; every output appears complete or not at all. ``tta``: average with the
+    mirror images the card declares (about twice the inference time)."""
     card = resolve_model(model, models_dirs)
     all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
     if len(inputs) != len(card.inputs):
@@ -279,7 +295,7 @@ def translate_files(
                refine=lambda: traced_job_bytes(card, headers, settings) or needed)
 
     _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
-    translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log)
+    translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta)
     _stage(progress, cancel, "read", "reading input volume(s)")
     roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]
     images = [read_image(p, role) for p, role in zip(inputs, roles)]

@@ -102,13 +102,14 @@ def evaluate_model(
     device: str = "cpu",
     log: Optional[Callable[[str, str], None]] = None,
     runtime: bool = True,
+    tta: bool = False,
 ) -> Dict[str, Any]:
     """Mean metrics of ``card`` over the phantoms of ``seeds`` (which must not be training seeds), the
     baselines' means, per-case numbers, and with ``runtime`` the seconds one translation of the first phantom
-    takes (measured on the CPU only)."""
+    takes (measured on the CPU only); ``tta``: with test-time mirroring."""
     phantom = dict(DEFAULT_PHANTOM, **(phantom or {}))
     input_names, target_name = phantom_roles(card)
-    translator = Translator(card, device=device, threads=threads)
+    translator = Translator(card, device=device, threads=threads, tta=tta)
     cases, base_cases = [], {}
     seconds = None
     timed = runtime and device == "cpu"
