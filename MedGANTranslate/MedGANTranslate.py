@@ -69,6 +69,7 @@ class MedGANTranslateParameterNode:
     roiY: Annotated[int, WithinRange(0, 1024)] = 0
     roiZ: Annotated[int, WithinRange(0, 1024)] = 0
     overlap: Annotated[float, WithinRange(0.0, 0.95)] = 0.0
+    testTimeMirror: bool = False
     createDifference: bool = True
     showSideBySide: bool = True
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -303,6 +304,12 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         self.ui.differenceCheckBox.enabled = differencePossible
         self.ui.differenceCheckBox.toolTip = "" if differencePossible else _("A difference map needs a reference volume.")
+        mirrorPossible = summary is not None and bool(summary.test_time_mirror)
+        self.ui.mirrorCheckBox.enabled = mirrorPossible
+        self.ui.mirrorCheckBox.toolTip = (
+            _("Average the result with that of the scan's mirror image ({axes}): more accurate, about twice the "
+              "inference time.").format(axes=", ".join(summary.test_time_mirror)) if mirrorPossible
+            else _("This model was not trained with mirrored scans, so mirror averaging would make it worse."))
         self.ui.applyButton.enabled = not reasons
         self.ui.applyButton.toolTip = " ".join(reasons) if reasons else _("Make a synthetic image with the selected model.")
 
@@ -338,6 +345,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             roi=roi if all(roi) else None,
             overlap=p.overlap if p.overlap > 0 else None,
             models_dir=p.modelsFolder,
+            tta=p.testTimeMirror and bool(summary.test_time_mirror),
         )
 
     def _setRunning(self, running: bool) -> None:

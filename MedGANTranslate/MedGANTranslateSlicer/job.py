@@ -48,6 +48,7 @@ class TranslationRequest:
     roi: Optional[Tuple[int, int, int]] = None
     overlap: Optional[float] = None
     models_dir: str = ""
+    tta: bool = False
 
 
 @dataclass
@@ -95,6 +96,8 @@ def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str]
         args += ["--roi"] + [str(int(v)) for v in request.roi]
     if request.overlap is not None:
         args += ["--overlap", str(request.overlap)]
+    if request.tta:
+        args += ["--tta"]
     if request.models_dir:
         args += ["--models-dir", request.models_dir]
     return {"args": args, "paths": paths}

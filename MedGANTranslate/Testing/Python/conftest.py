@@ -72,7 +72,10 @@ def tiny_models(tmp_path_factory):
     def pet_difference(data):
         data["display"]["difference_window"] = 3
 
-    make("tiny-ct", model_id="tiny-ct")
+    def mirrored(data):
+        data["inference"]["test_time_mirror"] = ["left-right"]
+
+    make("tiny-ct", model_id="tiny-ct", edit=mirrored)
     make("tiny-pet", model_id="tiny-pet", output_modality="PET", edit=pet_difference)
     make("tiny-two", model_id="tiny-two", inputs=2, output_modality="PET", edit=two_inputs)
     return root

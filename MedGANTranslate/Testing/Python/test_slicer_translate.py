@@ -66,6 +66,7 @@ def test_translation_with_reference(slicer_standin, widget, tiny_models):
     _prepare(widget, tiny_models, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(input_node)
     widget.ui.referenceSelector.setCurrentNode(reference)
+    widget.ui.mirrorCheckBox.checked = True
     progress = []
     job = _run(slicer, widget, progress)
 
@@ -93,6 +94,7 @@ def test_translation_with_reference(slicer_standin, widget, tiny_models):
         assert node.GetAttribute("MedGANTranslate.Device") == "cpu"
         assert float(node.GetAttribute("MedGANTranslate.Seconds")) > 0
     assert difference.GetAttribute("MedGANTranslate.Kind") == "difference"
+    assert "--tta" in job.process.args and synthetic.GetAttribute("MedGANTranslate.TestTimeMirror") == "left-right"
     assert "Research use only" in synthetic.GetDescription()
     # display presets from the card: CT window/level; difference diverging and centred at zero
     display = synthetic.GetScalarVolumeDisplayNode()

@@ -38,6 +38,7 @@ EXPECTED_CLASSES = {
     "detectDevicesButton": "QPushButton",
     "modelsFolderLineEdit": "ctkPathLineEdit",
     "differenceCheckBox": "QCheckBox",
+    "mirrorCheckBox": "QCheckBox",
     "metricsTableView": "qMRMLTableView",
     "sideBySideCheckBox": "QCheckBox",
     "opacitySliderWidget": "ctkSliderWidget",
@@ -156,7 +157,7 @@ def test_bound_widgets_fit_their_parameters(ui):
     assert set(bound) <= set(members), f"bound to unknown parameters: {set(bound) - set(members)}"
     for name, cls in bound.items():
         assert cls in CONNECTORS[members[name]], f"{name}: {cls} cannot hold a {members[name]}"
-    assert {"inputVolume", "referenceVolume", "roiX", "overlap", "createDifference", "showSideBySide", "overlayOpacity"} <= set(bound)
+    assert {"inputVolume", "referenceVolume", "roiX", "overlap", "testTimeMirror", "createDifference", "showSideBySide", "overlayOpacity"} <= set(bound)
 
 
 def test_connector_table_matches_slicer(ui):

@@ -119,6 +119,20 @@ def test_request_uses_model_defaults_unless_all_roi_sizes_are_set(slicer_standin
     assert Path(request.model.path).parent.name == "tiny-ct"
 
 
+def test_mirror_averaging_is_offered_only_for_models_trained_with_mirroring(slicer_standin, widget, tiny_models):
+    volume = slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR")
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(volume)
+    assert widget.ui.mirrorCheckBox.enabled and "left-right" in widget.ui.mirrorCheckBox.toolTip
+    assert widget._requestFromParameters().tta is False
+    widget.ui.mirrorCheckBox.checked = True
+    assert widget._requestFromParameters().tta is True
+    _choose_model(widget, "tiny-pet")
+    assert not widget.ui.mirrorCheckBox.enabled and "not trained with mirrored" in widget.ui.mirrorCheckBox.toolTip
+    assert widget._requestFromParameters().tta is False, "a checked box is ignored for a model without mirror axes"
+
+
 def test_device_list_names_each_gpu(widget):
     widget._onDevicesDetected([{"id": "cpu", "name": "CPU"}, {"id": "cuda:0", "name": "NVIDIA A"}, {"id": "cuda:1", "name": "NVIDIA B"}])
     items = [(widget.ui.deviceSelector.itemText(i), widget.ui.deviceSelector.itemData(i)) for i in range(widget.ui.deviceSelector.count)]
