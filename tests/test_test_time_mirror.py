@@ -9,9 +9,10 @@ import torch
 
 from test_cli import run_cli
 from volumes import head_volume, write
+from MedGANTranslateLib.card import load_schema
 from MedGANTranslateLib.checkpoints import load_generator
 from MedGANTranslateLib.errors import CardError, MedGANError
-from MedGANTranslateLib.inference import InferenceSettings, mirror_dims, run_sliding_window
+from MedGANTranslateLib.inference import MIRROR_AXES, InferenceSettings, mirror_dims, run_sliding_window
 from MedGANTranslateLib.pipeline import Translator
 
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
@@ -32,6 +33,11 @@ def _mirrored(data):
 ])
 def test_anatomical_axes_are_found_on_the_scans_own_grid(direction, axes, expected):
     assert mirror_dims(direction, axes) == expected
+
+
+def test_the_engine_knows_exactly_the_axis_names_the_card_schema_allows():
+    allowed = load_schema()["properties"]["inference"]["properties"]["test_time_mirror"]["items"]["enum"]
+    assert sorted(allowed) == sorted(MIRROR_AXES)
 
 
 def test_an_unknown_axis_name_is_a_card_error():
