@@ -153,23 +153,24 @@ class TimedTranslator(Translator):
 
     def infer(self, volume, mask, progress=None, cancel=None, mirror=()):
         self.infer_started = time.perf_counter()
-        result = self._infer(volume, mask, progress, cancel)
+        result = self._infer(volume, mask, progress, cancel, mirror)
         self.infer_ended = time.perf_counter()
         return result
 
-    def _infer(self, volume, mask, progress, cancel):
-        return super().infer(volume, mask, progress, cancel)
+    def _infer(self, volume, mask, progress, cancel, mirror=()):
+        return super().infer(volume, mask, progress, cancel, mirror)
 
 
 class MonaiBaseline(TimedTranslator):
     """What a careful MONAI user writes: ``sliding_window_inference`` over the whole normalised volume with the
-    card's ROI, overlap 0.25, Gaussian blending, batch size 1, float32, under ``torch.no_grad``."""
+    card's ROI, overlap 0.25, Gaussian blending, batch size 1, float32, under ``torch.no_grad``; no test-time
+    mirroring, which such a user would not add either."""
 
     @property
     def network_run(self) -> torch.nn.Module:
         return self.network
 
-    def _infer(self, volume, mask, progress, cancel):
+    def _infer(self, volume, mask, progress, cancel, mirror=()):
         with torch.no_grad():
             out = sliding_window_inference(torch.from_numpy(volume)[None], roi_size=self.settings.roi_size,
                                            sw_batch_size=1, predictor=self.network, overlap=BASELINE_OVERLAP,
@@ -183,7 +184,7 @@ class MovedBaseline(MonaiBaseline):
     axis (background there), so every window falls elsewhere on the anatomy. Its difference from the baseline
     is how much the baseline's own output depends on where its windows fall: a scan framed differently."""
 
-    def _infer(self, volume, mask, progress, cancel):
+    def _infer(self, volume, mask, progress, cancel, mirror=()):
         roi = self.settings.roi_size
         shift = [max(1, int(r * (1 - BASELINE_OVERLAP)) // 2) for r in roi]
         moved = np.pad(volume, [(0, 0)] + [(s, 0) for s in shift], constant_values=self.settings.padding_value)
