@@ -18,11 +18,11 @@ from safetensors.torch import load_file
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.errors import MedGANError
 from MedGANTranslateLib.model_folder import tiny_card_data
-from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.pipeline import Translator, inference_settings
 from MedGANTranslateLib.registry import bundled_models_dirs, verify_weights
 from MedGANTranslateLib.training import evaluate_model, load_config, train
 from MedGANTranslateLib.training.config import complete_config
-from MedGANTranslateLib.inference import cpu_bfloat16_native
+from MedGANTranslateLib.inference import compute_precision, cpu_bfloat16_native
 from MedGANTranslateLib.training.recipes import CycleGAN, Pix2Pix
 from MedGANTranslateLib.training.evaluate import label_scores
 from MedGANTranslateLib.training import data as training_data
@@ -195,6 +195,9 @@ def test_evaluation_reports_metrics_baseline_and_runtime(tmp_path, cache):
     assert set(report["baselines"]) == {"bulk_density"}
     assert report["runtime"]["cpu_seconds"] > 0
     assert "seeds 1, 2" in report["dataset"]
+    precision = compute_precision(inference_settings(card), torch.device("cpu"))  # what the pipeline ran in
+    assert f"network in {precision})" in report["dataset"]
+    assert f"{precision}, 1 CPU thread(s)" in report["runtime"]["reference_volume"]
     validation = card.data["validation"]  # what training wrote into the card
     assert [case["seed"] for case in validation["per_case"]] == [1, 2]
     for key in ("mae", "bone_dice"):

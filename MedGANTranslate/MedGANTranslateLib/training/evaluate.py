@@ -110,7 +110,7 @@ def evaluate_model(
     phantom = dict(DEFAULT_PHANTOM, **(phantom or {}))
     input_names, target_name = phantom_roles(card)
     translator = Translator(card, device=device, threads=threads, tta=tta)
-    cases, base_cases = [], {}
+    cases, base_cases, precisions = [], {}, set()
     seconds = None
     timed = runtime and device == "cpu"
     for seed in seeds:
@@ -120,6 +120,7 @@ def evaluate_model(
         if timed and seconds is None:  # timed without a reference: what a user waits for, without the metrics
             seconds = translator.translate(inputs).seconds
         result = translator.translate(inputs, reference)
+        precisions.add(result.report.precision)
         ref = sitk.GetArrayFromImage(reference).astype(np.float32)
         labels = sitk.GetArrayFromImage(images["labels"])
         synth = sitk.GetArrayFromImage(result.synthetic).astype(np.float32)
@@ -135,10 +136,12 @@ def evaluate_model(
     windows = ("large windows over the body (fully convolutional)" if translator.settings.fully_convolutional
                else " × ".join(str(n) for n in translator.settings.roi_size[::-1]) + " windows")
     spacing = " × ".join(f"{float(s):g}" for s in phantom["spacing"])
+    # The precision is part of the result: bfloat16 moves the default CT model's every voxel by ~1 HU (ME).
+    precision = " and ".join(sorted(precisions))
     dataset = (f"{len(cases)} held-out digital head phantoms (MedGANTranslateLib.phantom, seeds "
                f"{', '.join(str(s) for s in seeds)}; never used in training), {size} voxels at {spacing} mm. "
-               "Metrics are means over the phantoms, computed by the inference pipeline inside its body mask "
-               "(found on the first input).")
+               f"Metrics are means over the phantoms, computed by the inference pipeline (network in {precision}"
+               f"{', mirror-averaged' if tta else ''}) inside its body mask (found on the first input).")
     return {
         "dataset": dataset,
         "metrics": _mean([_scores(c) for c in cases]),
@@ -146,5 +149,5 @@ def evaluate_model(
         "per_case": cases,
         "runtime": {"cpu_seconds": float(f"{seconds:.2g}"),  # two significant digits: 0.04 s is not 0
                     "reference_volume": f"phantom head, {size} voxels at {spacing} mm, {windows}, "
-                                        f"{torch.get_num_threads()} CPU thread(s)"} if timed else {},
+                                        f"{precision}, {torch.get_num_threads()} CPU thread(s)"} if timed else {},
     }
