@@ -11,9 +11,12 @@ from MedGANTranslateLib.errors import CardError
 from MedGANTranslateLib.inference import (
     InferenceSettings,
     check_fully_convolutional,
+    memory_fallbacks,
     plan_body_windows,
+    run_attempts,
     run_inference,
     run_sliding_window,
+    run_windows,
 )
 from MedGANTranslateLib.networks import UnetGenerator3D
 from MedGANTranslateLib.pipeline import Translator
@@ -79,6 +82,92 @@ def test_large_windows_give_the_whole_volume_forward_inside_the_box_and_backgrou
     computed = report.windows_computed * math.prod(report.roi_size)
     cards = run_sliding_window(net, volume, InferenceSettings(roi_size=(8, 8, 8)), CPU, mask=mask)[1]
     assert computed < cards.windows_computed * 8 ** 3, "fewer voxels computed than with the card's windows"
+
+
+def head() -> np.ndarray:
+    """A body large enough for several quarterings of its window before the card's 8^3 ROI."""
+    return body((60, 64, 56), (30, 32, 28), (26, 28, 24))
+
+
+def window_voxels_planned(attempt, mask) -> int:
+    return math.prod(plan_body_windows(mask.shape, mask, attempt).roi_size)
+
+
+def test_out_of_gpu_memory_the_windows_shrink_on_the_gpu_before_the_job_leaves_it():
+    mask = head()
+    large = settings(max_window_voxels=10 ** 6, window_context=2)
+    assert memory_fallbacks(large, CPU, mask.shape, mask) == [(large, CPU, CPU, None)], "the CPU has no fallback"
+    gpu = torch.device("cuda")
+    attempts = memory_fallbacks(large, gpu, mask.shape, mask)
+    assert attempts[0] == (large, gpu, gpu, None)
+    smaller = attempts[1:-2]
+    assert len(smaller) >= 2 and all(dev == stitch == gpu and "windows of at most" in why for _, dev, stitch, why in smaller)
+    sizes = [window_voxels_planned(a[0], mask) for a in attempts[:-2]]
+    assert all(b <= a // 4 for a, b in zip(sizes, sizes[1:])), sizes
+    assert sizes[-1] >= 8 ** 3, "never below the card's ROI"
+    assert attempts[-2][:3] == (smaller[-1][0], gpu, CPU) and "stitching on the CPU" in attempts[-2][3]
+    assert attempts[-1][:3] == (large, CPU, CPU) and "entirely on the CPU" in attempts[-1][3]
+
+    batched = InferenceSettings(roi_size=(8, 8, 8), sw_batch_size=4)
+    assert [(a.sw_batch_size, d.type, s.type) for a, d, s, _ in memory_fallbacks(batched, gpu, mask.shape, mask)] == [
+        (4, "cuda", "cuda"), (1, "cuda", "cuda"), (1, "cuda", "cpu"), (4, "cpu", "cpu")]
+    single = InferenceSettings(roi_size=(8, 8, 8))
+    assert len(memory_fallbacks(single, gpu, mask.shape, mask)) == 3, "one window per call cannot shrink further"
+
+
+class GpuWithRoomFor(torch.nn.Module):
+    """``network`` on a device with room for ``voxels`` input voxels per call: larger calls raise the error
+    CUDA raises when it runs out of memory (this machine has no GPU; the device check runs the real one)."""
+
+    def __init__(self, network: torch.nn.Module, voxels: int) -> None:
+        super().__init__()
+        self.network, self.voxels = network, voxels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x[0, 0].numel() * x.shape[0] > self.voxels:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate a {tuple(x.shape)} window.")
+        return self.network(x)
+
+
+def test_a_run_that_outgrows_the_gpu_finishes_in_smaller_windows_with_the_same_output():
+    net, mask = local_network(), head()
+    rng = np.random.default_rng(1)
+    volume = np.where(mask, rng.uniform(-0.5, 1.0, mask.shape), -1.0).astype(np.float32)[None]
+    large = settings(max_window_voxels=10 ** 6, window_context=2)
+    # The GPU's attempts, run here on the CPU: what differs between them is the windows, not the device.
+    attempts = [(a, CPU, CPU, why) for a, _, _, why in memory_fallbacks(large, torch.device("cuda"), mask.shape, mask)]
+    room = window_voxels_planned(attempts[2][0], mask)
+    assert window_voxels_planned(attempts[1][0], mask) > room, "the first smaller windows do not fit either"
+    said = []
+    out, report = run_attempts(attempts, GpuWithRoomFor(net, room), volume, mask, background_out=-7.0,
+                               log=lambda level, message: said.append((level, message)))
+    assert said == [("warning", attempts[1][3]), ("warning", attempts[2][3])]
+    assert report.fallback == attempts[2][3] and math.prod(report.roi_size) <= room
+    expected, _ = run_windows(net, volume, attempts[2][0], CPU, mask, background_out=-7.0)
+    np.testing.assert_array_equal(out, expected)
+    planned, _ = run_inference(net, volume, large, CPU, mask=mask, background_out=-7.0)
+    inner = np.zeros_like(mask)  # where neither tiling sees the box's padded border
+    inner[tuple(slice(s.start + 2, s.stop - 2) for s in plan_body_windows(mask.shape, mask, large).box)] = True
+    np.testing.assert_allclose(out[inner], planned[inner], atol=1e-5)
+
+
+def test_running_out_in_every_attempt_or_failing_otherwise_raises():
+    net, mask = local_network(), body()
+    volume = np.where(mask, 0.5, -1.0).astype(np.float32)[None]
+    attempts = [(a, CPU, CPU, why) for a, _, _, why in memory_fallbacks(settings(), torch.device("cuda"), mask.shape, mask)]
+    said = []
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run_attempts(attempts, GpuWithRoomFor(net, 1), volume, mask, log=lambda level, message: said.append(message))
+    assert said == [why for *_, why in attempts[1:]], "every fallback was tried"
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("shape mismatch in layer 3")
+
+    said.clear()
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run_attempts(attempts, Broken(), volume, mask, log=lambda level, message: said.append(message))
+    assert said == [], "only running out of memory is retried"
 
 
 def test_a_card_cannot_call_an_instance_normalised_network_fully_convolutional():

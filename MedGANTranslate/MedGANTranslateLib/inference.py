@@ -2,10 +2,10 @@
 
 Built on :func:`monai.inferers.sliding_window_inference`; this module adds what a clinical tool needs
 around it: device choice, mixed precision (float16 on CUDA, bfloat16 on CPUs that compute it natively), a
-fallback when CUDA runs out of memory, progress with an ETA, prompt cancellation, windows batched by size,
-skipping windows that hold no body voxel (their output is replaced by the background value anyway, so
-skipping them changes nothing in the result), and a faster equivalent of the transposed convolutions that
-oneDNN runs slowly. For networks that normalise per window (instance normalisation) the windows are always
+fallback when CUDA runs out of memory (smaller windows on the GPU first, then the CPU), progress with an ETA,
+prompt cancellation, windows batched by size, skipping windows that hold no body voxel (their output is
+replaced by the background value anyway, so skipping them changes nothing in the result), and a faster
+equivalent of the transposed convolutions that oneDNN runs slowly. For networks that normalise per window (instance normalisation) the windows are always
 MONAI's over the whole volume, so the output does not depend on where the body lies in the field of view. A
 fully convolutional network (card ``inference.fully_convolutional``) gives the same output whatever the
 window, so it runs on a few large windows over the body's bounding box instead: each voxel is computed about
@@ -479,70 +479,85 @@ def run_sliding_window(
     background_out: float = -1.0,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
-    log: Optional[LogCallback] = None,
     roi_weight_map: Optional[torch.Tensor] = None,
     mirror: Sequence[int] = (),
+    stitch_device: Optional[torch.device] = None,
 ) -> Tuple[np.ndarray, InferenceReport]:
     """Translates ``volume`` (channels, z, y, x; normalised float32) and returns (z, y, x) float32 in the
     network's output range. ``mask`` (z, y, x) marks body voxels: with ``skip_background``, windows without
     body voxels are not computed and give ``background_out``. ``roi_weight_map`` replaces the blending weights.
     ``mirror``: array axes (z, y, x order) along which each window is also mirrored, its outputs averaged.
-
-    On CUDA out-of-memory the run is repeated with stitching on the CPU, then entirely on the CPU, and
-    ``log`` is told each time.
+    The network runs on ``device``; the blended output is kept on ``stitch_device`` (default: the same).
     """
     if volume.ndim != 4:
         raise ValueError(f"volume must be (channels, z, y, x), got shape {volume.shape}")
+    stitch_device = stitch_device or device
     inputs = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None]
     skip = mask is not None and settings.skip_background
     window_mask = _padded_like_monai(np.asarray(mask, dtype=bool), settings.roi_size) if skip else None
     total = count_windows(volume.shape[1:], settings)
-    single = tuple(volume.shape[1:]) == tuple(settings.roi_size)
+    timer = StageTimer("infer", total, progress, cancel)
+    predictor = _WindowPredictor(network.to(device), settings, device, background_out, timer, window_mask, mirror)
+    timer.start(f"{total} windows on {device}")
+    with torch.inference_mode():
+        if tuple(volume.shape[1:]) == tuple(settings.roi_size):  # one window: nothing to pad or blend (-25 ms)
+            whole = (slice(None), slice(None)) + tuple(slice(0, n) for n in volume.shape[1:])
+            out = predictor(inputs.to(device), [whole]).to(stitch_device)
+        else:
+            out = sliding_window_inference(
+                inputs.to(stitch_device),
+                roi_size=settings.roi_size,
+                sw_batch_size=settings.sw_batch_size,
+                predictor=predictor,
+                overlap=settings.overlap,
+                mode=settings.blend,
+                sigma_scale=settings.sigma_scale,
+                padding_mode="constant",
+                cval=settings.padding_value,
+                sw_device=device,
+                device=stitch_device,
+                with_coord=True,
+                roi_weight_map=roi_weight_map,
+            )
+    report = InferenceReport(str(device), total, predictor.computed, predictor.skipped, None, predictor.precision,
+                             tuple(settings.roi_size), tuple(mirror))
+    return out[0, 0].cpu().numpy().astype(np.float32, copy=False), report
 
-    attempts = [(device, device, None)]
-    if device.type == "cuda":
-        attempts += [
-            (device, torch.device("cpu"), "CUDA ran out of memory; retrying with the stitching on the CPU."),
-            (torch.device("cpu"), torch.device("cpu"), "CUDA ran out of memory again; retrying entirely on the CPU."),
-        ]
-    for i, (sw_device, stitch_device, reason) in enumerate(attempts):
-        if reason and log:
-            log("warning", reason)
-        timer = StageTimer("infer", total, progress, cancel)
-        predictor = _WindowPredictor(network.to(sw_device), settings, sw_device, background_out, timer, window_mask,
-                                     mirror)
-        timer.start(f"{total} windows on {sw_device}")
-        try:
-            with torch.inference_mode():
-                if single:  # one window over the whole volume: nothing to pad or blend (-25 ms on 7 M voxels)
-                    whole = (slice(None), slice(None)) + tuple(slice(0, n) for n in volume.shape[1:])
-                    out = predictor(inputs.to(sw_device), [whole]).to(stitch_device)
-                else:
-                    out = sliding_window_inference(
-                        inputs.to(stitch_device),
-                        roi_size=settings.roi_size,
-                        sw_batch_size=settings.sw_batch_size,
-                        predictor=predictor,
-                        overlap=settings.overlap,
-                        mode=settings.blend,
-                        sigma_scale=settings.sigma_scale,
-                        padding_mode="constant",
-                        cval=settings.padding_value,
-                        sw_device=sw_device,
-                        device=stitch_device,
-                        with_coord=True,
-                        roi_weight_map=roi_weight_map,
-                    )
-        except RuntimeError as exc:
-            if not _is_cuda_oom(exc) or i == len(attempts) - 1:
-                raise
-            network.to("cpu")
-            torch.cuda.empty_cache()
-            continue
-        report = InferenceReport(str(sw_device), total, predictor.computed, predictor.skipped, reason,
-                                 predictor.precision, tuple(settings.roi_size), tuple(mirror))
-        return out[0, 0].cpu().numpy().astype(np.float32, copy=False), report
-    raise AssertionError("unreachable")
+
+def _smaller_windows(settings: InferenceSettings, shape: Sequence[int], mask: Optional[np.ndarray]) -> Optional[InferenceSettings]:
+    """The same job in less memory per network call, or None: a fully convolutional network gets large windows
+    of at most a quarter of the voxels it now gets (never below the card's ROI), card windows go one at a time."""
+    if settings.fully_convolutional:
+        now = math.prod(plan_body_windows(shape, mask, settings).roi_size)
+        smaller = replace(settings, max_window_voxels=now // 4)
+        if smaller.max_window_voxels < math.prod(settings.roi_size):
+            return None
+        return smaller if math.prod(plan_body_windows(shape, mask, smaller).roi_size) < now else None
+    return replace(settings, sw_batch_size=1) if settings.sw_batch_size > 1 else None
+
+
+def memory_fallbacks(
+    settings: InferenceSettings, device: torch.device, shape: Sequence[int], mask: Optional[np.ndarray] = None
+) -> List[Tuple[InferenceSettings, torch.device, torch.device, Optional[str]]]:
+    """What a run on a volume of ``shape`` tries, in order, while CUDA runs out of memory: (settings, network
+    device, stitching device, why). As planned; then smaller windows on the GPU (a 4-8 GB card keeps its speed);
+    then the smallest windows with the blended output on the CPU; then everything on the CPU, as planned."""
+    attempts: List[Tuple[InferenceSettings, torch.device, torch.device, Optional[str]]] = [(settings, device, device, None)]
+    if device.type != "cuda":
+        return attempts
+    smallest = settings
+    while True:
+        smaller = _smaller_windows(smallest, shape, mask)
+        if smaller is None:
+            break
+        smallest = smaller
+        what = (f"windows of at most {smaller.max_window_voxels / 1e6:.2g} M voxels" if smaller.fully_convolutional
+                else "one window per network call")
+        attempts.append((smaller, device, device, f"CUDA ran out of memory; retrying on {device} with {what}."))
+    cpu = torch.device("cpu")
+    attempts.append((smallest, device, cpu, "CUDA ran out of memory again; retrying with the stitching on the CPU."))
+    attempts.append((settings, cpu, cpu, "CUDA ran out of memory again; retrying entirely on the CPU."))
+    return attempts
 
 
 def run_inference(
@@ -557,12 +572,59 @@ def run_inference(
     log: Optional[LogCallback] = None,
     mirror: Sequence[int] = (),
 ) -> Tuple[np.ndarray, InferenceReport]:
+    """:func:`run_windows` on ``device``, retried as :func:`memory_fallbacks` lists while CUDA runs out of memory."""
+    attempts = memory_fallbacks(settings, device, volume.shape[1:], mask)
+    return run_attempts(attempts, network, volume, mask, background_out, progress, cancel, log, mirror)
+
+
+def run_attempts(
+    attempts: Sequence[Tuple[InferenceSettings, torch.device, torch.device, Optional[str]]],
+    network: torch.nn.Module,
+    volume: np.ndarray,
+    mask: Optional[np.ndarray] = None,
+    background_out: float = -1.0,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    log: Optional[LogCallback] = None,
+    mirror: Sequence[int] = (),
+) -> Tuple[np.ndarray, InferenceReport]:
+    """:func:`run_windows` with each of ``attempts`` (settings, network device, stitching device, why) in turn
+    until one does not run out of CUDA memory; ``log`` is told why before each retry, and the report's
+    ``fallback`` says which retry finished the job. Any other error, or running out in the last, is raised."""
+    for i, (settings, device, stitch_device, reason) in enumerate(attempts):
+        if reason and log:
+            log("warning", reason)
+        try:
+            out, report = run_windows(network, volume, settings, device, mask, background_out, progress, cancel,
+                                      mirror, stitch_device)
+            return out, replace(report, fallback=reason)
+        except RuntimeError as exc:
+            if not _is_cuda_oom(exc) or i == len(attempts) - 1:
+                raise
+        network.to("cpu")  # outside the handler, so the failed attempt's tensors are free to be released
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    raise ValueError("run_attempts needs at least one attempt.")
+
+
+def run_windows(
+    network: torch.nn.Module,
+    volume: np.ndarray,
+    settings: InferenceSettings,
+    device: torch.device,
+    mask: Optional[np.ndarray] = None,
+    background_out: float = -1.0,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    mirror: Sequence[int] = (),
+    stitch_device: Optional[torch.device] = None,
+) -> Tuple[np.ndarray, InferenceReport]:
     """:func:`run_sliding_window` with the card's windows, or, for a fully convolutional network, with the large
     windows of :func:`plan_body_windows` over the body's box (``background_out`` elsewhere), stitched by
     :func:`core_weights`."""
     if not settings.fully_convolutional:
-        return run_sliding_window(network, volume, settings, device, mask, background_out, progress, cancel, log,
-                                  mirror=mirror)
+        return run_sliding_window(network, volume, settings, device, mask, background_out, progress, cancel,
+                                  mirror=mirror, stitch_device=stitch_device)
     plan = plan_body_windows(volume.shape[1:], mask, settings)
     windows = replace(settings, roi_size=plan.roi_size, overlap=plan.overlap, sw_batch_size=1, blend="constant",
                       fully_convolutional=False)
@@ -570,7 +632,7 @@ def run_inference(
     crop = volume if whole else volume[(slice(None),) + plan.box]
     weights = core_weights(plan, settings.window_context) if any(plan.overlap) else None
     out_box, report = run_sliding_window(network, crop, windows, device, None if mask is None else mask[plan.box],
-                                         background_out, progress, cancel, log, weights, mirror)
+                                         background_out, progress, cancel, weights, mirror, stitch_device)
     if whole:
         return out_box, report
     del crop
