@@ -1,10 +1,13 @@
-"""The benchmark's baselines compute what they say: plain MONAI windows, and the same with the windows moved."""
+"""The benchmark's baselines compute what they say: plain MONAI windows, and the same with the windows moved;
+the GPU check refuses a machine without CUDA."""
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -39,3 +42,13 @@ def test_a_u_net_on_moved_windows_gives_another_output(make_model):
     b, _ = moved._infer(v, None, None, None)
     assert a.shape == b.shape
     assert np.abs(a - b).mean() > 1e-3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="measures the GPU where there is one")
+def test_the_gpu_check_refuses_a_machine_without_cuda_and_points_to_the_cpu_benchmark(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "needs a CUDA GPU" in proc.stderr and "run_benchmark.py" in proc.stderr
+    assert not out.exists()
