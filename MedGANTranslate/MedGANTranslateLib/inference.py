@@ -1,15 +1,16 @@
 """Sliding-window inference of a generator over a whole volume, on the best device available.
 
-Built on :func:`monai.inferers.sliding_window_inference`; this module adds what a clinical tool needs
-around it: device choice, mixed precision (float16 on CUDA, bfloat16 on CPUs that compute it natively), a
-fallback when CUDA runs out of memory (smaller windows on the GPU first, then the CPU), progress with an ETA,
-prompt cancellation, windows batched by size, skipping windows that hold no body voxel (their output is
-replaced by the background value anyway, so skipping them changes nothing in the result), and a faster
-equivalent of the transposed convolutions that oneDNN runs slowly. For networks that normalise per window (instance normalisation) the windows are always
-MONAI's over the whole volume, so the output does not depend on where the body lies in the field of view. A
-fully convolutional network (card ``inference.fully_convolutional``) gives the same output whatever the
-window, so it runs on a few large windows over the body's bounding box instead: each voxel is computed about
-once instead of 2.4 times (64^3 windows at overlap 0.25), and no voxel far from the body is computed at all.
+Built on :func:`monai.inferers.sliding_window_inference`; this module adds what a clinical tool needs around
+it: device choice, mixed precision (float16 on CUDA, bfloat16 on CPUs that compute it natively), a fallback
+when CUDA runs out of memory (smaller windows on the GPU first, then the CPU), progress with an ETA, prompt
+cancellation, windows batched by size, skipping windows that hold no body voxel (their output is replaced by
+the background value anyway, so skipping them changes nothing in the result), and a faster equivalent of the
+transposed convolutions that oneDNN runs slowly. For networks that normalise per window (instance
+normalisation) the windows are always MONAI's over the whole volume, so the output does not depend on where
+the body lies in the field of view. A fully convolutional network (card ``inference.fully_convolutional``)
+gives the same output whatever the window, so it runs on a few large windows over the body's bounding box
+instead: each voxel is computed about once instead of 2.4 times (64^3 windows at overlap 0.25), and no voxel
+far from the body is computed at all.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import itertools
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -524,7 +525,9 @@ def run_sliding_window(
     return out[0, 0].cpu().numpy().astype(np.float32, copy=False), report
 
 
-def _smaller_windows(settings: InferenceSettings, shape: Sequence[int], mask: Optional[np.ndarray]) -> Optional[InferenceSettings]:
+def _smaller_windows(
+    settings: InferenceSettings, shape: Sequence[int], mask: Optional[np.ndarray]
+) -> Optional[InferenceSettings]:
     """The same job in less memory per network call, or None: a fully convolutional network gets large windows
     of at most a quarter of the voxels it now gets (never below the card's ROI), card windows go one at a time."""
     if settings.fully_convolutional:
@@ -536,13 +539,23 @@ def _smaller_windows(settings: InferenceSettings, shape: Sequence[int], mask: Op
     return replace(settings, sw_batch_size=1) if settings.sw_batch_size > 1 else None
 
 
+class Attempt(NamedTuple):
+    """One way to run the job: its windows, where the network runs, where the output is blended, and why
+    (None for the plan itself)."""
+
+    settings: InferenceSettings
+    device: torch.device
+    stitch_device: torch.device
+    reason: Optional[str]
+
+
 def memory_fallbacks(
     settings: InferenceSettings, device: torch.device, shape: Sequence[int], mask: Optional[np.ndarray] = None
-) -> List[Tuple[InferenceSettings, torch.device, torch.device, Optional[str]]]:
-    """What a run on a volume of ``shape`` tries, in order, while CUDA runs out of memory: (settings, network
-    device, stitching device, why). As planned; then smaller windows on the GPU (a 4-8 GB card keeps its speed);
-    then the smallest windows with the blended output on the CPU; then everything on the CPU, as planned."""
-    attempts: List[Tuple[InferenceSettings, torch.device, torch.device, Optional[str]]] = [(settings, device, device, None)]
+) -> List[Attempt]:
+    """What a run on a volume of ``shape`` tries, in order, while CUDA runs out of memory: as planned; then
+    smaller windows on the GPU (a 4-8 GB card keeps its speed); then the smallest windows with the blended output
+    on the CPU; then everything on the CPU, as planned."""
+    attempts = [Attempt(settings, device, device, None)]
     if device.type != "cuda":
         return attempts
     smallest = settings
@@ -553,10 +566,12 @@ def memory_fallbacks(
         smallest = smaller
         what = (f"windows of at most {smaller.max_window_voxels / 1e6:.2g} M voxels" if smaller.fully_convolutional
                 else "one window per network call")
-        attempts.append((smaller, device, device, f"CUDA ran out of memory; retrying on {device} with {what}."))
+        attempts.append(Attempt(smaller, device, device, f"CUDA ran out of memory; retrying on {device} with {what}."))
     cpu = torch.device("cpu")
-    attempts.append((smallest, device, cpu, "CUDA ran out of memory again; retrying with the stitching on the CPU."))
-    attempts.append((settings, cpu, cpu, "CUDA ran out of memory again; retrying entirely on the CPU."))
+    attempts.append(
+        Attempt(smallest, device, cpu, "CUDA ran out of memory again; retrying with the stitching on the CPU.")
+    )
+    attempts.append(Attempt(settings, cpu, cpu, "CUDA ran out of memory again; retrying entirely on the CPU."))
     return attempts
 
 
@@ -578,7 +593,7 @@ def run_inference(
 
 
 def run_attempts(
-    attempts: Sequence[Tuple[InferenceSettings, torch.device, torch.device, Optional[str]]],
+    attempts: Sequence[Attempt],
     network: torch.nn.Module,
     volume: np.ndarray,
     mask: Optional[np.ndarray] = None,
@@ -588,9 +603,9 @@ def run_attempts(
     log: Optional[LogCallback] = None,
     mirror: Sequence[int] = (),
 ) -> Tuple[np.ndarray, InferenceReport]:
-    """:func:`run_windows` with each of ``attempts`` (settings, network device, stitching device, why) in turn
-    until one does not run out of CUDA memory; ``log`` is told why before each retry, and the report's
-    ``fallback`` says which retry finished the job. Any other error, or running out in the last, is raised."""
+    """:func:`run_windows` with each of ``attempts`` in turn until one does not run out of CUDA memory; ``log``
+    is told why before each retry, and the report's ``fallback`` says which retry finished the job. Any other
+    error, or running out in the last, is raised."""
     for i, (settings, device, stitch_device, reason) in enumerate(attempts):
         if reason and log:
             log("warning", reason)
