@@ -96,12 +96,13 @@ def window_voxels_planned(attempt, mask) -> int:
 def test_out_of_gpu_memory_the_windows_shrink_on_the_gpu_before_the_job_leaves_it():
     mask = head()
     large = settings(max_window_voxels=10 ** 6, window_context=2)
-    assert memory_fallbacks(large, CPU, mask.shape, mask) == [(large, CPU, CPU, None)], "the CPU has no fallback"
+    assert list(memory_fallbacks(large, CPU, mask.shape, mask)) == [(large, CPU, CPU, None)], "the CPU has no fallback"
     gpu = torch.device("cuda")
-    attempts = memory_fallbacks(large, gpu, mask.shape, mask)
+    attempts = list(memory_fallbacks(large, gpu, mask.shape, mask))
     assert attempts[0] == (large, gpu, gpu, None)
     smaller = attempts[1:-2]
-    assert len(smaller) >= 2 and all(dev == stitch == gpu and "windows of at most" in why for _, dev, stitch, why in smaller)
+    assert len(smaller) >= 2
+    assert all(dev == stitch == gpu and "windows of at most" in why for _, dev, stitch, why in smaller)
     sizes = [window_voxels_planned(a[0], mask) for a in attempts[:-2]]
     assert all(b <= a // 4 for a, b in zip(sizes, sizes[1:])), sizes
     assert sizes[-1] >= 8 ** 3, "never below the card's ROI"
@@ -112,7 +113,13 @@ def test_out_of_gpu_memory_the_windows_shrink_on_the_gpu_before_the_job_leaves_i
     assert [(a.sw_batch_size, d.type, s.type) for a, d, s, _ in memory_fallbacks(batched, gpu, mask.shape, mask)] == [
         (4, "cuda", "cuda"), (1, "cuda", "cuda"), (1, "cuda", "cpu"), (4, "cpu", "cpu")]
     single = InferenceSettings(roi_size=(8, 8, 8))
-    assert len(memory_fallbacks(single, gpu, mask.shape, mask)) == 3, "one window per call cannot shrink further"
+    assert len(list(memory_fallbacks(single, gpu, mask.shape, mask))) == 3, "one window per call cannot shrink further"
+
+
+def on_cpu(attempts):
+    """The GPU's attempts, run here on the CPU (lazily, as they come): what differs between them is the
+    windows, not the device."""
+    return ((a, CPU, CPU, why) for a, _, _, why in attempts)
 
 
 class GpuWithRoomFor(torch.nn.Module):
@@ -134,8 +141,7 @@ def test_a_run_that_outgrows_the_gpu_finishes_in_smaller_windows_with_the_same_o
     rng = np.random.default_rng(1)
     volume = np.where(mask, rng.uniform(-0.5, 1.0, mask.shape), -1.0).astype(np.float32)[None]
     large = settings(max_window_voxels=10 ** 6, window_context=2)
-    # The GPU's attempts, run here on the CPU: what differs between them is the windows, not the device.
-    attempts = [(a, CPU, CPU, why) for a, _, _, why in memory_fallbacks(large, torch.device("cuda"), mask.shape, mask)]
+    attempts = list(on_cpu(memory_fallbacks(large, torch.device("cuda"), mask.shape, mask)))
     room = window_voxels_planned(attempts[2][0], mask)
     assert window_voxels_planned(attempts[1][0], mask) > room, "the first smaller windows do not fit either"
     said = []
@@ -151,10 +157,20 @@ def test_a_run_that_outgrows_the_gpu_finishes_in_smaller_windows_with_the_same_o
     np.testing.assert_allclose(out[inner], planned[inner], atol=1e-5)
 
 
+def test_retries_are_planned_only_when_a_run_has_run_out():
+    net, mask = local_network(), head()
+    volume = np.where(mask, 0.5, -1.0).astype(np.float32)[None]
+    large = settings(max_window_voxels=10 ** 6, window_context=2)
+    pending = on_cpu(memory_fallbacks(large, torch.device("cuda"), mask.shape, mask))
+    _, report = run_attempts(pending, net, volume, mask)
+    assert report.fallback is None
+    assert "windows of at most" in next(pending)[3], "the first retry is still to come: nothing was planned for it"
+
+
 def test_running_out_in_every_attempt_or_failing_otherwise_raises():
     net, mask = local_network(), body()
     volume = np.where(mask, 0.5, -1.0).astype(np.float32)[None]
-    attempts = [(a, CPU, CPU, why) for a, _, _, why in memory_fallbacks(settings(), torch.device("cuda"), mask.shape, mask)]
+    attempts = list(on_cpu(memory_fallbacks(settings(), torch.device("cuda"), mask.shape, mask)))
     said = []
     with pytest.raises(torch.cuda.OutOfMemoryError):
         run_attempts(attempts, GpuWithRoomFor(net, 1), volume, mask, log=lambda level, message: said.append(message))

@@ -19,7 +19,7 @@ import itertools
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -551,13 +551,13 @@ class Attempt(NamedTuple):
 
 def memory_fallbacks(
     settings: InferenceSettings, device: torch.device, shape: Sequence[int], mask: Optional[np.ndarray] = None
-) -> List[Attempt]:
+) -> Iterator[Attempt]:
     """What a run on a volume of ``shape`` tries, in order, while CUDA runs out of memory: as planned; then
     smaller windows on the GPU (a 4-8 GB card keeps its speed); then the smallest windows with the blended output
-    on the CPU; then everything on the CPU, as planned."""
-    attempts = [Attempt(settings, device, device, None)]
+    on the CPU; then everything on the CPU, as planned. Lazy: each retry is planned only when it is needed."""
+    yield Attempt(settings, device, device, None)
     if device.type != "cuda":
-        return attempts
+        return
     smallest = settings
     while True:
         smaller = _smaller_windows(smallest, shape, mask)
@@ -566,13 +566,10 @@ def memory_fallbacks(
         smallest = smaller
         what = (f"windows of at most {smaller.max_window_voxels / 1e6:.2g} M voxels" if smaller.fully_convolutional
                 else "one window per network call")
-        attempts.append(Attempt(smaller, device, device, f"CUDA ran out of memory; retrying on {device} with {what}."))
+        yield Attempt(smaller, device, device, f"CUDA ran out of memory; retrying on {device} with {what}.")
     cpu = torch.device("cpu")
-    attempts.append(
-        Attempt(smallest, device, cpu, "CUDA ran out of memory again; retrying with the stitching on the CPU.")
-    )
-    attempts.append(Attempt(settings, cpu, cpu, "CUDA ran out of memory again; retrying entirely on the CPU."))
-    return attempts
+    yield Attempt(smallest, device, cpu, "CUDA ran out of memory again; retrying with the stitching on the CPU.")
+    yield Attempt(settings, cpu, cpu, "CUDA ran out of memory again; retrying entirely on the CPU.")
 
 
 def run_inference(
@@ -593,7 +590,7 @@ def run_inference(
 
 
 def run_attempts(
-    attempts: Sequence[Attempt],
+    attempts: Iterable[Attempt],
     network: torch.nn.Module,
     volume: np.ndarray,
     mask: Optional[np.ndarray] = None,
@@ -605,8 +602,13 @@ def run_attempts(
 ) -> Tuple[np.ndarray, InferenceReport]:
     """:func:`run_windows` with each of ``attempts`` in turn until one does not run out of CUDA memory; ``log``
     is told why before each retry, and the report's ``fallback`` says which retry finished the job. Any other
-    error, or running out in the last, is raised."""
-    for i, (settings, device, stitch_device, reason) in enumerate(attempts):
+    error, or running out in the last, is raised. The next attempt is taken only after one ran out."""
+    pending = iter(attempts)
+    attempt = next(pending, None)
+    if attempt is None:
+        raise ValueError("run_attempts needs at least one attempt.")
+    while True:
+        settings, device, stitch_device, reason = attempt
         if reason and log:
             log("warning", reason)
         try:
@@ -614,12 +616,12 @@ def run_attempts(
                                       mirror, stitch_device)
             return out, replace(report, fallback=reason)
         except RuntimeError as exc:
-            if not _is_cuda_oom(exc) or i == len(attempts) - 1:
+            attempt = next(pending, None) if _is_cuda_oom(exc) else None
+            if attempt is None:
                 raise
         network.to("cpu")  # outside the handler, so the failed attempt's tensors are free to be released
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    raise ValueError("run_attempts needs at least one attempt.")
 
 
 def run_windows(
