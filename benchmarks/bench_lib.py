@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from MedGANTranslateLib.card import ModelCard
 from MedGANTranslateLib.imageio import read_image, write_image
 from MedGANTranslateLib.inference import InferenceReport, count_windows, plan_body_windows
-from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.pipeline import TranslationResult, Translator
 from MedGANTranslateLib.preprocessing import body_mask, to_input_grid, to_network_grid
 
 #: The baseline's window overlap: MONAI's usual choice, as a careful user would write it.
@@ -236,15 +236,17 @@ def parse_variant(text: str) -> Dict[str, Any]:
     return overrides
 
 
-def child_run(card: ModelCard, inputs: Sequence[str], output: str, strategy: str, repeats: int,
-              threads: Optional[int], overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """End to end ``repeats`` times: read, preprocess, infer, postprocess, write (the model is loaded once,
-    before timing, as a Slicer session keeps it). ``overrides`` replace entries of the card's ``inference``."""
-    card.inference.update(overrides or {})
-    translator = STRATEGIES[strategy](card, device="cpu", threads=threads)
+def timed_runs(translator: TimedTranslator, inputs: Sequence[str], output: str,
+               repeats: int) -> Tuple[List[Dict[str, float]], TranslationResult]:
+    """``repeats`` end-to-end runs (read, preprocess, infer, postprocess, write) with each one's stage seconds,
+    and the last result. On CUDA the GPU is idle and its peak-memory counter reset before each run."""
+    cuda = translator.device.type == "cuda"
     runs: List[Dict[str, float]] = []
     result = None
     for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         images = [read_image(p) for p in inputs]
         t1 = time.perf_counter()
@@ -256,6 +258,16 @@ def child_run(card: ModelCard, inputs: Sequence[str], output: str, strategy: str
                      "infer": translator.infer_ended - translator.infer_started,
                      "postprocess": t2 - translator.infer_ended, "write": t3 - t2})
         del images
+    return runs, result
+
+
+def child_run(card: ModelCard, inputs: Sequence[str], output: str, strategy: str, repeats: int,
+              threads: Optional[int], overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """End to end ``repeats`` times: read, preprocess, infer, postprocess, write (the model is loaded once,
+    before timing, as a Slicer session keeps it). ``overrides`` replace entries of the card's ``inference``."""
+    card.inference.update(overrides or {})
+    translator = STRATEGIES[strategy](card, device="cpu", threads=threads)
+    runs, result = timed_runs(translator, inputs, output, repeats)
     report = result.report
     window = (1, len(card.inputs), *(report.roi_size or translator.settings.roi_size))
     flops_window = flops_of_forward(translator.network_run, window)

@@ -20,7 +20,6 @@ import json
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -31,7 +30,7 @@ import bench_lib  # noqa: E402
 import torch  # noqa: E402
 
 from MedGANTranslateLib.card import load_card  # noqa: E402
-from MedGANTranslateLib.imageio import read_image, write_image  # noqa: E402
+from MedGANTranslateLib.imageio import read_image  # noqa: E402
 from MedGANTranslateLib.registry import resolve_model  # noqa: E402
 
 SIZES = {"1mm": 1.0, "0.5mm": 0.5}
@@ -62,27 +61,16 @@ def _translator(model: str, device: str, amp: bool, said: Optional[List[str]] = 
 
 def _timed(translator: bench_lib.TimedTranslator, inputs: Sequence[str], output: Path, repeats: int,
            warm_up: bool = True) -> Dict[str, Any]:
-    """End-to-end runs as :func:`bench_lib.child_run` times them, with the GPU's peak memory of the last."""
-    cuda = translator.device.type == "cuda"
+    """Medians of :func:`bench_lib.timed_runs`, with the GPU's peak memory of the last run."""
     if warm_up:  # cuDNN chooses its algorithms on the first call of each shape
         translator.translate([read_image(p) for p in inputs])
-    totals, infers = [], []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        images = [read_image(p) for p in inputs]
-        result = translator.translate(images)
-        write_image(result.synthetic, str(output), result.provenance)
-        totals.append(time.perf_counter() - t0)
-        infers.append(translator.infer_ended - translator.infer_started)
+    runs, result = bench_lib.timed_runs(translator, inputs, str(output), repeats)
     report = result.report
-    voxels = math.prod(images[0].GetSize())
+    infer_s = statistics.median(r["infer"] for r in runs)
     return {
-        "device": report.device, "precision": report.precision, "total_s": statistics.median(totals),
-        "infer_s": statistics.median(infers), "voxels_per_s": voxels / statistics.median(infers),
-        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None,
+        "device": report.device, "precision": report.precision, "total_s": statistics.median(r["total"] for r in runs),
+        "infer_s": infer_s, "voxels_per_s": math.prod(result.synthetic.GetSize()) / infer_s,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if translator.device.type == "cuda" else None,
         "windows_computed": report.windows_computed, "window_size": list(report.roi_size),
         "fallback": report.fallback, "output": str(output),
     }
