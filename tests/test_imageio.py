@@ -223,11 +223,16 @@ def test_folder_with_several_dicom_series_is_refused_with_a_listing(tmp_path):
         read_header(mixed)
 
 
-def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
-    out = write_image(make_image(size=(6, 5, 6)), tmp_path / "sct", METADATA)
+def test_dicom_series_with_a_missing_slice_is_regularised_and_says_so(tmp_path):
+    image = make_image(size=(6, 5, 6))
+    out = write_image(image, tmp_path / "sct", METADATA)
     sorted(out.iterdir())[2].unlink()
-    with pytest.raises(InputError, match="unevenly spaced"):
-        read_image(out)
+    back = read_image(out)
+    assert_same_geometry(back, image)
+    kept = [0, 1, 3, 4, 5]  # the grid's planes go through the slices that are left; the missing one is interpolated
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back)[kept], sitk.GetArrayFromImage(image)[kept])
+    warning = back.GetMetaData("MedGANTranslate.InputWarning")
+    assert "gap(s) wider than the slices on either side" in warning and "slices are missing there" in warning
 
 
 # ------------------------------------------------------------------------------------------- headers

@@ -14,13 +14,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 from isal import igzip
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
-from . import __version__
+from . import __version__, dicom_geometry
 from .errors import InputError, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -28,7 +31,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 WRITABLE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 READABLE_EXTENSIONS = WRITABLE_EXTENSIONS + (".nhdr",)
 _FORMATS_HINT = (
-    "use NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) or a folder holding one DICOM series"
+    "use NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd), a folder holding one DICOM series "
+    "or one enhanced (multi-frame) DICOM file"
 )
 _DATA_FILE_EXTENSIONS = (".raw", ".zraw")
 
@@ -51,6 +55,9 @@ DICOM_STUDY_TAGS = (
 #: Series tags also copied from a DICOM input into the image's metadata (for display, never re-written).
 DICOM_SERIES_TAGS = ("0008|0060", "0008|103e", "0020|000e")
 _DICOM_MODALITY = {"PET": "PT", "SPECT": "NM", "CBCT": "CT"}
+#: Metadata key of the warning stored with an input that was changed on reading (an irregular DICOM series
+#: resampled onto a regular grid), for the caller to show the user.
+INPUT_WARNING = "MedGANTranslate.InputWarning"
 
 
 # ---------------------------------------------------------------------------------------------- formats
@@ -114,34 +121,72 @@ def dicom_series(folder: PathLike, role: str = "input") -> List[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
 
 
-def _check_slice_positions(reader: sitk.ImageSeriesReader, image: sitk.Image, folder: Path, role: str) -> None:
-    """Refuses series whose slices are unevenly spaced (missing slices) or not stacked along the slice normal
-    (gantry tilt): a regular 3D grid would put their voxels in the wrong place."""
-    count = image.GetSize()[2] if image.GetDimension() == 3 else 1
-    if count < 3 or not all(reader.HasMetaDataKey(k, "0020|0032") for k in range(count)):
-        return
-    positions = np.array([[float(v) for v in reader.GetMetaData(k, "0020|0032").split("\\")] for k in range(count)])
-    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
-    steps = np.diff(positions, axis=0)
-    along = steps @ normal
-    lateral = np.linalg.norm(steps - np.outer(along, normal), axis=1)
-    tolerance = max(1e-3, 0.01 * float(np.abs(along).mean()))
-    if np.abs(along - along.mean()).max() > tolerance:
-        raise InputError(
-            f"The {role} DICOM series in {folder} has unevenly spaced slices (gaps from {np.abs(along).min():.3g} to "
-            f"{np.abs(along).max():.3g} mm): slices are missing. Give a complete series, or resample it first."
-        )
-    if lateral.max() > tolerance:
-        raise InputError(
-            f"The {role} DICOM series in {folder} is not stacked along the slice normal (shift of {lateral.max():.3g} "
-            "mm per slice, e.g. a tilted gantry). Resample it to a regular grid first."
-        )
+def _dicom_headers(files: Sequence[str], role: str, pixels: bool = False) -> List[Dataset]:
+    """The DICOM headers of ``files`` (pydicom), without their pixel data unless ``pixels``."""
+    headers = []
+    for name in files:
+        try:
+            headers.append(pydicom.dcmread(name, stop_before_pixels=not pixels))
+        except (InvalidDicomError, OSError, ValueError) as exc:
+            raise InputError(f"Cannot read the {role} DICOM file {name}: {exc}. Re-export the series.") from exc
+    return headers
 
 
-def _read_dicom_folder(folder: Path, role: str) -> sitk.Image:
-    files = dicom_series(folder, role)
+def _is_multiframe(headers: Sequence[Dataset], folder: Path, role: str) -> bool:
+    """Whether the series is one multi-frame (enhanced) file; refuses several files with a multi-frame one
+    among them, whose frames and files would have to be merged into one volume."""
+    multiframe = sum(dicom_geometry.frame_count(ds) > 1 for ds in headers)
+    if multiframe and len(headers) > 1:
+        raise InputError(
+            f"The {role} folder {folder} holds {len(headers)} files of one DICOM series, {multiframe} of them "
+            "multi-frame (enhanced DICOM): give one multi-frame file, or a folder that holds only that file."
+        )
+    return bool(multiframe)
+
+
+def _layout(planes: Optional[List[dicom_geometry.Plane]], source: Path, role: str) -> Optional[dicom_geometry.Layout]:
+    """The slices' layout (None when their geometry is not recorded), refusals worded for the user."""
+    if planes is None:
+        return None
+    try:
+        return dicom_geometry.layout(planes)
+    except dicom_geometry.GeometryError as exc:
+        raise InputError(f"The {role} DICOM series in {source} {exc}") from exc
+
+
+def _copy_tags(image: sitk.Image, lookup: Callable[[str], str]) -> sitk.Image:
+    """Keeps the study/series tags the engine uses (``lookup`` gives a tag's value, '' when absent)."""
+    for tag in DICOM_STUDY_TAGS + DICOM_SERIES_TAGS:
+        if lookup(tag).strip():
+            image.SetMetaData(tag, lookup(tag).strip())
+    return image
+
+
+def _on_grid(values: np.ndarray, grid: dicom_geometry.Grid) -> sitk.Image:
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing(grid.spacing)
+    image.SetOrigin(grid.origin)
+    image.SetDirection(grid.direction)
+    return image
+
+
+def _volume(values: np.ndarray, layout: dicom_geometry.Layout, source: Path, role: str) -> sitk.Image:
+    """The slices (K x rows x columns, in file/frame order) as a volume: stacked when regular, otherwise
+    resampled onto the layout's regular grid with a warning saying what was irregular and what was done."""
+    if layout.regular:
+        return _on_grid(np.ascontiguousarray(values[layout.order]), layout.grid)
+    volume, fill = dicom_geometry.regularise(values, layout)
+    image = _on_grid(volume, layout.grid)
+    image.SetMetaData(
+        INPUT_WARNING, f"The {role} DICOM series in {source} is irregular: {dicom_geometry.describe(layout, fill)}"
+    )
+    return image
+
+
+def _read_stack(files: Sequence[str], folder: Path, role: str) -> sitk.Image:
+    """A regular series (or one without recorded geometry) as ITK stacks it."""
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
+    reader.SetFileNames(list(files))
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
         image = reader.Execute()
@@ -149,33 +194,158 @@ def _read_dicom_folder(folder: Path, role: str) -> sitk.Image:
         raise InputError(
             f"Cannot read the {role} DICOM series in {folder}: {_itk_reason(exc)}. Re-export the series."
         ) from exc
-    _check_slice_positions(reader, image, folder, role)
-    for key in image.GetMetaDataKeys():  # ITK's own spacing note is not readable from Python; we checked above
+    for key in image.GetMetaDataKeys():  # ITK's own keys (e.g. its spacing note): only the tags below are kept
         image.EraseMetaData(key)
-    for tag in DICOM_STUDY_TAGS + DICOM_SERIES_TAGS:
-        if reader.HasMetaDataKey(0, tag) and reader.GetMetaData(0, tag).strip():
-            image.SetMetaData(tag, reader.GetMetaData(0, tag).strip())
-    return image
+    return _copy_tags(image, lambda tag: reader.GetMetaData(0, tag) if reader.HasMetaDataKey(0, tag) else "")
+
+
+def _read_slice(name: str, role: str) -> Tuple[np.ndarray, sitk.ImageFileReader]:
+    """One slice's values as float32 (with its own rescale: ITK's series reader would cast every slice to the
+    first one's pixel type) and its reader (for the tags)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(name)
+    try:
+        return sitk.GetArrayFromImage(reader.Execute()).astype(np.float32), reader
+    except RuntimeError as exc:
+        raise InputError(f"Cannot read the {role} DICOM file {name}: {_itk_reason(exc)}. Re-export the series.") from exc
+
+
+def _read_slices(files: Sequence[str], layout: dicom_geometry.Layout, folder: Path, role: str) -> sitk.Image:
+    """An irregular series, read slice by slice and regularised."""
+    slices = [_read_slice(name, role) for name in files]
+    shape = layout.planes[0].size[::-1]
+    image = _volume(np.stack([values.reshape(shape) for values, _ in slices]), layout, folder, role)
+    first = slices[0][1]
+    return _copy_tags(image, lambda tag: first.GetMetaData(tag) if first.HasMetaDataKey(tag) else "")
+
+
+def _read_dicom_folder(folder: Path, role: str) -> sitk.Image:
+    files = dicom_series(folder, role)
+    headers = _dicom_headers(files, role)
+    if _is_multiframe(headers, folder, role):
+        return _read_enhanced(Path(files[0]), role)
+    layout = _layout(dicom_geometry.instance_planes(headers), folder, role)
+    if layout is None or layout.regular:
+        return _read_stack(files, folder, role)
+    return _read_slices(files, layout, folder, role)
+
+
+def _stored_dtype(ds: Dataset) -> np.dtype:
+    return np.dtype(f"{'i' if int(ds.get('PixelRepresentation') or 0) else 'u'}{int(ds.BitsAllocated) // 8}")
+
+
+def _rescale(ds: Dataset) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Per-frame rescale slope and intercept (Pixel Value Transformation, per-frame then shared, else the top
+    level, as DICOM defines them); None when every frame's is the identity."""
+    count = dicom_geometry.frame_count(ds)
+    group = "PixelValueTransformationSequence"
+    slopes = np.array([float(dicom_geometry.frame_value(ds, k, group, "RescaleSlope", 1)) for k in range(count)])
+    intercepts = np.array([float(dicom_geometry.frame_value(ds, k, group, "RescaleIntercept", 0)) for k in range(count)])
+    return None if np.all(slopes == 1) and np.all(intercepts == 0) else (slopes, intercepts)
+
+
+def _rescaled_dtype(ds: Dataset) -> np.dtype:
+    """The type that holds the rescaled values: the stored type when there is no rescale, int16 for whole
+    numbers that fit (as ITK reads classic CT), float32 otherwise."""
+    stored, rescale = _stored_dtype(ds), _rescale(ds)
+    if rescale is None:
+        return stored
+    slopes, intercepts = rescale
+    bits = int(ds.get("BitsStored") or ds.BitsAllocated)
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if stored.kind == "i" else (0, 2 ** bits - 1)
+    ends = np.concatenate([slopes * low + intercepts, slopes * high + intercepts])
+    whole = np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts))
+    fits = -32768 <= ends.min() and ends.max() <= 32767
+    return np.dtype(np.int16 if whole and fits else np.float32)
+
+
+def _frame_values(ds: Dataset, source: Path, role: str) -> np.ndarray:
+    """The frames' values (frames x rows x columns) with each frame's rescale applied, as DICOM defines it."""
+    try:
+        stored = ds.pixel_array
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:  # no decoder, or no pixel data
+        syntax = getattr(ds.file_meta.get("TransferSyntaxUID"), "name", "unknown transfer syntax")
+        raise InputError(
+            f"Cannot decode the pixel data of the {role} DICOM file {source} ({syntax}): {exc}. Convert it to an "
+            f"uncompressed DICOM (e.g. gdcmconv --raw) or to NIfTI (dcm2niix) first."
+        ) from exc
+    stored = stored.reshape(-1, int(ds.Rows), int(ds.Columns))
+    rescale = _rescale(ds)
+    if rescale is None:
+        return stored
+    slopes, intercepts = rescale
+    return (stored * slopes[:, None, None] + intercepts[:, None, None]).astype(_rescaled_dtype(ds))
+
+
+def _enhanced_layout(ds: Dataset, path: Path, role: str) -> dicom_geometry.Layout:
+    planes = dicom_geometry.instance_planes([ds])
+    if planes is None:
+        raise InputError(
+            f"The {role} DICOM file {path} has frames without a position, orientation or pixel spacing "
+            "(Plane Position, Plane Orientation, Pixel Measures): their place in space is unknown. Re-export it."
+        )
+    return _layout(planes, path, role)
+
+
+def _multiframe_dataset(path: Path, role: str, pixels: bool = False) -> Dataset:
+    """A DICOM file given on its own, which must be multi-frame: a single slice is one file of a series."""
+    ds = _dicom_headers([str(path)], role, pixels)[0]
+    if dicom_geometry.frame_count(ds) < 2:
+        raise InputError(f"The {role} image {path} is a single DICOM slice; give the folder that holds the whole series.")
+    return ds
+
+
+def _read_enhanced(path: Path, role: str) -> sitk.Image:
+    """An enhanced (multi-frame) DICOM file as the 3D volume its frames make, geometry from the per-frame
+    functional groups; the study/series tags as ITK reads them from the file's top level."""
+    ds = _multiframe_dataset(path, role, pixels=True)
+    image = _volume(_frame_values(ds, path, role), _enhanced_layout(ds, path, role), path, role)
+    reader = _information(str(path), role)
+    return _copy_tags(image, lambda tag: reader.GetMetaData(tag) if reader.HasMetaDataKey(tag) else "")
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """A DICOM Part 10 file: 128-byte preamble, then 'DICM'."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _check_readable(path: Path, role: str) -> None:
     if not path.exists():
         raise InputError(f"The {role} image {path} does not exist; check the path and the file name.")
-    if not path.is_dir() and _extension(path) not in READABLE_EXTENSIONS:
+    if not path.is_dir() and _extension(path) not in READABLE_EXTENSIONS and not _is_dicom_file(path):
         suffix = _extension(path) or "no extension"
         dicom_hint = " For DICOM, give the folder that holds the series, not one file." if suffix in (
             "no extension", ".dcm", ".ima") else ""
         raise InputError(f"The {role} image {path} has an unsupported format ({suffix}); {_FORMATS_HINT}.{dicom_hint}")
 
 
+def _squeezed(image: sitk.Image) -> sitk.Image:
+    """Drops trailing dimensions of size 1 beyond the third (NRRD, MetaImage and enhanced DICOM readers may
+    keep them): a 128 x 128 x 96 x 1 image is a 3D volume, not a 4D one."""
+    while image.GetDimension() > 3 and image.GetSize()[-1] == 1:
+        squeezed = sitk.Extract(image, list(image.GetSize()[:-1]) + [0], [0] * image.GetDimension())
+        for key in image.GetMetaDataKeys():
+            squeezed.SetMetaData(key, image.GetMetaData(key))
+        image = squeezed
+    return image
+
+
 def read_image(path: PathLike, role: str = "input") -> sitk.Image:
-    """Reads an image file or a folder holding one DICOM series (patient/study tags kept in its metadata)."""
+    """Reads an image file, a folder holding one DICOM series or one enhanced (multi-frame) DICOM file
+    (patient/study tags kept in its metadata; an irregular DICOM series regularised, see
+    :mod:`.dicom_geometry`, with a warning under :data:`INPUT_WARNING`)."""
     path = Path(path)
     _check_readable(path, role)
     if path.is_dir():
         return _read_dicom_folder(path, role)
+    if _extension(path) not in READABLE_EXTENSIONS:
+        return _read_enhanced(path, role)
     try:
-        return sitk.ReadImage(str(path))
+        return _squeezed(sitk.ReadImage(str(path)))
     except RuntimeError as exc:
         raise InputError(
             f"Cannot read the {role} image {path}: {_itk_reason(exc)}. The file may be damaged or not a "
@@ -228,37 +398,71 @@ def _bytes_per_voxel(pixel_id: int, components: int) -> int:
     return int(sitk.GetArrayViewFromImage(probe).dtype.itemsize * components)
 
 
-def read_header(path: PathLike, role: str = "input") -> ImageHeader:
-    """Header of an image file; for a DICOM folder, the first slice's plus the number of slices."""
-    path = Path(path)
-    _check_readable(path, role)
-    if path.is_dir():
-        files = dicom_series(path, role)
-        first = _information(files[0], role)
-        size = list(first.GetSize()[:2]) + [len(files)]
-        spacing = list(first.GetSpacing()[:2]) + [first.GetSpacing()[2] if first.GetDimension() > 2 else 1.0]
-        direction = first.GetDirection()
-        if len(files) > 1:  # slice spacing from the first and last positions, along the slice normal
-            last = _information(files[-1], role)
-            normal = np.asarray(direction, dtype=float).reshape(3, 3)[:, 2]
-            gap = np.dot(np.subtract(last.GetOrigin(), first.GetOrigin()), normal)
-            spacing[2] = abs(float(gap)) / (len(files) - 1)
-        reader, dimension = first, 3 if len(files) > 1 else 2
-    else:
-        reader = _information(str(path), role)
-        size, spacing = list(reader.GetSize()), list(reader.GetSpacing())
-        direction, dimension = reader.GetDirection(), reader.GetDimension()
+def _header(reader: sitk.ImageFileReader, dimension: int, size: Sequence[int], spacing: Sequence[float],
+            direction: Sequence[float]) -> ImageHeader:
     components = reader.GetNumberOfComponents()
     return ImageHeader(
         size=tuple(int(s) for s in size),
         spacing=tuple(float(s) for s in spacing),
-        origin=tuple(float(o) for o in reader.GetOrigin()),
+        origin=tuple(float(o) for o in reader.GetOrigin()[:len(size)]),
         direction=tuple(float(d) for d in direction),
         components=int(components),
         dimension=int(dimension),
         pixel_id=sitk.GetPixelIDValueAsString(reader.GetPixelID()),
         bytes_per_voxel=_bytes_per_voxel(reader.GetPixelID(), components),
     )
+
+
+def _grid_header(grid: dicom_geometry.Grid, dtype: np.dtype) -> ImageHeader:
+    """The header of a DICOM volume built on ``grid`` (a regularised series, an enhanced file)."""
+    pixel_id = sitk.GetImageFromArray(np.zeros((1, 1), dtype)).GetPixelID()
+    return ImageHeader(
+        size=grid.size, spacing=grid.spacing, origin=grid.origin, direction=grid.direction, components=1,
+        dimension=3, pixel_id=sitk.GetPixelIDValueAsString(pixel_id), bytes_per_voxel=np.dtype(dtype).itemsize,
+    )
+
+
+def _enhanced_header(ds: Dataset, path: Path, role: str) -> ImageHeader:
+    layout = _enhanced_layout(ds, path, role)
+    return _grid_header(layout.grid, _rescaled_dtype(ds) if layout.regular else np.float32)
+
+
+def _dicom_folder_header(folder: Path, role: str) -> ImageHeader:
+    """A series' header: the regularised grid of an irregular series; otherwise the first slice's plus the
+    number of slices and their spacing (from the first and last positions, along the slice normal)."""
+    files = dicom_series(folder, role)
+    headers = _dicom_headers(files, role)
+    if _is_multiframe(headers, folder, role):
+        return _enhanced_header(headers[0], Path(files[0]), role)
+    layout = _layout(dicom_geometry.instance_planes(headers), folder, role)
+    if layout is not None and not layout.regular:
+        return _grid_header(layout.grid, np.float32)
+    first = _information(files[0], role)
+    spacing = list(first.GetSpacing()[:2]) + [first.GetSpacing()[2] if first.GetDimension() > 2 else 1.0]
+    direction = first.GetDirection()
+    if len(files) > 1:
+        last = _information(files[-1], role)
+        normal = np.asarray(direction, dtype=float).reshape(3, 3)[:, 2]
+        gap = np.dot(np.subtract(last.GetOrigin(), first.GetOrigin()), normal)
+        spacing[2] = abs(float(gap)) / (len(files) - 1)
+    size = list(first.GetSize()[:2]) + [len(files)]
+    return _header(first, 3 if len(files) > 1 else 2, size, spacing, direction)
+
+
+def read_header(path: PathLike, role: str = "input") -> ImageHeader:
+    """Geometry and pixel type of what :func:`read_image` returns, without reading the voxels."""
+    path = Path(path)
+    _check_readable(path, role)
+    if path.is_dir():
+        return _dicom_folder_header(path, role)
+    if _extension(path) not in READABLE_EXTENSIONS:
+        return _enhanced_header(_multiframe_dataset(path, role), path, role)
+    reader = _information(str(path), role)
+    dimension = reader.GetDimension()
+    while dimension > 3 and reader.GetSize()[dimension - 1] == 1:  # as :func:`_squeezed` drops them
+        dimension -= 1
+    direction = np.asarray(reader.GetDirection()).reshape(reader.GetDimension(), -1)[:dimension, :dimension]
+    return _header(reader, dimension, reader.GetSize()[:dimension], reader.GetSpacing()[:dimension], direction.ravel())
 
 
 # ---------------------------------------------------------------------------------------------- checking
