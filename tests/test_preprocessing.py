@@ -14,7 +14,6 @@ from MedGANTranslateLib.preprocessing import (
     _dilate,
     _fill_slice_holes,
     _from_working_grid,
-    _head_feet_axis,
     _percentiles,
     _scale,
     _working_grid,
@@ -204,9 +203,10 @@ def test_body_mask_fills_airways_and_excludes_outside_air(ct, threshold):
 
 def body_mask_by_itk(image: sitk.Image, threshold: float, closing: int, dilation: int) -> np.ndarray:
     """The body mask's steps one by one with ITK's own filters on the whole image: the reference."""
-    mask = sitk.BinaryMorphologicalClosing(sitk.Cast(image > threshold, sitk.sitkUInt8), [closing] * 3, sitk.sitkBall, 1, True)
-    values = array(sitk.BinaryFillhole(mask, False, 1))
-    values = np.stack([array(sitk.BinaryFillhole(sitk.GetImageFromArray(np.ascontiguousarray(plane)))) for plane in values])
+    mask = sitk.BinaryMorphologicalClosing(sitk.Cast(sitk.Median(image, [1, 1, 1]) > threshold, sitk.sitkUInt8), [closing] * 3, sitk.sitkBall, 1, True)
+    values = array(mask)
+    for axis in range(3):
+        values = fill_each_slice_by_itk(values, axis).astype(np.uint8)
     largest = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.GetImageFromArray(values)), sortByObjectSize=True) == 1
     return array(sitk.BinaryDilate(sitk.Cast(largest, sitk.sitkUInt8), [dilation] * 3, sitk.sitkBall, 0, 1))
 
@@ -241,7 +241,9 @@ def test_body_mask_of_a_fine_grid_is_found_on_a_coarse_one_and_keeps_the_edge_sl
     assert filled[-1].any() and values[-1][filled[-1]].all(), "a body cut by the field of view's edge stays body"
     distance = distance_transform_edt(~filled)
     assert distance[values].max() <= 4.5, "2 mm dilation plus at most one 2 mm block"
-    assert (values != exact).sum() < 0.12 * exact.sum(), "a shell about one voxel thick at most"
+    # a shell about one voxel thick at most; the 3 x 3 x 3 median spans 6 mm on the 2 mm grid, 3 mm on the
+    # exact one, which rounds this 26 mm wide head's corners a little more
+    assert (values != exact).sum() < 0.2 * exact.sum()
     centre = [np.argwhere(m).mean(axis=0) for m in (values, exact)]
     np.testing.assert_allclose(centre[0], centre[1], atol=0.5, err_msg="the coarse grid is not shifted")
 
@@ -285,14 +287,16 @@ def blobs_cut_by_the_faces(rng: np.random.Generator) -> np.ndarray:
     return ((fine + 0.35 * rng.random(fine.shape)) > 0.8).astype(np.uint8)
 
 
-@pytest.mark.parametrize("direction, axis", [((1, 0, 0, 0, 1, 0, 0, 0, 1), 0), ((1, 0, 0, 0, 0, 1, 0, 1, 0), 1)])
-def test_slice_hole_filling_equals_filling_each_slice_on_its_own(direction, axis):
+def fill_each_slice_by_itk(values: np.ndarray, axis: int) -> np.ndarray:
+    """ITK's hole filling of every slice across array ``axis`` on its own: the reference."""
+    return np.stack([array(sitk.BinaryFillhole(sitk.GetImageFromArray(np.ascontiguousarray(plane))))
+                     for plane in np.moveaxis(values.astype(np.uint8), axis, 0)], axis=axis) > 0
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_slice_hole_filling_equals_filling_each_slice_on_its_own(axis):
     values = (np.random.default_rng(5).random((14, 17, 12)) > 0.45).astype(np.uint8)  # many holes of all shapes
-    expected = np.stack([array(sitk.BinaryFillhole(sitk.GetImageFromArray(np.ascontiguousarray(plane))))
-                         for plane in np.moveaxis(values, axis, 0)], axis=axis) > 0
-    image = sitk.GetImageFromArray(values)
-    image.SetDirection(direction)  # the head-feet axis is array axis 0, or array axis 1
-    assert _head_feet_axis(image) == axis
+    expected = fill_each_slice_by_itk(values, axis)
     filled = _fill_slice_holes(values > 0, axis)
     assert np.array_equal(filled, expected) and (expected > values).any()
 
@@ -314,11 +318,12 @@ def test_body_mask_without_anything_above_the_threshold():
         body_mask(image, dict(BODY, threshold=10_000))
 
 
-def test_body_mask_without_closing_or_dilation_keeps_the_thresholded_body():
+def test_body_mask_without_closing_or_dilation_keeps_the_median_filtered_thresholded_body():
     image, cavity, airway, blob, body = head_phantom(ct=True)
     values = array(body_mask(image, {"threshold": -500, "closing_radius_mm": 0, "dilation_mm": 0})).astype(bool)
-    np.testing.assert_array_equal(values, body | cavity | airway)
-    assert not values[blob].any()
+    np.testing.assert_array_equal(values, body_mask_by_itk(image, -500.0, 0, 0) > 0)
+    assert values[cavity].all() and not values[blob].any()  # (the airway's 1-voxel wall is a median's speck)
+    assert (values != (body | cavity | airway)).sum() < 0.03 * body.sum(), "the median only rounds the edges"
 
 
 # ------------------------------------------------------------------------------------------- N4

@@ -1,0 +1,73 @@
+"""The body mask on real scans and on noise the engine must tell from tissue.
+
+Real scans (``../shared/real-data``, skipped without it): every whole-head T1w keeps its whole head, with no
+holes and no more air than the dilation margin around it, measured as ``benchmarks/body_mask_real.py`` does."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from MedGANTranslateLib.preprocessing import body_mask, noise_floor, to_network_grid
+from MedGANTranslateLib.registry import resolve_model
+
+from real_data import REAL_T1, real_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from body_mask_real import mask_quality  # noqa: E402
+
+
+def noisy_head(scale: float = 1.0, fill_share: float = 0.0, quantum: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A head (tissue 300-900 under a 3x bias field, falling to 100 at one end) in Rayleigh noise of sigma 5,
+    times ``scale``; ``fill_share`` of the air zero-filled (as scanners and defacing do); values rounded to
+    multiples of ``quantum`` (a scaled integer scan)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices((60, 64, 56), dtype=float)
+    head = ((x - 28) / 22) ** 2 + ((y - 32) / 26) ** 2 + ((z - 30) / 25) ** 2 <= 1
+    values = np.hypot(rng.normal(0, 5, head.shape), rng.normal(0, 5, head.shape))
+    bias = 1.0 / 3.0 + (2.0 / 3.0) * z / z.max()
+    values[head] = (rng.uniform(300, 900, head.sum()) * bias[head])
+    values[~head & (rng.random(head.shape) < fill_share)] = 0.0
+    values = values * scale
+    return np.round(values / quantum) * quantum if quantum else values
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.001, 160.0])
+def test_noise_floor_lies_above_rayleigh_air_and_far_below_dim_tissue_at_any_scale(scale):
+    floor = noise_floor(noisy_head(scale)) / scale
+    assert 5 * 4 < floor < 5 * 7, "between 4 and 7 sigma of the air's noise"
+
+
+def test_noise_floor_ignores_zero_filled_air_and_a_quantised_scale():
+    assert 20 < noise_floor(noisy_head(fill_share=0.6)) < 35
+    quantised = noise_floor(noisy_head(scale=27.0, quantum=27.0 * 2.5)) / 27.0
+    assert 20 < quantised < 50
+
+
+def test_noise_floor_of_a_noise_free_or_skull_stripped_image_is_its_fill_value():
+    values = noisy_head()
+    values[values < 100] = 0.0  # a skull-stripped brain's zero background
+    assert noise_floor(values) == 0.0
+    assert noise_floor(values - 75.0) == -75.0
+
+
+def test_body_mask_keeps_a_head_dimmed_by_a_bias_field():
+    values = noisy_head(scale=160.0).astype(np.float32)
+    image = sitk.GetImageFromArray(values)
+    mask = sitk.GetArrayFromImage(body_mask(image, {})) > 0
+    assert mask[values > 100 * 160.0 / 3].all(), "the dim end of the head stays inside"
+    assert mask.mean() < 0.5
+
+
+@pytest.mark.parametrize("name", REAL_T1)
+def test_body_mask_keeps_the_whole_head_of_real_t1w_scans(name):
+    card = resolve_model("mr-t1-to-ct-pix2pix")
+    image = to_network_grid(sitk.ReadImage(str(real_file("t1", name))), card.preprocessing)
+    quality = mask_quality(image, body_mask(image, card.postprocessing["body_mask"]), margin_mm=4.0)
+    assert quality["outside_pct"] <= 0.5, "tissue above the scan's own noise floor left outside the mask"
+    assert quality["holes_ml"] == 0
+    assert quality["excess_ml"] <= 5.0, "air beyond the dilation margin and one working block"
+    assert quality["tissue_ml"] > 2000, "a whole head, not a brain"
