@@ -166,17 +166,34 @@ def test_gantry_tilt_and_uneven_gaps_reproduce_the_ramp(tmp_path):
     assert_header_matches(folder, image)
 
 
+def about_centre(centre, row, column) -> Slice:
+    """A slice centred on ``centre`` (a gantry tilts about its isocentre)."""
+    half = (np.array(SIZE) - 1) * SPACING / 2
+    return np.asarray(centre) - half[0] * row - half[1] * column, row, column
+
+
 def test_non_parallel_slices_reproduce_the_ramp(tmp_path):
     """A gantry tilt that changes from slice to slice: the slice planes fan out, yet never cross in the field."""
-    slices = [(np.array([-30.0, -20.0, 10.0 + 4.0 * k]), *tilted(2.0 * k)) for k in range(6)]
+    slices = [about_centre([0.0, 0.0, 10.0 + 4.0 * k], *tilted(2.0 * k)) for k in range(6)]
     folder = write_ramp_series(tmp_path / "ct", slices)
     image = read_image(folder)
     assert_orthonormal(image)
     error, covered = covered_ramp_error(image)
     assert error < 1e-3 and covered.mean() > 0.5
     warning = image.GetMetaData(INPUT_WARNING)
-    assert "slice planes not parallel (up to 10° apart" in warning and "gantry tilt of" in warning
+    assert "slice planes not parallel (up to 10° apart: a gantry tilt that changes within the series)" in warning
+    assert "gantry tilt of 0°–10°" in warning
     assert_header_matches(folder, image)
+
+
+def test_a_moved_field_of_view_is_not_called_a_tilt(tmp_path):
+    row, column = tilted(0.0)
+    slices = [(np.array([-30.0 + 2.0 * (k % 2), -20.0, 10.0 + 3.0 * k]), row, column) for k in range(5)]
+    image = read_image(write_ramp_series(tmp_path / "ct", slices))
+    assert covered_ramp_error(image)[0] < 1e-3 and image.GetSize() == (42, 36, 5)
+    warning = image.GetMetaData(INPUT_WARNING)
+    assert "slices shifted in-plane against each other by up to 2 mm (the field of view moved)" in warning
+    assert "gantry tilt of" not in warning and "slice gaps" not in warning
 
 
 def test_a_missing_slice_is_named_and_interpolated(tmp_path):

@@ -141,6 +141,11 @@ def _mm(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _deg(value: float) -> str:
+    """An angle for a message, to 0.1°."""
+    return f"{round(value, 1):g}°"
+
+
 def _angle(a: np.ndarray, b: np.ndarray) -> float:
     """Angle between two unit vectors, in degrees."""
     return math.degrees(math.acos(min(1.0, abs(float(np.dot(a, b))))))
@@ -168,7 +173,7 @@ def _stack_normal(planes: Sequence[Plane]) -> np.ndarray:
     spread = max(_angle(n, normals[0]) for n in normals)
     if spread > MAX_ANGLE_BETWEEN_SLICES:
         raise GeometryError(
-            f"has slices in different orientations (up to {spread:.0f}° apart, e.g. a localizer or axial and "
+            f"has slices in different orientations (up to {_deg(spread)} apart, e.g. a localizer or axial and "
             "sagittal images in one series): they are not one stack. Give a folder with the slices of one stack only."
         )
     return normal
@@ -192,25 +197,29 @@ def _check_no_duplicates(heights: np.ndarray, tolerance: float) -> None:
 
 
 def _tilt_finding(planes: Sequence[Plane], normal: np.ndarray, tolerance: float) -> List[str]:
-    """Names the gantry tilt: slices shifted in-plane as they go along the normal, or slice planes that are not
-    parallel (a tilt that changes within the series)."""
+    """Names what moves the slices off a straight stack: slice planes that are not parallel, and in-plane
+    shifts between slices, a gantry tilt when the slices' centres advance at an angle to their normals (the
+    angle each slice makes with that track), else a moved field of view."""
     findings = []
     half_diagonal = max(np.linalg.norm(p.corners()[3] - p.corners()[0]) / 2 for p in planes)
     apart = max(_angle(p.normal, planes[0].normal) for p in planes)
     if math.radians(apart) * half_diagonal > tolerance:
-        findings.append(f"slice planes not parallel (up to {apart:.2g}° apart: a gantry tilt that changes within the series)")
-    steps = np.diff([p.origin for p in planes], axis=0)
-    along = steps @ normal
-    lateral = np.linalg.norm(steps - np.outer(along, normal), axis=1)
-    if lateral.max() > tolerance:
-        tilts = np.degrees(np.arctan2(lateral, along))
-        low, high = float(tilts.min()), float(tilts.max())
-        angle = f"{low:.3g}°" if high - low < 0.05 else f"{low:.3g}°–{high:.3g}°"
-        findings.append(
-            f"gantry tilt of {angle} (each slice shifted in-plane by up to {math.tan(math.radians(high)):.3g} mm per mm "
-            "along the slice normal)"
-        )
-    return findings
+        findings.append(f"slice planes not parallel (up to {_deg(apart)} apart: a gantry tilt that changes within the series)")
+    centres = np.array([p.corners().mean(axis=0) for p in planes])
+    steps = np.diff(centres, axis=0)
+    lateral = np.linalg.norm(steps - np.outer(steps @ normal, normal), axis=1)
+    if lateral.max() <= tolerance:
+        return findings
+    track = (centres[-1] - centres[0]) / np.linalg.norm(centres[-1] - centres[0])
+    tilts = np.array([_angle(p.normal, track) for p in planes])
+    if tilts.max() < 0.05:
+        return findings + [f"slices shifted in-plane against each other by up to {_mm(lateral.max())} mm (the field of view moved)"]
+    low, high = float(tilts.min()), float(tilts.max())
+    angle = _deg(low) if high - low < 0.05 else f"{_deg(low)}–{_deg(high)}"
+    return findings + [
+        f"gantry tilt of {angle} (each slice shifted in-plane by up to {math.tan(math.radians(high)):.3g} mm per mm "
+        "along the slice normal)"
+    ]
 
 
 def _gap_runs(gaps: np.ndarray, tolerance: float) -> str:
