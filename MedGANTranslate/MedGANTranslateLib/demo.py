@@ -5,6 +5,8 @@ Writes into one folder the phantom's T1w (input) and CT (reference), the synthet
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -70,8 +72,19 @@ def run_demo(
         log=log,
     )
     paths.update({k: Path(v) for k, v in result.outputs.items() if v})
-    paths["preview"] = render_preview(_panels(card, phantom.t1, result, reference), out / "preview.png", _title(card, seed))
+    if importlib.util.find_spec("matplotlib") is None:  # the optional "preview" extra: the job is done without it
+        (log or _to_stderr)("warning", PREVIEW_SKIPPED)
+    else:
+        paths["preview"] = render_preview(_panels(card, phantom.t1, result, reference), out / "preview.png", _title(card, seed))
     return paths
+
+
+#: What the demo says instead of drawing preview.png in an install without matplotlib.
+PREVIEW_SKIPPED = "No preview.png: matplotlib is not installed (pip install \"medgantranslate[preview]\" to draw it)."
+
+
+def _to_stderr(level: str, message: str) -> None:
+    print(f"{level}: {message}", file=sys.stderr)
 
 
 def _panels(card, source: sitk.Image, result: TranslationResult, reference: Optional[sitk.Image]):
