@@ -259,9 +259,12 @@ def _otsu(values: np.ndarray) -> float:
     return float(otsu.GetThreshold())
 
 
-#: Bins of the histogram between the fill value and the Otsu threshold in which the noise peak is found
-#: (smoothed over a bin, so that sampling noise in the counts does not end the peak early).
+#: Bins of the histogram between the fill value and the Otsu threshold in which the noise peak is found: at
+#: most this many, and at least ``NOISE_SAMPLES_PER_BIN`` background voxels a bin on average; smoothed over a
+#: bin, so that sampling noise in the counts does not end the peak early (a small image's few hundred air
+#: voxels in 256 bins put the floor at 0.5 sigma).
 NOISE_HISTOGRAM_BINS = 256
+NOISE_SAMPLES_PER_BIN = 50
 
 
 def noise_floor(values: np.ndarray) -> float:
@@ -285,7 +288,8 @@ def noise_floor(values: np.ndarray) -> float:
     if noise.size < 0.01 * sample.size:
         return fill
     steps = np.diff(np.unique(noise))
-    width = max((otsu - fill) / NOISE_HISTOGRAM_BINS, float(steps.min()) if steps.size else 0.0)
+    bins = min(NOISE_HISTOGRAM_BINS, max(8, noise.size // NOISE_SAMPLES_PER_BIN))
+    width = max((otsu - fill) / bins, float(steps.min()) if steps.size else 0.0)
     edges = fill + width * np.arange(int(np.ceil((otsu - fill) / width)) + 1)
     histogram = ndimage.gaussian_filter1d(np.histogram(noise, edges)[0].astype(float), 1.0, mode="constant")
     peak = int(np.argmax(histogram))
