@@ -70,6 +70,15 @@ def _check_consistency(data: Dict[str, Any], source: str) -> None:
             f"Model card {source}: field 'preprocessing.normalization' has {n_norm} entr{'y' if n_norm == 1 else 'ies'} "
             f"but the card declares {n_inputs} input(s); give one normalization per input."
         )
+    contrast = data.get("training_inputs", {}).get("contrast")
+    if contrast is not None:
+        channels = contrast["channels"]
+        if len(channels) != n_inputs or any(len(c["histogram"]) != contrast["bins"] for c in channels):
+            raise CardError(
+                f"Model card {source}: field 'training_inputs.contrast' needs one channel per input ({n_inputs}) "
+                f"with a histogram of {contrast['bins']} bins; recompute it with 'medgan-translate models "
+                "describe-training'."
+            )
     arch, fmt = data["architecture"]["type"], data["weights"]["format"]
     if arch in ("torchscript", "onnx") and fmt != arch:
         raise CardError(f"Model card {source}: architecture '{arch}' needs weights.format '{arch}', found '{fmt}'.")
@@ -110,6 +119,7 @@ class InputSpec:
     modality: str
     sequence: str = ""
     name_pattern: str = ""
+    anatomy: str = ""
 
     @property
     def label(self) -> str:
@@ -190,6 +200,12 @@ class ModelCard:
     @property
     def intended_use(self) -> str:
         return self.data["intended_use"]
+
+    @property
+    def training_inputs(self) -> Optional[Dict[str, Any]]:
+        """Statistics of the training inputs that the scan checks compare a scan with; None when the card has
+        none (third-party cards), and then those checks are skipped."""
+        return self.data.get("training_inputs")
 
     def provenance(self) -> Dict[str, str]:
         """Key/value pairs written into every output so a synthetic image is never mistaken for a real one."""
