@@ -1,8 +1,9 @@
 """``medgan-translate``: the command line over the engine.
 
 Exit codes: 0 success, 1 internal error (a bug: the traceback is printed), 2 a problem with the user's input,
-card, weights or paths, 3 not enough memory, 130 cancelled. With ``--progress json`` every line on stdout is
-one JSON object (``progress``, ``log``, ``done`` or ``error`` events) for the Slicer module to parse.
+card, weights or paths (also a scan refused by ``--strict``), 3 not enough memory, 130 cancelled. With
+``--progress json`` every line on stdout is one JSON object (``progress``, ``log``, ``warning``, ``done`` or
+``error`` events) for the Slicer module to parse.
 """
 from __future__ import annotations
 
@@ -44,6 +45,14 @@ class Output:
             self.emit("log", level=level, message=message)
         else:
             print(f"{level}: {message}", file=sys.stderr)
+
+    def warning(self, warning) -> None:
+        """A scan check's :class:`~MedGANTranslateLib.scan_checks.ScanWarning`: a ``warning`` event (code,
+        input, message, advice), or one ``warning:`` line on stderr."""
+        if self.json:
+            self.emit("warning", **warning.to_dict())
+        else:
+            print(f"warning: [{warning.code}] {warning.text()}", file=sys.stderr)
 
     def progress_callback(self):
         from .progress import bar_reporter, json_lines_reporter
@@ -92,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cancel=token,
         log=out.log,
         tta=args.tta,
+        strict=args.strict,
+        on_warning=out.warning,
     )
     report = result.report
     if out.json:
@@ -143,6 +154,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         card = resolve_model(args.model, args.models_dir)
         print(json.dumps(card.data, indent=2))
         return 0
+    if args.models_command == "describe-training":
+        return describe_training(args)
     ids = [args.model] if args.model else [s.id + "@" + s.version for s in list_models(args.models_dir)]
     failures = 0
     for model_id in ids:
@@ -154,6 +167,17 @@ def cmd_models(args: argparse.Namespace) -> int:
             failures += 1
             print(f"FAILED  {model_id}: {exc}")
     return 2 if failures else 0
+
+
+def describe_training(args: argparse.Namespace) -> int:
+    """Writes the statistics of a model's training inputs (from its training config) into its card, for the scan
+    checks; weights and version stay as they are."""
+    from .training import describe_model, load_config
+
+    card = describe_model(args.model, load_config(args.config), cache_dir=args.cache_dir)
+    reference = card.training_inputs
+    print(f"Model {card.id} v{card.version}: training_inputs from {reference['source']} written to {card.path}")
+    return 0
 
 
 def _summary_dict(s) -> Dict:
@@ -248,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="test-time augmentation: average the output with that of the input's mirror image along the "
                           "axes the model card declares (left-right for the bundled models); more accurate, about twice "
                           "the inference time")
+    run.add_argument("--strict", action="store_true",
+                     help="refuse (exit 2, nothing written) a scan the checks warn about: wrong modality, skull-stripped "
+                          "input to a whole-head model, field of view, spacing or contrast far from the training inputs")
     run.add_argument("--threads", type=int, help="CPU threads (default: all cores on small machines, one free on larger)")
     run.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
     run.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")
@@ -262,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     mverify.add_argument("model", nargs="?")
     for p in (mlist, mshow, mverify):
         p.add_argument("--models-dir", action="append", default=[])
+    mdescribe = msub.add_parser("describe-training", help="write the statistics of a model's training inputs into "
+                                                          "its card (for the scan checks; weights and version unchanged)")
+    mdescribe.add_argument("model", help="model folder")
+    mdescribe.add_argument("--config", required=True, help="the model's training config, e.g. models/<id>/train.yaml")
+    mdescribe.add_argument("--cache-dir", help="where phantoms are kept between runs (default: not kept)")
 
     devices = sub.add_parser("devices", help="list devices the engine can use")
     devices.add_argument("--json", action="store_true")

@@ -1,7 +1,7 @@
 """The translation pipeline: input volume(s) in, synthetic volume on exactly the input's grid out.
 
 Steps: check inputs → move to the card's grid (orientation, spacing) → body mask → optional N4 →
-normalise → sliding-window inference → inverse intensity mapping → back to the input grid → background
+normalise → scan checks (warnings, or a refusal in strict mode) → sliding-window inference → inverse intensity mapping → back to the input grid → background
 outside the body → clip and cast → difference map and metrics against a reference.
 
 :class:`Translator` keeps a loaded network for several volumes; :func:`translate_files` is the file-based
@@ -47,6 +47,7 @@ from .preprocessing import NetworkGrid, cast_output, map_output, network_inputs,
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
 from .resources import check_fits, estimate_job_bytes, traced_activation_bytes_per_voxel
+from .scan_checks import ScanReport, WarningCallback, check_scan
 
 
 @dataclass
@@ -59,6 +60,7 @@ class TranslationResult:
     seconds: float
     body_mask: Optional[sitk.Image] = None  # uint8 on the input grid: where metrics and the background apply
     outputs: Dict[str, Optional[str]] = field(default_factory=dict)
+    scan: ScanReport = field(default_factory=ScanReport)  # the scan checks' warnings, skipped checks, measurements
 
 
 def inference_settings(card: ModelCard, roi: Optional[Sequence[int]] = None, overlap: Optional[float] = None) -> InferenceSettings:
@@ -85,9 +87,15 @@ class Translator:
         threads: Optional[int] = None,
         log: Optional[LogCallback] = None,
         tta: bool = False,
+        strict: bool = False,
+        on_warning: Optional[WarningCallback] = None,
     ) -> None:
+        """``strict``: refuse a scan the checks warn about (:mod:`.scan_checks`), before the network runs;
+        ``on_warning`` receives each warning (without it, warnings go to ``log``)."""
         self.card = card
         self.log = log
+        self.strict = strict
+        self.on_warning = on_warning
         configure_threads(threads)
         self.device = select_device(device)
         self.settings = inference_settings(card, roi, overlap)
@@ -130,6 +138,7 @@ class Translator:
         volume, mask, grid = network_inputs(
             images, card.preprocessing, post.get("body_mask", {}), [spec.modality for spec in card.inputs]
         )
+        scan = self.check(images, volume, mask, grid)
 
         mirror = mirror_dims(grid.direction, self.settings.test_time_mirror) if self.tta else ()
         out, report = self.infer(volume, mask, progress, cancel, mirror)
@@ -162,9 +171,30 @@ class Translator:
                 "MedGANTranslate.EngineVersion": __version__,
             }
         )
+        provenance.update(scan.provenance())
         if report.mirrored:
             provenance["MedGANTranslate.TestTimeMirror"] = ", ".join(self.settings.test_time_mirror)
-        return TranslationResult(synthetic, difference, metrics, provenance, report, seconds, mask_image)
+        return TranslationResult(synthetic, difference, metrics, provenance, report, seconds, mask_image, scan=scan)
+
+    def check(self, images: Sequence[sitk.Image], volume: np.ndarray, mask: np.ndarray, grid: NetworkGrid) -> ScanReport:
+        """The scan checks on the prepared inputs: each warning reported, the checks that could not run logged,
+        and in strict mode a refusal naming the warnings, all before the network runs."""
+        scan = check_scan(self.card, images, volume, mask, grid)
+        for warning in scan.warnings:
+            if self.on_warning is not None:
+                self.on_warning(warning)
+            elif self.log is not None:
+                self.log("warning", f"{warning.text()} [{warning.code}]")
+        if scan.skipped and self.log is not None:
+            self.log("info", f"Scan checks not run: {scan.skipped_text()}")
+        if self.strict and scan.warnings:
+            listed = "\n".join(f"  [{w.code}] {w.text()}" for w in scan.warnings)
+            raise InputError(
+                f"Model '{self.card.id}' refuses this scan in strict mode, before running the network, because it is "
+                f"outside what the model was trained on:\n{listed}\nNothing was written. Give a scan that passes "
+                "the checks, or run without --strict to translate it anyway with these warnings recorded."
+            )
+        return scan
 
     def infer(
         self,
@@ -257,9 +287,12 @@ def translate_files(
     cancel: Optional[CancelToken] = None,
     log: Optional[LogCallback] = None,
     tta: bool = False,
+    strict: bool = False,
+    on_warning: Optional[WarningCallback] = None,
 ) -> TranslationResult:
     """Reads, translates and writes; every output appears complete or not at all. ``tta``: average with the
-    mirror images the card declares (about twice the inference time)."""
+    mirror images the card declares (about twice the inference time). ``strict``: refuse, writing nothing, a
+    scan the checks warn about; ``on_warning`` receives each warning (see :class:`Translator`)."""
     card = resolve_model(model, models_dirs)
     all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
     if len(inputs) != len(card.inputs):
@@ -295,7 +328,8 @@ def translate_files(
                refine=lambda: traced_job_bytes(card, headers, settings) or needed)
 
     _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
-    translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta)
+    translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta,
+                            strict=strict, on_warning=on_warning)
     _stage(progress, cancel, "read", "reading input volume(s)")
     roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]
     images = [read_image(p, role) for p, role in zip(inputs, roles)]
