@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..inference import normalised_background_output
-from ..preprocessing import network_inputs, to_network_grid
+from ..preprocessing import NetworkGrid, network_inputs, to_network_grid
 
 PHANTOM_IMAGES = ("labels", "t1", "t2", "ct", "pet", "t1c")
 _AXES = {"x": 2, "y": 1, "z": 0}  # array axes are (z, y, x)
@@ -66,11 +66,17 @@ def to_network_range(values: np.ndarray, postprocessing: Dict[str, Any]) -> np.n
     return np.clip(out, min(s0, s1), max(s0, s1)).astype(np.float32)
 
 
+def card_network_inputs(images: Sequence[sitk.Image], card: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray, NetworkGrid]:
+    """The pipeline's own :func:`~MedGANTranslateLib.preprocessing.network_inputs` with a card's (dict's)
+    settings: normalised channels (C, z, y, x), body mask (z, y, x) and the network grid."""
+    return network_inputs(images, card["preprocessing"], card["postprocessing"].get("body_mask", {}),
+                          [spec["modality"] for spec in card["inputs"]])
+
+
 def prepare_inputs(images: Sequence[sitk.Image], card: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray, sitk.Image]:
     """Normalised channels (C, z, y, x), body mask (z, y, x) and an image on the network grid (the mask, as
-    uint8), made by the pipeline's own :func:`~MedGANTranslateLib.preprocessing.network_inputs`."""
-    volume, mask, grid = network_inputs(images, card["preprocessing"], card["postprocessing"].get("body_mask", {}),
-                                        [spec["modality"] for spec in card["inputs"]])
+    uint8), as :func:`card_network_inputs` makes them."""
+    volume, mask, grid = card_network_inputs(images, card)
     return volume.astype(np.float32, copy=False), np.array(mask), grid.image(mask.astype(np.uint8))
 
 

@@ -19,6 +19,7 @@ from ..model_folder import save_model_folder
 from ..progress import ProgressCallback, StageTimer
 from .config import complete_config
 from .data import PatchSampler, load_phantom, prepare_volume
+from .describe import training_inputs
 from .recipes import RECIPES, Recipe
 from .selection import CheckpointSelector
 
@@ -173,6 +174,8 @@ def _publish(cfg, card, recipe: Recipe, out: Path, steps: int, seconds: float, r
     }
     if selection:
         card["training"]["selection"] = selection
+    say("info", "describing the training inputs for the scan checks")
+    card["training_inputs"] = training_inputs(card, cfg["data"], cache)
     folder = out / MODEL_DIR
     net = copy.deepcopy(recipe.generator).to("cpu").eval()
     result = save_model_folder(folder, card, network=net, fmt="safetensors", weights_file=WEIGHTS_FILE)
