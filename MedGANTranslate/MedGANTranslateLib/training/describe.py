@@ -30,8 +30,9 @@ def _training_cases(card: Dict[str, Any], data: Dict[str, Any],
 
 def training_inputs(card: Dict[str, Any], data: Dict[str, Any], cache_dir: Optional["str | Path"] = None) -> Dict[str, Any]:
     """The ``training_inputs`` block for a card (dict) trained on the config's ``data`` section."""
-    seeds = data["train_seeds"]
-    source = (f"{len(seeds)} training phantoms (MedGANTranslateLib.phantom, seeds {min(seeds)}-{max(seeds)}, "
+    seeds = sorted(data["train_seeds"])
+    listed = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+    source = (f"{len(seeds)} training phantoms (MedGANTranslateLib.phantom, seeds {listed}, "
               f"{' x '.join(str(n) for n in data['phantom']['shape'])} voxels, inputs {', '.join(data['inputs'])}), "
               "as the pipeline's network_inputs prepares them")
     return reference_statistics(_training_cases(card, data, cache_dir), source)
