@@ -93,6 +93,6 @@ def test_requirements_file_is_what_the_engine_needs():
     """The engine's dependencies (pyproject) less the packages Slicer ships or PyTorchUtils installs."""
     lines = [l.strip() for l in (MODULE_DIR / "Resources" / "requirements.txt").read_text().splitlines() if l.strip() and not l.startswith("#")]
     engine = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    slicer_provides = ("torch", "simpleitk", "numpy", "requests", "scipy")
+    slicer_provides = ("torch", "simpleitk", "numpy", "requests", "scipy", "pydicom")
     assert lines == [d for d in engine if not d.lower().startswith(slicer_provides)]
     assert "isal>=1.6" in lines
