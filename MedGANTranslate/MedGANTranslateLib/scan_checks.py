@@ -216,15 +216,17 @@ def _superior_mm(shape: Sequence[int], spacing: np.ndarray, direction: np.ndarra
 
 
 def _extent_mm(mask: np.ndarray, spacing: np.ndarray, direction: np.ndarray) -> Tuple[float, float, float]:
-    """The body's extent along left-right, anterior-posterior and superior-inferior (mm). A coordinate is linear
-    along each row of voxels, so its extremes over the body lie at the rows' first and last body voxels: two
-    points per row instead of every voxel, and exact on oblique grids too."""
+    """The body's extent along left-right, anterior-posterior and superior-inferior (mm): from the far side of its
+    first voxel to the far side of its last. A coordinate is linear along each row of voxels, so its extremes over
+    the body lie at the rows' first and last body voxels: two points per row instead of every voxel, and exact
+    on oblique grids too."""
     rows = np.nonzero(mask.any(axis=2))
     first = np.argmax(mask, axis=2)[rows]
     last = mask.shape[2] - 1 - np.argmax(mask[:, :, ::-1], axis=2)[rows]
     ends = np.concatenate([np.stack([first, rows[1], rows[0]], axis=1), np.stack([last, rows[1], rows[0]], axis=1)])
     points = (ends * spacing) @ direction.T
-    return tuple(float(v) for v in points.max(axis=0) - points.min(axis=0))
+    voxel = np.abs(direction) @ spacing  # one voxel's extent along each physical axis
+    return tuple(float(v) for v in points.max(axis=0) - points.min(axis=0) + voxel)
 
 
 def contrast_histogram(values: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
@@ -290,21 +292,22 @@ def check_modality(spec: InputSpec, image: sitk.Image) -> Tuple[Optional[ScanWar
     The DICOM tag decides when there is one; otherwise Hounsfield air means CT, and its absence means not CT."""
     tag = dicom_modality(image)
     share = hounsfield_air_share(image)
+    hounsfield = share >= HU_AIR_SHARE
     if tag:
-        found = next((m for m, codes in DICOM_MODALITIES.items() if tag in codes), tag)
         wrong = tag not in DICOM_MODALITIES.get(spec.modality, (tag,))
         evidence = f"its DICOM Modality tag says {tag}"
+    elif hounsfield:
+        wrong = spec.modality == "MR"
+        evidence = f"it looks like a CT: {100 * share:.0f} % of its voxels lie near -1000, as air does in Hounsfield units"
     else:
-        found = "CT" if share >= HU_AIR_SHARE else "not CT"
-        wrong = (spec.modality == "MR" and share >= HU_AIR_SHARE) or (
-            spec.modality in ("CT", "CBCT") and share < HU_AIR_SHARE)
-        evidence = (f"{100 * share:.0f} % of its voxels lie near -1000 as air does in Hounsfield units"
-                    if share >= HU_AIR_SHARE else "it has no voxels near -1000 HU (air in a CT)")
+        wrong = spec.modality in ("CT", "CBCT")
+        evidence = (f"it does not look like a CT: {100 * share:.0f} % of its voxels lie near -1000, where a CT's air "
+                    f"puts {100 * HU_AIR_SHARE:.0f} % or more")
     if not wrong:
         return None, share
     return ScanWarning(
         "modality_mismatch",
-        f"Input '{spec.name}' should be {spec.label} but looks like {found}: {evidence}.",
+        f"Input '{spec.name}' should be {spec.label}, but {evidence}.",
         f"Give the {spec.label} scan this model was trained on.",
         spec.name,
     ), share
@@ -386,7 +389,7 @@ def check_intensity(spec: InputSpec, histogram: np.ndarray, contrast: Mapping[st
 def check_input_notes(specs: Sequence[InputSpec], images: Sequence[sitk.Image]) -> List[ScanWarning]:
     """The image reader's notes about series it had to regularise, passed on."""
     return [
-        ScanWarning("irregular_geometry", f"Input '{spec.name}': {image.GetMetaData(INPUT_WARNING_KEY).strip()}",
+        ScanWarning("irregular_geometry", f"Input '{spec.name}': {image.GetMetaData(INPUT_WARNING_KEY).strip().rstrip('.')}.",
                     "Compare the result with the original slices before relying on it.", spec.name)
         for spec, image in zip(specs, images) if image.HasMetaDataKey(INPUT_WARNING_KEY)
     ]
