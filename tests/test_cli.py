@@ -75,6 +75,57 @@ def test_nifti_output_records_synthetic_provenance(model, mr, tmp_path):
     assert "SYNTHETIC" in sitk.ReadImage(str(out)).GetMetaData("descrip").upper()
 
 
+@pytest.fixture
+def ct(tmp_path) -> str:
+    """A CT-like head (Hounsfield air around it): the scan checks warn when an MR model is given it."""
+    head = sitk.Cast(head_volume(size=(20, 22, 18), spacing=(1.1, 0.9, 1.4)), sitk.sitkInt16) - 1000
+    return write(head, tmp_path / "ct.nrrd")
+
+
+def test_scan_warnings_come_before_inference_and_stay_in_the_provenance(model, ct, tmp_path):
+    out = tmp_path / "sct.nrrd"
+    proc = run_cli("run", "-m", model.folder, "-i", ct, "-o", out, "--progress", "json")
+    assert proc.returncode == 0, proc.stderr
+    events = json_events(proc.stdout)
+    steps = [e.get("stage", e["event"]) for e in events]
+    assert steps.index("warning") < steps.index("infer"), "warned before the network runs"
+    warning = events[steps.index("warning")]
+    assert (warning["code"], warning["input"]) == ("modality_mismatch", "t1") and warning["advice"]
+    assert "Hounsfield units" in warning["message"]
+    not_run = next(e["message"] for e in events if e["event"] == "log" and "Scan checks not run" in e["message"])
+    assert "intensity_distribution (the model card has no training_inputs block" in not_run
+    header = sitk.ReadImage(str(out))
+    recorded = json.loads(header.GetMetaData("MedGANTranslate.Warnings"))
+    assert recorded == [{key: warning[key] for key in ("code", "input", "message", "advice")}]
+    assert events[-1]["provenance"]["MedGANTranslate.Warnings"] == header.GetMetaData("MedGANTranslate.Warnings")
+    skipped = {c["check"] for c in json.loads(header.GetMetaData("MedGANTranslate.ChecksNotRun"))}
+    assert skipped == {"skull_stripped", "field_of_view", "spacing", "intensity_distribution"}
+
+
+def test_scan_warnings_are_one_line_each_on_stderr_and_in_the_nifti_sidecar(model, ct, tmp_path):
+    proc = run_cli("run", "-m", model.folder, "-i", ct, "-o", tmp_path / "sct.nii.gz", "--progress", "none")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("warning: [modality_mismatch] Input 't1' should be MR T1w, but")
+    sidecar = json.loads((tmp_path / "sct.json").read_text())
+    assert [w["code"] for w in json.loads(sidecar["MedGANTranslate.Warnings"])] == ["modality_mismatch"]
+
+
+def test_strict_refuses_a_scan_with_warnings_before_the_network_runs_and_writes_nothing(model, ct, mr, tmp_path):
+    out = tmp_path / "sct.nrrd"
+    proc = run_cli("run", "-m", model.folder, "-i", ct, "-o", out, "--strict", "--progress", "json")
+    assert proc.returncode == 2
+    events = json_events(proc.stdout)
+    assert [e["event"] for e in events if e["event"] in ("warning", "error")] == ["warning", "error"]
+    assert "infer" not in [e.get("stage") for e in events]
+    error = events[-1]
+    assert error["kind"] == "input" and "strict mode" in error["message"]
+    assert "[modality_mismatch] Input 't1'" in error["message"] and "Nothing was written" in error["message"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nrrd", "models", "t1.nrrd"]
+    passing = run_cli("run", "-m", model.folder, "-i", mr, "-o", out, "--strict", "--progress", "none")
+    assert passing.returncode == 0 and out.exists(), "a scan without warnings passes --strict"
+
+
 def test_bar_progress_for_people_writes_whole_lines_to_a_log(model, mr, tmp_path):
     proc = run_cli("run", "-m", model.folder, "-i", mr, "-o", tmp_path / "o.mha", "--progress", "bar")
     assert proc.returncode == 0

@@ -1,0 +1,188 @@
+"""The scan checks (scan_checks.py): each warns on its bad case and stays quiet on good ones, against the default
+model's card, on a held-out phantom head (always) and on the real scans (skipped without them); the reference
+statistics a card carries; what goes into the provenance."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from real_data import REAL_T1, real_file
+from MedGANTranslateLib import scan_checks
+from MedGANTranslateLib.card import ModelCard, validate_card_data
+from MedGANTranslateLib.errors import CardError
+from MedGANTranslateLib.imageio import read_image
+from MedGANTranslateLib.phantom import make_phantom
+from MedGANTranslateLib.registry import resolve_model
+from MedGANTranslateLib.training.data import card_network_inputs
+
+#: Labels of the phantom's brain and the CSF around it: what skull stripping keeps.
+BRAIN_LABELS = (4, 5, 6, 7, 10, 11)
+SKULL_STRIPPED = ("brats_gli_00001_t1n.nii.gz", "open_ms_patient07_T1_mni.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def card() -> ModelCard:
+    return resolve_model("mr-t1-to-ct-pix2pix")
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    """A held-out head (seed 1, never trained on) at the 1 mm the models were trained at."""
+    return make_phantom(seed=1)
+
+
+def edited(card: ModelCard, edit) -> ModelCard:
+    data = copy.deepcopy(card.data)
+    edit(data)
+    return ModelCard(data, card.path)
+
+
+def check(card: ModelCard, *images: sitk.Image) -> scan_checks.ScanReport:
+    """The checks on images prepared as the pipeline prepares them."""
+    volume, mask, grid = card_network_inputs(list(images), card.data)
+    return scan_checks.check_scan(card, list(images), volume, mask, grid)
+
+
+def codes(report: scan_checks.ScanReport):
+    return sorted(w.code for w in report.warnings)
+
+
+def with_metadata(image: sitk.Image, key: str, value: str) -> sitk.Image:
+    out = sitk.Image(image)
+    out.SetMetaData(key, value)
+    return out
+
+
+def like(values: np.ndarray, image: sitk.Image) -> sitk.Image:
+    out = sitk.GetImageFromArray(values)
+    out.CopyInformation(image)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- phantoms
+
+
+def test_a_held_out_phantom_head_passes_every_check(card, phantom):
+    report = check(card, phantom.t1)
+    assert report.warnings == [] and report.skipped == {}
+    assert report.measurements["contrast_distance"][0] < scan_checks.CONTRAST_DISTANCE_MAX / 2
+    assert report.measurements["scalp_bright_fraction"][0] > 2 * scan_checks.SCALP_BRIGHT_MIN
+    assert min(report.measurements["extent_fraction"]) > 0.9
+
+
+def test_a_ct_given_to_an_mr_model_warns_by_its_hounsfield_air_and_its_contrast(card, phantom):
+    report = check(card, phantom.ct)
+    assert codes(report) == ["intensity_distribution", "modality_mismatch"]
+    warning = next(w for w in report.warnings if w.code == "modality_mismatch")
+    assert warning.input == "t1" and "should be MR T1w, but it looks like a CT" in warning.message
+    assert "Give the MR T1w scan" in warning.advice
+
+
+def test_a_t2w_given_to_a_t1w_model_warns_about_its_intensity_distribution(card, phantom):
+    report = check(card, phantom.t2)
+    assert codes(report) == ["intensity_distribution"]
+    distance = report.measurements["contrast_distance"][0]
+    assert distance > scan_checks.CONTRAST_DISTANCE_MAX and f"{distance:.2f}" in report.warnings[0].message
+
+
+def test_the_dicom_modality_tag_decides_over_the_histogram(card, phantom):
+    assert codes(check(card, with_metadata(phantom.ct, scan_checks.DICOM_MODALITY_TAG, "MR"))) == ["intensity_distribution"]
+    tagged = check(card, with_metadata(phantom.t1, scan_checks.DICOM_MODALITY_TAG, "CT"))
+    assert codes(tagged) == ["modality_mismatch"] and "DICOM Modality tag says CT" in tagged.warnings[0].message
+
+
+def test_an_mr_given_to_a_ct_input_model_warns(card, phantom):
+    ct_input = edited(card, lambda data: data["inputs"][0].update(modality="CT", sequence=""))
+    warning, share = scan_checks.check_modality(ct_input.inputs[0], phantom.t1)
+    assert share == 0 and warning.code == "modality_mismatch" and "does not look like a CT" in warning.message
+    assert scan_checks.check_modality(ct_input.inputs[0], phantom.ct)[0] is None
+
+
+def test_a_30_mm_slab_warns_about_the_field_of_view_and_is_not_called_skull_stripped(card, phantom):
+    t1 = phantom.t1
+    report = check(card, t1[:, :, 80:110])
+    assert codes(report) == ["field_of_view"]
+    assert "30 mm superior-inferior" in report.warnings[0].message
+    assert report.measurements["body_volume_ml"] < scan_checks.BRAIN_ONLY_MAX_ML, "small, but its scalp shows"
+
+
+@pytest.mark.parametrize("slice_mm, warns", [(3, False), (7, True)])
+def test_thick_slices_warn_beyond_four_times_the_training_spacing(card, phantom, slice_mm, warns):
+    report = check(card, sitk.BinShrink(phantom.t1, [1, 1, slice_mm]))
+    assert codes(report) == (["spacing"] if warns else [])
+    if warns:
+        assert "1 × 1 × 7 mm voxels" in report.warnings[0].message
+
+
+def test_a_skull_stripped_head_warns_a_whole_head_model(card, phantom):
+    values = sitk.GetArrayFromImage(phantom.t1)
+    values[~np.isin(sitk.GetArrayViewFromImage(phantom.labels), BRAIN_LABELS)] = 0
+    report = check(card, like(values, phantom.t1))
+    assert "skull_stripped" in codes(report)
+    assert report.measurements["scalp_bright_fraction"][0] < scan_checks.SCALP_BRIGHT_MIN
+    brain_input = edited(card, lambda data: data["inputs"][0].pop("anatomy"))
+    unchecked = check(brain_input, like(values, phantom.t1))
+    assert "skull_stripped" not in codes(unchecked) and "whole_head" in unchecked.skipped["skull_stripped"]
+
+
+def test_the_readers_irregular_geometry_note_is_passed_on(card, phantom):
+    note = "slices regularised from a gantry tilt of 12.0° onto a 1 mm grid"
+    report = check(card, with_metadata(phantom.t1, scan_checks.INPUT_WARNING_KEY, note))
+    assert codes(report) == ["irregular_geometry"] and note in report.warnings[0].message
+
+
+def test_without_training_inputs_those_checks_are_skipped_and_the_provenance_says_so(card, phantom):
+    third_party = edited(card, lambda data: data.pop("training_inputs"))
+    report = check(third_party, phantom.ct)
+    assert codes(report) == ["modality_mismatch"], "the checks that need only the card still run"
+    assert set(report.skipped) == {"field_of_view", "spacing", "intensity_distribution"}
+    assert "field_of_view, spacing, intensity_distribution (the model card has no training_inputs" in report.skipped_text()
+    provenance = report.provenance()
+    assert [w["code"] for w in json.loads(provenance["MedGANTranslate.Warnings"])] == ["modality_mismatch"]
+    assert {c["check"] for c in json.loads(provenance["MedGANTranslate.ChecksNotRun"])} == set(report.skipped)
+
+
+def test_every_warning_names_a_known_check_and_what_to_do(card, phantom):
+    report = check(card, with_metadata(phantom.ct[:, :, 80:110], scan_checks.INPUT_WARNING_KEY, "regularised"))
+    assert len(report.warnings) >= 3
+    for warning in report.warnings:
+        assert warning.code in scan_checks.CHECKS and warning.message.endswith(".") and warning.advice
+
+
+def test_reference_statistics_describe_the_training_inputs_and_fit_the_card(card, phantom):
+    volume, mask, grid = card_network_inputs([phantom.t1], card.data)
+    block = scan_checks.reference_statistics([scan_checks.TrainingCase([phantom.t1], volume, mask, grid)], "seed 1")
+    assert block["cases"] == 1 and block["spacing_mm"] == [1.0, 1.0]
+    assert 2500 < block["body_volume_ml"][0] < 3500 and block["body_extent_mm"]["min"] == block["body_extent_mm"]["max"]
+    assert block["contrast"]["channels"][0]["training_distance_max"] == 0
+    described = edited(card, lambda data: data.update(training_inputs=block))
+    validate_card_data(described.data)
+    assert check(described, phantom.t1).measurements["contrast_distance"] == [0.0]
+    block["contrast"]["channels"][0]["histogram"].pop()
+    with pytest.raises(CardError, match="histogram of 80 bins"):
+        validate_card_data(described.data)
+
+
+# ---------------------------------------------------------------------------------------------- real scans
+
+
+@pytest.mark.parametrize("name", REAL_T1)
+def test_real_whole_head_t1w_scans_pass(card, name):
+    report = check(card, read_image(real_file("t1", name)))
+    assert report.warnings == [], [w.text() for w in report.warnings]
+
+
+@pytest.mark.parametrize("name", SKULL_STRIPPED)
+def test_real_skull_stripped_t1w_scans_warn(card, name):
+    report = check(card, read_image(real_file("t1c", name)))
+    assert "skull_stripped" in codes(report)
+
+
+def test_the_real_head_ct_warns_by_its_dicom_tag_and_passes_on_the_readers_note(card):
+    report = check(card, read_image(real_file("ct", "ge_head_ct_dicom")))
+    assert {"modality_mismatch", "intensity_distribution", "irregular_geometry"} <= set(codes(report))
+    assert "DICOM Modality tag says CT" in next(w.message for w in report.warnings if w.code == "modality_mismatch")
