@@ -28,6 +28,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from MedGANTranslateSlicer import dependencies, models, scene
+from MedGANTranslateSlicer.engine_messages import warnings_html
 from MedGANTranslateSlicer.job import DeviceQuery, TranslationJob, TranslationRequest, TranslationResult
 
 RESEARCH_ONLY = "Research use only, not for clinical decisions."
@@ -70,6 +71,7 @@ class MedGANTranslateParameterNode:
     roiZ: Annotated[int, WithinRange(0, 1024)] = 0
     overlap: Annotated[float, WithinRange(0.0, 0.95)] = 0.0
     testTimeMirror: bool = False
+    strictChecks: bool = False
     createDifference: bool = True
     showSideBySide: bool = True
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -116,6 +118,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.logTextEdit.visible = False
         self.ui.progressBar.visible = False
+        self.ui.warningsLabel.visible = False
         self._setDeviceChoices([])
         self.initializeParameterNode()
         self._refreshModels()
@@ -328,7 +331,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             self.ui.logTextEdit.clear()
             self._job = self.logic.startTranslation(
-                self._requestFromParameters(), onProgress=self._onProgress, onLog=self._onLog, onFinished=self._onFinished
+                self._requestFromParameters(), onProgress=self._onProgress, onLog=self._onLog, onFinished=self._onFinished,
+                onWarning=self._onWarning,
             )
             self._setRunning(True)
 
@@ -346,6 +350,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             overlap=p.overlap if p.overlap > 0 else None,
             models_dir=p.modelsFolder,
             tta=p.testTimeMirror and bool(summary.test_time_mirror),
+            strict=p.strictChecks,
         )
 
     def _setRunning(self, running: bool) -> None:
@@ -353,6 +358,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                        self.ui.detectDevicesButton, self.ui.differenceCheckBox):
             widget.enabled = not running
         if running:
+            self.ui.warningsLabel.visible = False
+            self.ui.warningsLabel.text = ""
             self.ui.progressBar.visible = True
             self.ui.progressBar.value = 0
             self.ui.progressBar.format = _("Starting the engine...")
@@ -366,6 +373,11 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onLog(self, line: str) -> None:
         self.ui.logTextEdit.appendPlainText(line)
+
+    def _onWarning(self, warning: dict) -> None:
+        """A scan check warned, before the network ran: shown in the panel at once, and kept after the run."""
+        self.ui.warningsLabel.text = warnings_html(self._job.scan_warnings)
+        self.ui.warningsLabel.visible = True
 
     def _onFinished(self, job: TranslationJob) -> None:
         self._setRunning(False)
@@ -395,6 +407,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         done += f" ({result.provenance.get('MedGANTranslate.Device', '')}). {RESEARCH_ONLY}"
         if result.warnings:
             done += " " + " ".join(result.warnings)
+        if result.scan_warnings:
+            done += " " + _("{count} warning(s) about the scan: see above.").format(count=len(result.scan_warnings))
         self._setStatus(done)
         self.logic.showResults(result.synthetic, p.showSideBySide, p.overlayOpacity)
 
@@ -447,8 +461,9 @@ class MedGANTranslateLogic(ScriptedLoadableModuleLogic):
         """Installs what the engine needs, asking first; raises DependencyDeclined if the user says no."""
         dependencies.ensure_all(self.requirementsFile())
 
-    def startTranslation(self, request: TranslationRequest, onProgress=None, onLog=None, onFinished=None) -> TranslationJob:
-        job = TranslationJob(request, on_progress=onProgress, on_log=onLog, on_finished=onFinished)
+    def startTranslation(self, request: TranslationRequest, onProgress=None, onLog=None, onFinished=None,
+                         onWarning=None) -> TranslationJob:
+        job = TranslationJob(request, on_progress=onProgress, on_log=onLog, on_finished=onFinished, on_warning=onWarning)
         job.start()
         return job
 

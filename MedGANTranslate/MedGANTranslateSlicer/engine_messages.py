@@ -1,13 +1,14 @@
 """Reads the engine's ``--progress json`` lines and turns them into what the panel shows.
 
-The engine writes one JSON object per line (``progress``, ``log``, ``done``, ``error``); anything else on its
-stdout or stderr (warnings, tracebacks) is kept as plain text for the full log.
+The engine writes one JSON object per line (``progress``, ``log``, ``warning``, ``done``, ``error``); anything
+else on its stdout or stderr (Python warnings, tracebacks) is kept as plain text for the full log.
 """
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 # Share of the whole run each engine stage gets on the progress bar; inference dominates.
 STAGE_WEIGHTS = (
@@ -51,6 +52,18 @@ def parse_line(line: str) -> EngineMessage:
         if isinstance(data, dict) and isinstance(data.get("event"), str):
             return EngineMessage(data["event"], data, text)
     return EngineMessage("text", {}, text)
+
+
+def warning_text(data: Dict[str, Any]) -> str:
+    """A scan check's ``warning`` event in words: what was found, then what to do."""
+    return " ".join(str(data.get(key, "")).strip() for key in ("message", "advice") if data.get(key))
+
+
+def warnings_html(warnings: List[Dict[str, Any]]) -> str:
+    """The panel's warning box: the scan checks' warnings, one item each."""
+    items = "".join(f"<li>{html.escape(warning_text(w))}</li>" for w in warnings)
+    return ("<b>This scan is outside what the model was trained on; check the result before using it.</b>"
+            f"<ul>{items}</ul>")
 
 
 def format_duration(seconds: Optional[float]) -> str:

@@ -49,6 +49,7 @@ class TranslationRequest:
     overlap: Optional[float] = None
     models_dir: str = ""
     tta: bool = False
+    strict: bool = False
 
 
 @dataclass
@@ -59,6 +60,7 @@ class TranslationResult:
     metrics: Optional[Dict[str, Any]] = None
     provenance: Dict[str, Any] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+    scan_warnings: List[Dict[str, Any]] = field(default_factory=list)
 
 
 class EngineError(RuntimeError):
@@ -98,24 +100,30 @@ def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str]
         args += ["--overlap", str(request.overlap)]
     if request.tta:
         args += ["--tta"]
+    if request.strict:
+        args += ["--strict"]
     if request.models_dir:
         args += ["--models-dir", request.models_dir]
     return {"args": args, "paths": paths}
 
 
 class TranslationJob:
-    """Callbacks run on the GUI thread: ``on_progress(tracker)``, ``on_log(line)`` and, once,
-    ``on_finished(job)``; afterwards :attr:`result` or :attr:`error` is set, or :attr:`cancelled` is True."""
+    """Callbacks run on the GUI thread: ``on_progress(tracker)``, ``on_log(line)``, ``on_warning(event)`` for
+    each scan-check warning (a dict with code, input, message, advice; they come before the network runs) and,
+    once, ``on_finished(job)``; afterwards :attr:`result` or :attr:`error` is set, or :attr:`cancelled` is True.
+    :attr:`scan_warnings` holds the warnings either way (a strict run's refusal names them too)."""
 
     def __init__(self, request: TranslationRequest,
                  on_progress: Optional[Callable[[ProgressTracker], None]] = None,
                  on_log: Optional[Callable[[str], None]] = None,
-                 on_finished: Optional[Callable[["TranslationJob"], None]] = None) -> None:
+                 on_finished: Optional[Callable[["TranslationJob"], None]] = None,
+                 on_warning: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
         self.request = request
         self.tracker = ProgressTracker()
         self.on_progress = on_progress
         self.on_log = on_log
         self.on_finished = on_finished
+        self.on_warning = on_warning
         self.folder: Optional[Path] = None
         self.process: Optional[EngineProcess] = None
         self.result: Optional[TranslationResult] = None
@@ -124,6 +132,7 @@ class TranslationJob:
         self.done_event: Optional[Dict[str, Any]] = None
         self.error_event: Optional[Dict[str, Any]] = None
         self.warnings: List[str] = []
+        self.scan_warnings: List[Dict[str, Any]] = []
         self._paths: Dict[str, Optional[str]] = {}
         self._timer = None
 
@@ -176,6 +185,10 @@ class TranslationJob:
             self.error_event = message.data
         elif message.kind == "log" and message.data.get("level") == "warning":
             self.warnings.append(str(message.data.get("message", "")))
+        elif message.kind == "warning":
+            self.scan_warnings.append(message.data)
+            if self.on_warning:
+                self.on_warning(message.data)
         if self.on_log:
             self.on_log(message.raw)
 
@@ -258,7 +271,8 @@ class TranslationJob:
         except BaseException:
             scene.remove_nodes(created)
             raise
-        return TranslationResult(synthetic, difference, table, metrics, provenance, list(self.warnings))
+        return TranslationResult(synthetic, difference, table, metrics, provenance, list(self.warnings),
+                                 list(self.scan_warnings))
 
     def full_log(self) -> str:
         return self.process.full_log() if self.process is not None else ""

@@ -12,7 +12,13 @@ import pytest
 from .slicer_test_support import MODULE_DIR
 
 sys.path.insert(0, str(MODULE_DIR))
-from MedGANTranslateSlicer.engine_messages import ProgressTracker, format_duration, parse_line  # noqa: E402
+from MedGANTranslateSlicer.engine_messages import (  # noqa: E402
+    ProgressTracker,
+    format_duration,
+    parse_line,
+    warning_text,
+    warnings_html,
+)
 from MedGANTranslateSlicer.engine_process import EngineProcess, engine_command, engine_environment  # noqa: E402
 
 sys.path.remove(str(MODULE_DIR))
@@ -28,6 +34,16 @@ def test_parse_line_separates_events_from_text():
     assert parse_line("  {not json").kind == "text"
     assert parse_line('{"no": "event"}').kind == "text"
     assert parse_line("Traceback (most recent call last):").raw == "Traceback (most recent call last):"
+
+
+def test_scan_warnings_are_their_own_event_and_read_as_what_was_found_then_what_to_do():
+    line = json.dumps({"event": "warning", "code": "skull_stripped", "input": "t1",
+                       "message": "Input 't1' looks skull-stripped: 1.35 L.", "advice": "Give the scan before <stripping>."})
+    message = parse_line(line)
+    assert message.kind == "warning" and message.data["code"] == "skull_stripped"
+    assert warning_text(message.data) == "Input 't1' looks skull-stripped: 1.35 L. Give the scan before <stripping>."
+    shown = warnings_html([message.data, {"message": "Second.", "advice": ""}])
+    assert shown.count("<li>") == 2 and "&lt;stripping&gt;" in shown and "<li>Second.</li>" in shown
 
 
 def test_progress_is_weighted_by_stage_and_never_goes_back_across_stages():

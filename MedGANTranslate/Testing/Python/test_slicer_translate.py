@@ -174,6 +174,40 @@ def test_two_input_pet_model_without_reference(slicer_standin, widget, tiny_mode
     assert t2.GetID() not in {c.GetBackgroundVolumeID() for c in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode")}
 
 
+def test_scan_warnings_show_in_the_panel_and_strict_refuses_the_scan(slicer_standin, widget, tiny_models):
+    """A CT given to an MR model: the engine's warning shows in the panel while the job runs and stays on the
+    result; with the strict box ticked the same scan is refused, nothing is added and the panel says why."""
+    slicer = slicer_standin
+    ct = slicer.util.addVolumeFromArray(head_array() - 1000.0, ijkToRAS=oblique_ijk_to_ras(), name="HeadCT")
+    _prepare(widget, tiny_models, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(ct)
+    shown_while_running = []
+    original = widget._onWarning
+
+    def record(warning):
+        original(warning)
+        shown_while_running.append((warning["code"], widget.ui.warningsLabel.visible, widget._job.running))
+
+    widget._onWarning = record
+    job = _run(slicer, widget)
+
+    assert job.error is None, job.error and job.error.log
+    assert shown_while_running == [("modality_mismatch", True, True)]
+    assert widget.ui.warningsLabel.visible and "it looks like a CT" in widget.ui.warningsLabel.text
+    assert [w["code"] for w in job.result.scan_warnings] == ["modality_mismatch"]
+    assert "modality_mismatch" in job.result.synthetic.GetAttribute("MedGANTranslate.Warnings")
+    assert "1 warning(s) about the scan" in widget.ui.statusLabel.text
+
+    widget.ui.strictCheckBox.checked = True
+    nodes_before = {n.GetID() for n in slicer.mrmlScene._all_nodes()}
+    job = _run(slicer, widget)
+    assert "--strict" in job.process.args and job.error is not None and job.error.kind == "input"
+    assert "strict mode" in str(job.error) and "[modality_mismatch]" in str(job.error)
+    assert {n.GetID() for n in slicer.mrmlScene._all_nodes()} == nodes_before
+    assert widget.ui.warningsLabel.visible and "it looks like a CT" in widget.ui.warningsLabel.text
+    assert widget.ui.statusLabel.text.startswith("The input cannot be translated:")
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)

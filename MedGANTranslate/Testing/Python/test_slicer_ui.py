@@ -39,6 +39,7 @@ EXPECTED_CLASSES = {
     "modelsFolderLineEdit": "ctkPathLineEdit",
     "differenceCheckBox": "QCheckBox",
     "mirrorCheckBox": "QCheckBox",
+    "strictCheckBox": "QCheckBox",
     "metricsTableView": "qMRMLTableView",
     "sideBySideCheckBox": "QCheckBox",
     "opacitySliderWidget": "ctkSliderWidget",
@@ -46,6 +47,7 @@ EXPECTED_CLASSES = {
     "applyButton": "QPushButton",
     "progressBar": "QProgressBar",
     "statusLabel": "QLabel",
+    "warningsLabel": "QLabel",
     "showLogButton": "QPushButton",
     "logTextEdit": "QPlainTextEdit",
 }

@@ -133,6 +133,20 @@ def test_mirror_averaging_is_offered_only_for_models_trained_with_mirroring(slic
     assert widget._requestFromParameters().tta is False, "a checked box is ignored for a model without mirror axes"
 
 
+def test_strict_checks_are_a_setting_that_reaches_the_engine(slicer_standin, widget, tiny_models, tmp_path):
+    from MedGANTranslateSlicer.job import build_arguments
+
+    volume = slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR")
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(volume)
+    assert widget._requestFromParameters().strict is False and not widget.ui.warningsLabel.visible
+    widget.ui.strictCheckBox.checked = True
+    request = widget._requestFromParameters()
+    assert request.strict is True and widget._parameterNode.parameterNode.GetParameter("strictChecks") == "True"
+    assert "--strict" in build_arguments(request, tmp_path, ["in.nrrd"], None)["args"]
+
+
 def test_device_list_names_each_gpu(widget):
     widget._onDevicesDetected([{"id": "cpu", "name": "CPU"}, {"id": "cuda:0", "name": "NVIDIA A"}, {"id": "cuda:1", "name": "NVIDIA B"}])
     items = [(widget.ui.deviceSelector.itemText(i), widget.ui.deviceSelector.itemData(i)) for i in range(widget.ui.deviceSelector.count)]
