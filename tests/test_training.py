@@ -78,6 +78,9 @@ def test_short_run_gives_a_card_that_runs_through_the_pipeline(tmp_path, cache, 
     result = Translator(card, device="cpu", threads=1).translate([images["t1"]], images["ct"])
     assert result.synthetic.GetSize() == images["t1"].GetSize()
     assert result.metrics["mae"] is not None
+    described = card.training_inputs
+    assert described["cases"] == 2 and described["spacing_mm"] == [4.8, 4.8]
+    assert list(result.scan.skipped) == ["skull_stripped"], "the card's training_inputs let the other checks run"
 
 
 @pytest.mark.parametrize("cycle_source", [1.0, 0.1, 0.0])
@@ -301,6 +304,24 @@ def test_train_command_writes_a_model_and_shares_the_phantom_cache(tmp_path):
     verify_weights(load_card(tmp_path / "run" / "model"))
     assert len(list(cache_dir.iterdir())) == 2, "one cached phantom per training seed"
     assert not (tmp_path / "run" / "phantoms").exists()
+
+
+def test_describe_training_fills_a_cards_training_inputs_and_keeps_its_weights(make_model, tmp_path, cache):
+    card = make_model("tiny-trained")
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    command = [sys.executable, "-m", "MedGANTranslateLib.cli", "models", "describe-training"]
+    proc = subprocess.run(command + [str(card.folder), "--config", str(config), "--cache-dir", str(cache)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    described = load_card(card.folder)
+    assert described.training_inputs["cases"] == 2 and "seeds 100-101" in described.training_inputs["source"]
+    assert (described.sha256, described.version) == (card.sha256, card.version)
+    verify_weights(described)
+    other = make_model("other-model")
+    proc = subprocess.run(command + [str(other.folder), "--config", str(config)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "describes model 'tiny-trained', not 'other-model'" in proc.stderr
+    assert load_card(other.folder).training_inputs is None
 
 
 def test_train_command_names_a_missing_config(tmp_path):
