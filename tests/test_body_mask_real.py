@@ -71,3 +71,14 @@ def test_body_mask_keeps_the_whole_head_of_real_t1w_scans(name):
     assert quality["holes_ml"] == 0
     assert quality["excess_ml"] <= 5.0, "air beyond the dilation margin and one working block"
     assert quality["tissue_ml"] > 2000, "a whole head, not a brain"
+
+
+@pytest.mark.parametrize("spike", [1e6, 1e30, -1e6])
+def test_a_few_absurd_voxels_move_neither_the_noise_floor_nor_the_mask(spike):
+    values = noisy_head().astype(np.float32)
+    clean = body_mask(sitk.GetImageFromArray(values), {})
+    values[30, 32, 28] = spike
+    values[5, 5, 5] = spike
+    assert noise_floor(values) == pytest.approx(noise_floor(noisy_head()), rel=0.05)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(body_mask(sitk.GetImageFromArray(values), {})),
+                                  sitk.GetArrayFromImage(clean))

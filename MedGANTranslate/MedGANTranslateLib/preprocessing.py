@@ -246,6 +246,10 @@ FILL_VALUE_SHARE = 0.05
 #: noise floors lie at 0.03-0.26 of the way to the tissue's median; a skull-stripped brain's edge at 1.5.
 NOISE_PEAK_LIMIT = 0.1
 NOISE_FLOOR_LIMIT = 0.5
+#: This share of the sampled voxels at each end is left out, so that a few absurd voxels (one at 1e6 or 1e30
+#: in a head of values up to 1000) cannot stretch the histograms that Otsu's threshold and the noise peak are
+#: found in: with them the floor rose to 2.6e26 and the mask was empty.
+OUTLIER_SHARE = 1e-4
 #: Half-widths of the noise peak above its mode where the floor lies. Rayleigh noise (MR magnitude in air) has
 #: its mode at sigma and half its height at 2.18 sigma, so 4 half-widths put the floor at 5.7 sigma (one air
 #: voxel in 10^7 above it); Gaussian noise (CT air) at 4.7 sigma.
@@ -279,6 +283,8 @@ def noise_floor(values: np.ndarray) -> float:
     dim lower half of a real 2 mm head out of its mask."""
     flat = np.ravel(values)
     sample = np.sort(flat[:: max(1, flat.size >> 21)].astype(np.float64))
+    outliers = int(OUTLIER_SHARE * sample.size)
+    sample = sample[outliers:sample.size - outliers]
     levels, counts = np.unique(sample, return_counts=True)
     otsu = _otsu(sample)
     fills = levels[(counts > FILL_VALUE_SHARE * sample.size) & (levels < otsu)]
