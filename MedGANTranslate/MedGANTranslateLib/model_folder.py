@@ -132,6 +132,7 @@ def tiny_card_data(
         "architecture": copy.deepcopy(architecture),
         "weights": {"file": DEFAULT_WEIGHTS_FILES["safetensors"], "format": "safetensors", "sha256": "0" * 64},
         "preprocessing": {
+            "orientation": None,  # random weights: no orientation was learnt
             "normalization": [{"method": "percentile", "lower": 0.5, "upper": 99.5, "target_range": [-1, 1]}
                               for _ in range(inputs)],
         },
