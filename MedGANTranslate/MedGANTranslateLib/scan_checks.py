@@ -64,8 +64,8 @@ WORKING_SPACING_MM = 2.0
 #: ``SCALP_BRIGHT_QUANTILE`` of the body; under a bare brain's surface lie cortex and CSF, with white matter only
 #: in the gyri. Both conditions must hold, so a head cut by its field of view (small, but with its scalp) or a
 #: large brain (no scalp, but big) is not called skull-stripped. Measured (benchmarks/scan_check_calibration.py):
-#: skull-stripped brains 1.35-1.91 L with a brightest layer of 0.08-0.14; whole heads 2.62-5.67 L (the smallest a
-#: 2D scan holding 117 mm of the head) with 0.34-0.76.
+#: skull-stripped brains 1.35-1.91 L with a brightest layer of 0.08-0.14; whole heads 2.62-5.68 L (the smallest a
+#: 2D scan holding 117 mm of the head) with 0.38-0.78.
 BRAIN_ONLY_MAX_ML = 2200.0
 SCALP_BRIGHT_MIN = 0.25
 SCALP_DEPTH_MM = 12.0
@@ -94,7 +94,7 @@ CONTRAST_SETTINGS = {"core_depth_mm": 20.0, "core_below_top_mm": 110.0, "range":
 CORE_MIN_ML = 8.0
 #: Wasserstein-1 distance (in interquartile ranges of the core) above which the contrast differs from the
 #: training inputs'. Measured on the default model: its 48 training phantoms up to 0.21, held-out phantoms up
-#: to 0.11, real T1w scans up to 0.19; phantom T2w 0.37-0.38, CTs 0.32-0.59, an MNI-space skull-stripped T1w
+#: to 0.11, real T1w scans up to 0.19; phantom T2w 0.37-0.38, CTs 0.32-0.66, an MNI-space skull-stripped T1w
 #: 0.30 (a BraTS one 0.10: the skull-stripped check is what finds those).
 CONTRAST_DISTANCE_MAX = 0.26
 
