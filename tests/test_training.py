@@ -27,6 +27,7 @@ from MedGANTranslateLib.training.recipes import CycleGAN, Pix2Pix
 from MedGANTranslateLib.training.evaluate import label_scores
 from MedGANTranslateLib.training import data as training_data
 from MedGANTranslateLib.training import recipes
+from MedGANTranslateLib.training import evaluate as evaluate_module
 from MedGANTranslateLib.training.data import PatchSampler, Volume, load_phantom
 from MedGANTranslateLib.training.loop import CHECKPOINT, LOSS_LOG
 
@@ -154,15 +155,28 @@ def test_resume_continues_step_count_and_loss_log_exactly(tmp_path, cache):
         assert resumed == pytest.approx(uninterrupted, rel=1e-5)
 
 
-def test_selection_publishes_the_best_scored_weights_not_the_last(tmp_path, cache):
-    config = tiny_config(steps=8)
-    config["optim"]["lr"] = 0.05  # unstable on purpose: with this seed the best score is at step 6, not 8
+def test_selection_publishes_the_best_scored_weights_not_the_last(tmp_path, cache, monkeypatch):
+    """The last step is made to score worst (its real score plus 1000), so the weights published must be those
+    of an earlier, best-scored step: whatever the trajectory, which moves with every change of the engine."""
+    scored = []
+
+    def last_scores_worst(*args, **kwargs):
+        report = real_evaluate(*args, **kwargs)
+        scored.append(report)
+        if len(scored) == 3:  # the third scoring is the last step's (every 2 of 6 steps)
+            report["metrics"]["mae"] += 1000.0
+        return report
+
+    real_evaluate = evaluate_module.evaluate_model
+    monkeypatch.setattr(evaluate_module, "evaluate_model", last_scores_worst)
+    config = tiny_config(steps=6)
+    config["optim"]["lr"] = 0.05
     config["selection"] = {"seeds": [3], "every": 2}
     card = train(config, tmp_path, cache_dir=cache)
     selection = card.data["training"]["selection"]
     scores = {row["step"]: row["mae"] for row in selection["history"]}
-    assert list(scores) == [2, 4, 6, 8]
-    assert selection["selected_step"] == min(scores, key=scores.get) != 8
+    assert list(scores) == [2, 4, 6]
+    assert selection["selected_step"] == min(scores, key=scores.get) != 6
     rescored = evaluate_model(card, [3], phantom=TINY_PHANTOM, cache_dir=cache, threads=1, runtime=False)
     assert rescored["metrics"]["mae"] == pytest.approx(selection["selected_mae"], rel=1e-4)
     assert rescored["runtime"] == {}
