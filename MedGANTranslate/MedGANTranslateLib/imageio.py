@@ -6,9 +6,11 @@ place at the end, so a crash or a cancel never leaves a half-written synthetic i
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import struct
 import tempfile
 import time
 import uuid
@@ -21,9 +23,9 @@ import pydicom
 import SimpleITK as sitk
 from isal import igzip
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
-from . import __version__, dicom_geometry
+from . import __version__, dicom_geometry, file_checks
 from .errors import InputError, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -55,6 +57,12 @@ DICOM_STUDY_TAGS = (
 #: Series tags also copied from a DICOM input into the image's metadata (for display, never re-written).
 DICOM_SERIES_TAGS = ("0008|0060", "0008|103e", "0020|000e")
 _DICOM_MODALITY = {"PET": "PT", "SPECT": "NM", "CBCT": "CT"}
+_PIXEL_DATA = 0x7FE00010
+#: What pydicom raises on a file cut inside its header (at once, or when a value is first used).
+_DICOM_DAMAGE = (InvalidDicomError, BytesLengthException, OSError, ValueError, EOFError, struct.error)
+_OTHER_PIXEL_DATA = {0x7FE00008, 0x7FE00009}  # Float / Double Float Pixel Data
+#: Values larger than this (pixel data) are left in the file when only the headers are wanted.
+_DEFER_PIXELS = 1 << 16
 #: Metadata key of the warning stored with an input that was changed on reading (an irregular DICOM series
 #: resampled onto a regular grid), for the caller to show the user.
 INPUT_WARNING = "MedGANTranslate.InputWarning"
@@ -104,6 +112,9 @@ def dicom_series(folder: PathLike, role: str = "input") -> List[str]:
     choose one)."""
     folder = Path(folder)
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if len(series_ids) < 2:
+        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])) if series_ids else []
+        _check_left_out(folder, files, role)
     if not series_ids:
         raise InputError(
             f"The {role} folder {folder} holds no DICOM series; give a folder with the DICOM files of one "
@@ -118,18 +129,79 @@ def dicom_series(folder: PathLike, role: str = "input") -> List[str]:
             f"The {role} folder {folder} holds {len(series_ids)} DICOM series:\n" + "\n".join(listing)
             + "\nGive a folder that holds only one series (move the others out, or export the one you want)."
         )
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+    return files
+
+
+def _check_left_out(folder: Path, files: Sequence[str], role: str) -> None:
+    """Refuses a DICOM file in ``folder`` that GDCM left out of the series' ``files`` although it cannot be read
+    or is a slice of the same kind (SOP class): GDCM drops a file cut short without a word, and the series then
+    lacks a slice (a file with no SOP class, or nothing after its meta header, is cut inside that header). Other
+    objects (a DICOMDIR, a report) are left alone."""
+    kept = {os.path.abspath(name) for name in files}
+    kind = _dicom_headers(files[:1], role)[0].file_meta.get("MediaStorageSOPClassUID") if files else None
+    for item in sorted(folder.iterdir()):
+        if not item.is_file() or os.path.abspath(item) in kept or not _is_dicom_file(item):
+            continue
+        left_out = _dicom_headers([str(item)], role)[0]  # refuses a file that is cut short or does not parse
+        same_kind = left_out.file_meta.get("MediaStorageSOPClassUID") in (kind, None) or not len(left_out)
+        if kind is not None and same_kind:
+            raise InputError(
+                f"The {role} DICOM file {item} is left out of the series in {folder}: it is an image of the same "
+                "kind, but the DICOM reader cannot read it with the others (it may be cut short or damaged). Copy or "
+                "export the series again, or move the file out if it does not belong to the series."
+            )
 
 
 def _dicom_headers(files: Sequence[str], role: str, pixels: bool = False) -> List[Dataset]:
-    """The DICOM headers of ``files`` (pydicom), without their pixel data unless ``pixels``."""
+    """The DICOM headers of ``files`` (pydicom), their large pixel data left unread (deferred) unless
+    ``pixels``; refuses a file whose pixel data are cut short (see :func:`_check_pixel_data`)."""
     headers = []
     for name in files:
         try:
-            headers.append(pydicom.dcmread(name, stop_before_pixels=not pixels))
-        except (InvalidDicomError, OSError, ValueError) as exc:
-            raise InputError(f"Cannot read the {role} DICOM file {name}: {exc}. Re-export the series.") from exc
+            ds = pydicom.dcmread(name, defer_size=None if pixels else _DEFER_PIXELS)
+            _check_pixel_data(ds, name, role)
+        except _DICOM_DAMAGE as exc:
+            raise InputError(
+                f"Cannot read the {role} DICOM file {name}: {str(exc).rstrip('.')}. It may be cut short or damaged; "
+                "copy or export the series again."
+            ) from exc
+        headers.append(ds)
     return headers
+
+
+def _stored_pixel_bytes(ds: Dataset, name: str) -> int:
+    """Bytes of pixel data the file holds: of a deferred value, from where it starts to the end of the file
+    (its declared length when shorter); of a value read, its length."""
+    try:
+        element = ds.get_item(_PIXEL_DATA, keep_deferred=True)  # pydicom 3 would read a deferred value
+    except TypeError:  # pydicom 2: get_item leaves it deferred
+        element = ds.get_item(_PIXEL_DATA)
+    if element.value is None:
+        return min(int(element.length), os.path.getsize(name) - int(element.value_tell))
+    return len(element.value)
+
+
+def _check_pixel_data(ds: Dataset, name: str, role: str) -> None:
+    """Refuses uncompressed pixel data shorter than rows x columns x frames x samples x bits need: ITK's DICOM
+    reader reads the missing pixels as zeros. (Compressed data are the decoder's to check.)"""
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    needed = [ds.get(key) for key in ("Rows", "Columns", "BitsAllocated")]
+    if syntax is None or syntax.is_encapsulated or None in needed or _OTHER_PIXEL_DATA.intersection(ds.keys()):
+        return
+    rows, columns, bits = (int(v) for v in needed)
+    frames = dicom_geometry.frame_count(ds)
+    samples = rows * columns * frames * int(ds.get("SamplesPerPixel") or 1)
+    if ds.get("PhotometricInterpretation") == "YBR_FULL_422":
+        samples = samples // 3 * 2  # two chroma samples for every two pixels
+    expected = (samples * bits + 7) // 8
+    stored = _stored_pixel_bytes(ds, name) if _PIXEL_DATA in ds else 0
+    if stored < expected:
+        raise InputError(
+            f"The {role} DICOM file {name} is cut short: its pixel data should take {expected:,} bytes ({rows} x "
+            f"{columns} pixels x {frames} frame(s) of {bits} bits), but the file holds only {stored:,} "
+            f"({stored / expected:.1%}); the rest would be read as zeros. Copy or export the series again (an "
+            "interrupted transfer or a full disk cuts files short)."
+        )
 
 
 def _is_multiframe(headers: Sequence[Dataset], folder: Path, role: str) -> bool:
@@ -290,6 +362,12 @@ def _enhanced_layout(ds: Dataset, path: Path, role: str) -> dicom_geometry.Layou
 def _multiframe_dataset(path: Path, role: str, pixels: bool = False) -> Dataset:
     """A DICOM file given on its own, which must be multi-frame: a single slice is one file of a series."""
     ds = _dicom_headers([str(path)], role, pixels)[0]
+    if "Rows" not in ds:
+        raise InputError(
+            f"The {role} DICOM file {path} holds no image (no Rows): it is another kind of DICOM object, or it is "
+            "cut short inside its header. Give an enhanced (multi-frame) DICOM file or a series folder; copy it again "
+            "if it was cut."
+        )
     if dicom_geometry.frame_count(ds) < 2:
         raise InputError(f"The {role} image {path} is a single DICOM slice; give the folder that holds the whole series.")
     return ds
@@ -313,9 +391,37 @@ def _is_dicom_file(path: Path) -> bool:
         return False
 
 
+def _unreachable(path: Path, role: str, exc: OSError) -> str:
+    """Why ``path`` cannot be found, as the operating system said it (``exc``, from stat)."""
+    if exc.errno == errno.ELOOP:
+        return (f"The {role} image {path} is a symbolic link loop ({exc.strerror}): the links lead back to "
+                "themselves and to no file; give the real image file.")
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        return (f"The {role} image {path} is a symbolic link to {os.readlink(path)}, which does not exist; give "
+                "the real image file, or move it back where the link points.")
+    if exc.errno == errno.ENOENT or exc.errno == errno.ENOTDIR:
+        return f"The {role} image {path} does not exist; check the path and the file name."
+    return (f"The {role} image {path} cannot be reached ({exc.strerror}); check the path and that you may open "
+            "each folder on it.")
+
+
 def _check_readable(path: Path, role: str) -> None:
-    if not path.exists():
-        raise InputError(f"The {role} image {path} does not exist; check the path and the file name.")
+    """Refuses a path that cannot be read, saying why (missing, a symbolic link to nowhere, no permission), and
+    a file in a format that is not supported."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        raise InputError(_unreachable(path, role, exc)) from exc
+    try:
+        if path.is_dir():
+            os.scandir(path).close()
+        else:
+            open(path, "rb").close()
+    except OSError as exc:
+        raise InputError(
+            f"The {role} image {path} is not readable ({exc.strerror}); ask its owner for read permission (e.g. "
+            "chmod u+r, and u+x for a folder) or copy it somewhere you can read."
+        ) from exc
     if not path.is_dir() and _extension(path) not in READABLE_EXTENSIONS and not _is_dicom_file(path):
         suffix = _extension(path) or "no extension"
         dicom_hint = " For DICOM, give the folder that holds the series, not one file." if suffix in (
@@ -344,13 +450,32 @@ def read_image(path: PathLike, role: str = "input") -> sitk.Image:
         return _read_dicom_folder(path, role)
     if _extension(path) not in READABLE_EXTENSIONS:
         return _read_enhanced(path, role)
+    file_checks.check_image_file(path, role, _extension(path), voxels=True)
     try:
-        return _squeezed(sitk.ReadImage(str(path)))
+        image = _squeezed(sitk.ReadImage(str(path)))
     except RuntimeError as exc:
         raise InputError(
             f"Cannot read the {role} image {path}: {_itk_reason(exc)}. The file may be damaged or not a "
             f"{_extension(path)} file; re-export it ({_FORMATS_HINT})."
         ) from exc
+    _check_stored(image, path, role)
+    values = sitk.GetArrayViewFromImage(image)
+    file_checks.refuse_non_finite(f"The {role} image {path}", file_checks.count_non_finite(values), values.size)
+    return image
+
+
+def _check_stored(info: Union[sitk.Image, sitk.ImageFileReader], path: Path, role: str) -> None:
+    """Refuses, naming the file, what would fail or go wrong later: complex voxels (no model translates them,
+    and the header's size estimate cannot take them) and a sheared grid, which the NRRD and MetaImage readers
+    keep as it is."""
+    if info.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+        raise InputError(
+            f"The {role} image {path} holds complex voxels ({sitk.GetPixelIDValueAsString(info.GetPixelID())}: a "
+            "real and an imaginary part each), and the models translate real-valued scans: save its magnitude "
+            "(e.g. SimpleITK's ComplexToModulus, or numpy.abs) as a scalar image and give that."
+        )
+    dimension = info.GetDimension()
+    file_checks.check_axes(np.reshape(info.GetDirection(), (dimension, dimension)), path, role, _extension(path))
 
 
 def study_tags(image: sitk.Image) -> Dict[str, str]:
@@ -457,7 +582,9 @@ def read_header(path: PathLike, role: str = "input") -> ImageHeader:
         return _dicom_folder_header(path, role)
     if _extension(path) not in READABLE_EXTENSIONS:
         return _enhanced_header(_multiframe_dataset(path, role), path, role)
+    file_checks.check_image_file(path, role, _extension(path), voxels=False)
     reader = _information(str(path), role)
+    _check_stored(reader, path, role)
     dimension = reader.GetDimension()
     while dimension > 3 and reader.GetSize()[dimension - 1] == 1:  # as :func:`_squeezed` drops them
         dimension -= 1
@@ -490,13 +617,7 @@ def check_volume(image: sitk.Image, role: str) -> None:
             f"The {role} image is 2D (size {shape}); the models translate 3D volumes: give the whole series or volume."
         )
     values = sitk.GetArrayViewFromImage(image)
-    if values.dtype.kind == "f":
-        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-        if bad:
-            raise InputError(
-                f"The {role} image has {bad} NaN/Inf voxel(s) of {values.size}; fix or re-export the image "
-                "(e.g. replace them by the background value)."
-            )
+    file_checks.refuse_non_finite(f"The {role} image", file_checks.count_non_finite(values), values.size)
     low, high = values.min(), values.max()
     if low == high:
         raise InputError(f"The {role} image is constant (every voxel is {low}); it holds no image to translate.")
@@ -528,7 +649,11 @@ def _same_file(a: Path, b: Path) -> bool:
     def norm(p: Path) -> str:
         return os.path.normcase(os.path.normpath(os.path.realpath(os.path.abspath(os.fspath(p)))))
 
-    return a.resolve() == b.resolve() or norm(a) == norm(b)
+    try:
+        resolved = a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13): the input refuses it
+        resolved = False
+    return resolved or norm(a) == norm(b)
 
 
 def check_output_path(path: PathLike, inputs: Sequence[PathLike]) -> Path:
