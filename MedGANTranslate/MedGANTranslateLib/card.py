@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -254,6 +255,20 @@ class CardSummary:
     test_time_mirror: Sequence[str] = ()
 
 
+def _listing_field(data: Dict[str, Any], key: str, path: Path) -> str:
+    """A card's ``id`` or ``version``, checked against the schema's pattern: the registry matches and sorts on
+    them before any full validation, so a number or a malformed version there is refused by name instead of
+    breaking the listing of every model."""
+    value = data[key]
+    spec = load_schema()["properties"][key]
+    if not isinstance(value, str) or not re.match(spec["pattern"], value):
+        raise CardError(
+            f"Model card {path}: field '{key}' is {json.dumps(value)}, which does not match the model card schema "
+            f"({spec['description'].rstrip('.')}). Fix the card; 'medgan-translate models verify' lists its problems."
+        )
+    return value
+
+
 def read_card_summary(path: "str | Path") -> CardSummary:
     path = Path(path)
     if path.is_dir():
@@ -263,8 +278,8 @@ def read_card_summary(path: "str | Path") -> CardSummary:
         runtime = data.get("runtime", {})
         output = data["output"]
         return CardSummary(
-            id=data["id"],
-            version=data["version"],
+            id=_listing_field(data, "id", path),
+            version=_listing_field(data, "version", path),
             title=data["title"],
             inputs=[InputSpec(**spec) for spec in data["inputs"]],
             output_modality=output["modality"],

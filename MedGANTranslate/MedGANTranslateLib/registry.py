@@ -2,14 +2,18 @@
 (separated by the OS path separator) and folders given on the command line (``--models-dir``).
 
 A model folder is any directory holding ``model.json``; a models directory is searched one level deep.
-When two folders hold the same id, the newest version wins and the others stay listed as alternatives.
+When two folders hold the same id, the newest version wins and the others stay listed as alternatives. A card
+that cannot be read is skipped with a warning naming its file and what is wrong; asking for it by id or path
+gives its error.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .card import CARD_FILENAME, CardSummary, ModelCard, load_card, read_card_summary
 from .errors import CardError, ModelNotFoundError, WeightsError
@@ -53,36 +57,79 @@ def _version_key(version: str):
     return tuple(int(x) for x in core.split("."))
 
 
-def list_models(extra_dirs: Sequence["str | Path"] = ()) -> List[CardSummary]:
-    """Summaries of every readable card, newest version of each id first; unreadable cards are skipped."""
+@dataclass(frozen=True)
+class BrokenCard:
+    """A card on the search path that cannot be listed: its file, what is wrong, and the id it declares ('' when
+    none can be read), so that asking for that id gets the card's error rather than 'unknown model'."""
+
+    path: Path
+    error: CardError
+    declared_id: str
+
+    def warning(self) -> str:
+        """What a listing or a run of another model says about it."""
+        return f"{self.error} The card is skipped; the other models are available."
+
+
+def _declared_id(path: Path) -> str:
+    """The id a broken card's JSON declares, if it has one ('' otherwise)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    model_id = data.get("id") if isinstance(data, dict) else None
+    return model_id if isinstance(model_id, str) else ""
+
+
+def scan_models(extra_dirs: Sequence["str | Path"] = ()) -> Tuple[List[CardSummary], List[BrokenCard]]:
+    """Summaries of every readable card, newest version of each id first, and the cards that cannot be read:
+    one broken card must not hide the others."""
     summaries: Dict[str, List[CardSummary]] = {}
+    broken: List[BrokenCard] = []
     for f in _card_files(search_dirs(extra_dirs)):
         try:
             s = read_card_summary(f)
-        except CardError:
+        except CardError as exc:
+            broken.append(BrokenCard(f, exc, _declared_id(f)))
             continue
         summaries.setdefault(s.id, []).append(s)
     out: List[CardSummary] = []
     for model_id in sorted(summaries):
         out += sorted(summaries[model_id], key=lambda s: _version_key(s.version), reverse=True)
-    return out
+    return out, broken
 
 
-def resolve_model(model: str, extra_dirs: Sequence["str | Path"] = ()) -> ModelCard:
-    """``model`` is a folder or card path, or an id (optionally ``id@version``) found in the registry."""
+def list_models(extra_dirs: Sequence["str | Path"] = ()) -> List[CardSummary]:
+    """Summaries of every readable card, newest version of each id first; unreadable cards are left out
+    (:func:`scan_models` names them)."""
+    return scan_models(extra_dirs)[0]
+
+
+def resolve_model(model: str, extra_dirs: Sequence["str | Path"] = (),
+                  log: Optional[Callable[[str, str], None]] = None) -> ModelCard:
+    """``model`` is a folder or card path, or an id (optionally ``id@version``) found in the registry. A broken
+    card declaring that id raises its own error; the other broken cards go to ``log`` as warnings."""
     as_path = Path(model)
     if as_path.exists():
         return load_card(as_path)
     model_id, _, version = model.partition("@")
-    matches = [s for s in list_models(extra_dirs) if s.id == model_id and (not version or s.version == version)]
+    summaries, broken = scan_models(extra_dirs)
+    matches = [s for s in summaries if s.id == model_id and (not version or s.version == version)]
     if not matches:
-        known = ", ".join(sorted({s.id for s in list_models(extra_dirs)})) or "none"
+        for card in broken:
+            if card.declared_id == model_id:
+                raise card.error
+        known = ", ".join(sorted({s.id for s in summaries})) or "none"
         where = ", ".join(str(d) for d in search_dirs(extra_dirs)) or "no folders"
+        unreadable = f" Cards that cannot be read: {', '.join(str(c.path) for c in broken)}." if broken else ""
         raise ModelNotFoundError(
-            f"Unknown model '{model}'. Known models: {known}. Searched: {where}. "
+            f"Unknown model '{model}'. Known models: {known}. Searched: {where}.{unreadable} "
             f"Give a model folder path, add a folder with --models-dir or ${ENV_VAR}, "
             "or run 'medgan-translate models list'."
         )
+    if log is not None:
+        for card in broken:
+            log("warning", card.warning())
     return load_card(matches[0].path)
 
 
