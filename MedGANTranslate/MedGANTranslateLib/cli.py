@@ -3,7 +3,8 @@
 Exit codes: 0 success, 1 internal error (a bug: the traceback is printed), 2 a problem with the user's input,
 card, weights or paths (also a scan refused by ``--strict``), 3 not enough memory, 130 cancelled. With
 ``--progress json`` every line on stdout is one JSON object (``progress``, ``log``, ``warning``, ``done`` or
-``error`` events) for the Slicer module to parse.
+``error`` events) for the Slicer module to parse, and every run ends with exactly one ``done`` or ``error``, a
+command line argparse refuses included (kind ``usage``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,34 @@ def command(name: str):
         return func
 
     return register
+
+
+class UsageError(Exception):
+    """A command line argparse refuses, raised instead of argparse's exit so that ``main`` answers it like any
+    other error (in JSON mode, with an ``error`` object)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, raising :class:`UsageError` where argparse would print and exit; its subparsers are
+    of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self, message)
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as ``--threads``: 0 or -3 used to be taken silently as 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got '{text}'")
+    return value
 
 
 class Output:
@@ -110,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "done",
             outputs=result.outputs,
             metrics=result.metrics,
+            metrics_omitted=result.metrics_omitted or None,
             provenance=result.provenance,
             windows={"total": report.windows_total, "computed": report.windows_computed, "skipped": report.windows_skipped},
         )
@@ -124,6 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if result.metrics:
         print(format_metrics(result.metrics))
+    if result.metrics_omitted:
+        print(result.metrics_omitted)
     return 0
 
 
@@ -134,10 +166,12 @@ def format_metrics(metrics: Dict[str, Optional[float]]) -> str:
 
 @command("models")
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import list_models, resolve_model, verify_weights
+    from .registry import resolve_model, scan_models, verify_weights
 
+    models, broken = scan_models(args.models_dir)
     if args.models_command == "list":
-        models = list_models(args.models_dir)
+        for card in broken:
+            print(f"warning: {card.warning()}", file=sys.stderr)
         if args.json:
             print(json.dumps([_summary_dict(s) for s in models], indent=2))
             return 0
@@ -156,8 +190,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     if args.models_command == "describe-training":
         return describe_training(args)
-    ids = [args.model] if args.model else [s.id + "@" + s.version for s in list_models(args.models_dir)]
-    failures = 0
+    ids = [args.model] if args.model else [s.id + "@" + s.version for s in models]
+    unreadable = [] if args.model else broken
+    for card in unreadable:
+        print(f"FAILED  {card.declared_id or card.path}: {card.error}")
+    failures = len(unreadable)
     for model_id in ids:
         try:
             card = resolve_model(model_id, args.models_dir)
@@ -228,7 +265,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Output(args.progress)
     card = train(load_config(args.config), args.out, resume=not args.restart, progress=out.progress_callback(),
                  log=out.log, cache_dir=args.cache_dir)
-    print(f"Model {card.id} v{card.version} written to {card.folder}")
+    if out.json:
+        out.emit("done", model={"id": card.id, "version": card.version, "folder": str(card.folder)})
+    else:
+        print(f"Model {card.id} v{card.version} written to {card.folder}")
     return 0
 
 
@@ -238,19 +278,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Output(args.progress)
     paths = run_demo(args.out, model=args.model, seed=args.seed, device=args.device, progress=out.progress_callback(), log=out.log)
+    metrics = None
+    if "metrics" in paths:
+        with open(paths["metrics"], encoding="utf-8") as f:
+            metrics = {k: v for k, v in json.load(f).items() if isinstance(v, (int, float)) or v is None}
+    if out.json:
+        out.emit("done", outputs=paths, metrics=metrics)
+        return 0
     print("Demo outputs (synthetic images are labelled as such; research use only):")
     for name, path in paths.items():
         shown = ", ".join(str(p) for p in path) if isinstance(path, list) else str(path)
         print(f"  {name:<11} {shown}")
-    if "metrics" in paths:
-        with open(paths["metrics"], encoding="utf-8") as f:
-            metrics = json.load(f)
-        print(format_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}))
+    if metrics is not None:
+        print(format_metrics(metrics))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="medgan-translate",
         description="Synthetic CT, PET or contrast images from a scan with pretrained 3D GAN generators. "
         "Research use only, not for clinical decisions.",
@@ -275,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true",
                      help="refuse (exit 2, nothing written) a scan the checks warn about: wrong modality, skull-stripped "
                           "input to a whole-head model, field of view, spacing or contrast far from the training inputs")
-    run.add_argument("--threads", type=int, help="CPU threads (default: all cores on small machines, one free on larger)")
+    run.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores on small machines, one free on larger)")
     run.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
     run.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")
 
@@ -322,9 +367,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress_mode(argv: Sequence[str]) -> str:
+    """The ``--progress`` a command line asks for, read without argparse, which has refused the line."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--progress="):
+            return arg.partition("=")[2]
+        if arg == "--progress" and i + 1 < len(argv):
+            return argv[i + 1]
+    return "none"
+
+
+def usage_error(exc: UsageError, argv: Sequence[str]) -> int:
+    """argparse's answer to a command line it refuses (usage and message on stderr, exit 2) and, in JSON mode,
+    an ``error`` object of kind ``usage``, so a program reading the lines learns why."""
+    exc.parser.print_usage(sys.stderr)
+    print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+    Output(_progress_mode(argv)).emit("error", kind="usage", message=f"{exc}. See '{exc.parser.prog} --help'.")
+    return 2
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return usage_error(exc, argv)
     keep_freed_memory()  # this process runs one job: reuse freed memory instead of faulting in fresh pages
     mode = getattr(args, "progress", "none")
     out = Output(mode)

@@ -47,7 +47,16 @@ from .preprocessing import NetworkGrid, cast_output, map_output, network_inputs,
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
 from .resources import check_fits, estimate_job_bytes, traced_activation_bytes_per_voxel
-from .scan_checks import ScanReport, WarningCallback, check_scan
+from .scan_checks import (
+    COVERED_SHARE,
+    ScanReport,
+    ScanWarning,
+    WarningCallback,
+    check_reference,
+    check_scan,
+    field_points,
+    share_inside,
+)
 
 
 @dataclass
@@ -61,6 +70,13 @@ class TranslationResult:
     body_mask: Optional[sitk.Image] = None  # uint8 on the input grid: where metrics and the background apply
     outputs: Dict[str, Optional[str]] = field(default_factory=dict)
     scan: ScanReport = field(default_factory=ScanReport)  # the scan checks' warnings, skipped checks, measurements
+    metrics_omitted: str = ""  # why a reference was given but metrics and difference map were left out
+
+    def metrics_record(self) -> Optional[Dict[str, object]]:
+        """What the metrics file holds: the metrics, or why they were left out; None without a reference."""
+        if self.metrics is not None:
+            return dict(self.metrics)
+        return {"metrics_omitted": self.metrics_omitted} if self.metrics_omitted else None
 
 
 def inference_settings(card: ModelCard, roi: Optional[Sequence[int]] = None, overlap: Optional[float] = None) -> InferenceSettings:
@@ -69,10 +85,12 @@ def inference_settings(card: ModelCard, roi: Optional[Sequence[int]] = None, ove
     return InferenceSettings.from_card(card.inference, divisor, roi, overlap)
 
 
-def _stage(progress: Optional[ProgressCallback], cancel: Optional[CancelToken], name: str, message: str) -> None:
-    """One-step stages (read, preprocess, ...) report start and end so the caller sees where we are."""
+def _stage(progress: Optional[ProgressCallback], cancel: Optional[CancelToken], name: str, message: str) -> StageTimer:
+    """Starts a one-step stage (read, preprocess, ...); the caller calls ``finish()`` on the timer at its end, so
+    a watcher sees where we are and what has finished (done 0 of 1, then 1 of 1)."""
     timer = StageTimer(name, 1, progress, cancel)
     timer.start(message)
+    return timer
 
 
 class Translator:
@@ -132,13 +150,14 @@ class Translator:
             check_volume(image, f"input '{spec.name}' ({spec.label})")
         if reference is not None:
             check_volume(reference, "reference")
+        self.check_overlap(images)
 
-        _stage(progress, cancel, "preprocess", "resampling, body mask and normalisation")
+        stage = _stage(progress, cancel, "preprocess", "resampling, body mask and normalisation")
         post = card.postprocessing
-        volume, mask, grid = network_inputs(
-            images, card.preprocessing, post.get("body_mask", {}), [spec.modality for spec in card.inputs]
-        )
+        volume, mask, grid = self.prepare(images)
         scan = self.check(images, volume, mask, grid)
+        compared, omitted = self.check_reference(reference, mask, grid, scan)
+        stage.finish()
 
         mirror = mirror_dims(grid.direction, self.settings.test_time_mirror) if self.tta else ()
         out, report = self.infer(volume, mask, progress, cancel, mirror)
@@ -147,7 +166,7 @@ class Translator:
         normalised_input = volume[0] if minus_input else None
         del volume
 
-        _stage(progress, cancel, "postprocess", "inverse intensity mapping and resampling to the input grid")
+        stage = _stage(progress, cancel, "postprocess", "inverse intensity mapping and resampling to the input grid")
         background = post.get("background_value")
         valid = post.get("clip") or card.output["valid_range"]
         fill = float(background if background is not None else valid[0])
@@ -160,7 +179,7 @@ class Translator:
             synthetic_image = sitk.Mask(synthetic_image, mask_image, outsideValue=float(background))
         synthetic = cast_output(synthetic_image, card.output["dtype"], valid)
         del synthetic_image
-        difference, metrics = self._difference(synthetic, images[0], reference, normalised_input, grid, mask_image)
+        difference, metrics = self._difference(synthetic, images[0], compared, normalised_input, grid, mask_image)
         seconds = time.perf_counter() - start
         provenance = dict(card.provenance())
         provenance.update(
@@ -174,17 +193,15 @@ class Translator:
         provenance.update(scan.provenance())
         if report.mirrored:
             provenance["MedGANTranslate.TestTimeMirror"] = ", ".join(self.settings.test_time_mirror)
-        return TranslationResult(synthetic, difference, metrics, provenance, report, seconds, mask_image, scan=scan)
+        stage.finish()
+        return TranslationResult(synthetic, difference, metrics, provenance, report, seconds, mask_image, scan=scan,
+                                 metrics_omitted=omitted)
 
     def check(self, images: Sequence[sitk.Image], volume: np.ndarray, mask: np.ndarray, grid: NetworkGrid) -> ScanReport:
         """The scan checks on the prepared inputs: each warning reported, the checks that could not run logged,
         and in strict mode a refusal naming the warnings, all before the network runs."""
         scan = check_scan(self.card, images, volume, mask, grid)
-        for warning in scan.warnings:
-            if self.on_warning is not None:
-                self.on_warning(warning)
-            elif self.log is not None:
-                self.log("warning", f"{warning.text()} [{warning.code}]")
+        self._report(scan.warnings)
         if scan.skipped and self.log is not None:
             self.log("info", f"Scan checks not run: {scan.skipped_text()}")
         if self.strict and scan.warnings:
@@ -195,6 +212,74 @@ class Translator:
                 "the checks, or run without --strict to translate it anyway with these warnings recorded."
             )
         return scan
+
+    def _report(self, warnings: Sequence[ScanWarning]) -> None:
+        """Each warning to ``on_warning``, or without it to the log."""
+        for warning in warnings:
+            if self.on_warning is not None:
+                self.on_warning(warning)
+            elif self.log is not None:
+                self.log("warning", f"{warning.text()} [{warning.code}]")
+
+    def check_overlap(self, images: Sequence[sitk.Image]) -> None:
+        """Refuses an input after the first whose field of view holds none of the first input's: the network
+        would get nothing but padding for it, whatever the scans show."""
+        first, points = self.card.inputs[0], field_points(images[0])
+        for spec, image in zip(self.card.inputs[1:], images[1:]):
+            if share_inside(image, points) == 0:
+                apart = np.linalg.norm(np.subtract(_centre(image), _centre(images[0])))
+                raise InputError(
+                    f"Input '{spec.name}' ({spec.label}) lies entirely outside input '{first.name}': no part of "
+                    f"'{first.name}''s field of view is inside its own (their centres are {apart:.0f} mm apart). "
+                    "The inputs must show the same region in the same physical coordinates: give scans of one "
+                    f"session, or register '{spec.name}' to '{first.name}' first."
+                )
+
+    def prepare(self, images: Sequence[sitk.Image]) -> Tuple[np.ndarray, np.ndarray, NetworkGrid]:
+        """:func:`~.preprocessing.network_inputs` for this card. An input error (an empty body, no contrast to
+        normalise) names the input it is about, and says when that input lies mostly outside the first's."""
+        try:
+            return self._network_inputs(images)
+        except InputError as exc:
+            index = self._failing_input(images)
+            spec, first = self.card.inputs[index], self.card.inputs[0]
+            share = share_inside(images[index], field_points(images[0]))
+            where = ""
+            if share < COVERED_SHARE:
+                where = (f" Its field of view holds only {100 * share:.0f} % of input '{first.name}''s field of view: "
+                         "give scans of the same region in the same physical coordinates.")
+            raise InputError(f"Input '{spec.name}' ({spec.label}): {exc}{where}") from exc
+
+    def _network_inputs(self, images: Sequence[sitk.Image]) -> Tuple[np.ndarray, np.ndarray, NetworkGrid]:
+        """The network's inputs made from the card's first ``len(images)`` inputs."""
+        card, n = self.card, len(images)
+        preprocessing = {**card.preprocessing, "normalization": card.preprocessing["normalization"][:n]}
+        return network_inputs(images, preprocessing, card.postprocessing.get("body_mask", {}),
+                              [spec.modality for spec in card.inputs[:n]])
+
+    def _failing_input(self, images: Sequence[sitk.Image]) -> int:
+        """Which input the preparation fails on: the first whose addition makes it fail. Only on the error path,
+        as it prepares the inputs again, once per input."""
+        for n in range(1, len(images)):
+            try:
+                self._network_inputs(images[:n])
+            except InputError:
+                return n - 1
+        return len(images) - 1
+
+    def check_reference(self, reference: Optional[sitk.Image], mask: np.ndarray, grid: NetworkGrid,
+                        scan: ScanReport) -> Tuple[Optional[sitk.Image], str]:
+        """The reference checks (:func:`~.scan_checks.check_reference`), before the network runs: warnings
+        reported and recorded with the scan's. Returns the reference to compare with (None where metrics would
+        mean nothing) and why metrics are left out ('' when they are not). Strict mode does not refuse for
+        them: a bad reference costs the metrics, not the synthetic image."""
+        if reference is None:
+            return None, ""
+        found = check_reference(self.card, reference, mask, grid)
+        self._report(found.warnings)
+        scan.warnings.extend(found.warnings)
+        scan.measurements["reference_body_share"] = round(found.body_share, 4)
+        return (None if found.omitted else reference), found.omitted
 
     def infer(
         self,
@@ -238,22 +323,48 @@ class Translator:
         return to_input_grid(grid.image(values), target, fill, interpolator)
 
     def _difference(self, synthetic, source, reference, normalised_input, grid, mask_image):
+        """Synthetic minus ``reference`` with metrics inside the body and the reference's field of view (the
+        difference is 0 outside that field), or, given ``normalised_input``, synthetic minus input; else None."""
         card = self.card
-        if reference is None and card.difference.get("without_reference") != "minus_input":
+        if reference is None and normalised_input is None:
             return None, None  # nothing to compare: no float copy of the output
         synth = sitk.GetArrayFromImage(synthetic).astype(np.float32)
         if reference is not None:
             mask = sitk.GetArrayViewFromImage(mask_image) > 0
             ref = sitk.GetArrayFromImage(to_network_grid(reference, {}, reference_grid=synthetic))
+            difference = synth - ref
+            covered = self._in_field_of_view(reference, synthetic)
+            if covered is not None:
+                mask &= covered
+                difference[~covered] = 0
             metrics = image_metrics(synth, ref, mask, card.output["modality"], spacing=synthetic.GetSpacing())
             if card.output["modality"] == "CT":
                 metrics.update(ct_tissue_metrics(synth, ref, mask))
-            return self._like(synth - ref, synthetic), metrics
+            return self._like(difference, synthetic), metrics
         fill = float(card.postprocessing.get("background_value") or 0.0)
         as_output = sitk.GetArrayFromImage(
             self._on_input_grid(map_output(normalised_input, card.postprocessing), grid, source, fill)
         )
         return self._like(synth - as_output, synthetic), None
+
+
+    @staticmethod
+    def _in_field_of_view(image: sitk.Image, target: sitk.Image) -> Optional[np.ndarray]:
+        """Boolean (z, y, x) array of ``target``'s voxels inside ``image``'s field of view: where ``image``
+        resampled onto ``target`` holds its own values, not padding (nearest neighbour and linear interpolation
+        share ITK's inside test). None when all are: the field of view is convex, so it holds every voxel when
+        it holds the eight corners."""
+        if share_inside(image, field_points(target, per_axis=2)) == 1:
+            return None
+        ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+        ones.CopyInformation(image)
+        inside = sitk.Resample(ones, target, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        return sitk.GetArrayViewFromImage(inside) > 0
+
+
+def _centre(image: sitk.Image) -> Tuple[float, ...]:
+    """The physical centre of an image's field of view."""
+    return image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
 
 
 def _same_path(a: "str | Path", b: "str | Path") -> bool:
@@ -293,7 +404,7 @@ def translate_files(
     """Reads, translates and writes; every output appears complete or not at all. ``tta``: average with the
     mirror images the card declares (about twice the inference time). ``strict``: refuse, writing nothing, a
     scan the checks warn about; ``on_warning`` receives each warning (see :class:`Translator`)."""
-    card = resolve_model(model, models_dirs)
+    card = resolve_model(model, models_dirs, log=log)
     all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
     if len(inputs) != len(card.inputs):
         wanted = ", ".join(s.label for s in card.inputs)
@@ -327,16 +438,18 @@ def translate_files(
     check_fits(needed, f"Translating {inputs[0]} ({size} voxels)",
                refine=lambda: traced_job_bytes(card, headers, settings) or needed)
 
-    _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
+    stage = _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
     translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta,
                             strict=strict, on_warning=on_warning)
-    _stage(progress, cancel, "read", "reading input volume(s)")
+    stage.finish()
+    stage = _stage(progress, cancel, "read", "reading input volume(s)")
     roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]
     images = [read_image(p, role) for p, role in zip(inputs, roles)]
     ref_image = read_image(reference, "reference") if reference else None
+    stage.finish()
     result = translator.translate(images, ref_image, progress=progress, cancel=cancel)
 
-    _stage(progress, cancel, "write", f"writing {output}")
+    stage = _stage(progress, cancel, "write", f"writing {output}")
     meta = {**study_tags(images[0]), **result.provenance}
     meta["MedGANTranslate.Source"] = ", ".join(os.path.basename(p) for p in inputs)
     written: List[Path] = []
@@ -350,8 +463,9 @@ def translate_files(
             written.append(write_image(result.difference, diff, diff_meta))
             result.outputs["difference"] = str(written[-1])
         result.outputs["metrics"] = None
-        if metrics_path and result.metrics is not None:
-            written.append(_write_json_atomic(metrics_path, {**result.metrics, "model": card.id, "version": card.version}))
+        record = result.metrics_record()
+        if metrics_path and record is not None:
+            written.append(_write_json_atomic(metrics_path, {**record, "model": card.id, "version": card.version}))
             result.outputs["metrics"] = str(written[-1])
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -359,6 +473,7 @@ def translate_files(
         for path in written:
             remove_output(path)
         raise
+    stage.finish()
     return result
 
 

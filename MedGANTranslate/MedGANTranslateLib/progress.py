@@ -80,6 +80,12 @@ class StageTimer:
         self.done += n
         self._emit(message)
 
+    def finish(self, message: str = "") -> None:
+        """Reports the stage complete (done = total). No cancel check: its work is done, and an output it
+        committed must not be followed by a cancel that says nothing was written."""
+        self.done = self.total
+        self._emit(message)
+
     def _emit(self, message: str) -> None:
         if self.callback is None:
             return

@@ -18,6 +18,11 @@ The checks:
   inputs', as a Wasserstein-1 distance.
 - ``irregular_geometry``: the image reader's note (metadata key ``MedGANTranslate.InputWarning``) that it had
   to regularise a tilted or unevenly spaced series.
+- ``input_overlap``: for multi-input models, each later input's field of view against the body found on the
+  first (refused before this when it holds none of the first's field of view).
+
+:func:`check_reference` checks a reference given for metrics the same way (``reference_modality`` against the
+model's output modality, ``reference_overlap``); a reference that fails them gets no metrics, and the reason.
 
 ``field_of_view``, ``spacing`` and ``intensity_distribution`` need the card's ``training_inputs`` block, which
 :func:`reference_statistics` computes from the training inputs; without it they are skipped, and the report says
@@ -98,8 +103,16 @@ CORE_MIN_ML = 8.0
 #: 0.30 (a BraTS one 0.10: the skull-stripped check is what finds those).
 CONTRAST_DISTANCE_MAX = 0.26
 
+#: Coverage: a scan covers the body when at least this share of the body (found on the first input) lies in its
+#: field of view. Over the rest, a later input of a multi-input model gives the network only padding (its darkest
+#: value), and a reference gives metrics of part of the body only.
+COVERED_SHARE = 0.95
+#: Below this share of the body in the reference's field of view, metrics against it are left out: they would
+#: describe another region than the synthetic image, or compare it with padding.
+REFERENCE_MIN_SHARE = 0.5
+
 CHECKS = ("modality_mismatch", "skull_stripped", "field_of_view", "spacing", "intensity_distribution",
-          "irregular_geometry")
+          "irregular_geometry", "input_overlap", "reference_modality", "reference_overlap")
 
 
 @dataclass(frozen=True)
@@ -167,8 +180,7 @@ class BodySample:
     @classmethod
     def of(cls, volume: np.ndarray, mask: np.ndarray, grid: NetworkGrid) -> "BodySample":
         spacing = np.asarray(grid.spacing, dtype=float)
-        factors = [max(1, int(WORKING_SPACING_MM // s)) for s in spacing]
-        step = tuple(slice(None, None, f) for f in factors[::-1])
+        factors, step = _working_step(spacing)
         coarse = np.asarray(mask[step], dtype=bool)
         if not coarse.any():
             raise ValueError("The body mask is empty; there is no body to check.")
@@ -189,6 +201,13 @@ class BodySample:
         """Boolean (z, y, x) selection of the head's core (see :data:`CONTRAST_SETTINGS`)."""
         return (self.mask & (self.depth_mm >= float(settings["core_depth_mm"]))
                 & (self.below_top_mm <= float(settings["core_below_top_mm"])))
+
+
+def _working_step(spacing: Sequence[float]) -> Tuple[List[int], Tuple[slice, ...]]:
+    """Voxel steps (x, y, z) that sample a grid of ``spacing`` about every :data:`WORKING_SPACING_MM`, and the
+    (z, y, x) slices that take them from an array."""
+    factors = [max(1, int(WORKING_SPACING_MM // s)) for s in spacing]
+    return factors, tuple(slice(None, None, f) for f in factors[::-1])
 
 
 def _depth_mm(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -268,6 +287,65 @@ def scalp_bright_fraction(sample: BodySample, channel: int) -> float:
     return max(shares, default=0.0)
 
 
+# ---------------------------------------------------------------------------------------------- coverage
+
+
+def _physical(index: np.ndarray, origin: Sequence[float], spacing: Sequence[float],
+              direction: Sequence[float]) -> np.ndarray:
+    """Physical points (n, 3; LPS mm) of voxel indices (n, 3; x, y, z) on a grid."""
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3) * np.asarray(spacing, dtype=float)
+    return np.asarray(origin, dtype=float) + index @ matrix.T
+
+
+def body_points(mask: np.ndarray, grid: NetworkGrid, most: int = 1 << 16) -> np.ndarray:
+    """Physical points (n, 3) of the body: the voxels of ``mask`` (z, y, x, on the network grid), sampled about
+    every :data:`WORKING_SPACING_MM`, and evenly thinned to at most about ``most`` (a share to a percent needs
+    no more; a 1 mm head has 370 000 at 2 mm)."""
+    factors, step = _working_step(grid.spacing)
+    index = np.argwhere(mask[step])
+    index = index[:: max(1, len(index) // most)][:, ::-1] * np.asarray(factors)
+    return _physical(index, grid.origin, grid.spacing, grid.direction)
+
+
+def field_points(image: sitk.Image, per_axis: int = 32) -> np.ndarray:
+    """Physical points (n, 3) of a lattice of about ``per_axis`` voxel centres along each axis spanning
+    ``image``'s field of view, corners included."""
+    axes = [np.unique(np.round(np.linspace(0, n - 1, min(n, per_axis)))) for n in image.GetSize()]
+    index = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    return _physical(index, image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+
+
+def share_inside(image: sitk.Image, points: np.ndarray) -> float:
+    """Share of ``points`` (n, 3; physical) in ``image``'s field of view: within half a voxel of its voxel
+    centres, where ITK's resampling (and so the pipeline) finds values of the image rather than padding."""
+    if len(points) == 0:
+        return 0.0
+    matrix = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3) * np.asarray(image.GetSpacing(), dtype=float)
+    index = (points - np.asarray(image.GetOrigin(), dtype=float)) @ np.linalg.inv(matrix).T
+    inside = np.all((index >= -0.5) & (index < np.asarray(image.GetSize(), dtype=float) - 0.5), axis=1)
+    return float(np.mean(inside))
+
+
+def check_input_overlap(specs: Sequence[InputSpec], images: Sequence[sitk.Image],
+                        points: np.ndarray) -> Tuple[List[ScanWarning], List[float]]:
+    """For each input after the first: a warning when its field of view holds less than :data:`COVERED_SHARE`
+    of the body (``points``, found on the first input), and that share."""
+    first, warnings, shares = specs[0], [], []
+    for spec, image in zip(specs[1:], images[1:]):
+        share = share_inside(image, points)
+        shares.append(share)
+        if share < COVERED_SHARE:
+            warnings.append(ScanWarning(
+                "input_overlap",
+                f"Input '{spec.name}' covers only {100 * share:.0f} % of the body in input '{first.name}': where it "
+                "has no data the model sees padding instead, so the synthetic image there is unreliable.",
+                f"Give a {spec.label} scan of the same region as '{first.name}', in the same physical coordinates "
+                "(the same session, or registered to it).",
+                spec.name,
+            ))
+    return warnings, shares
+
+
 # ---------------------------------------------------------------------------------------------- modality
 
 
@@ -287,23 +365,31 @@ def hounsfield_air_share(image: sitk.Image) -> float:
     return float(np.mean((sample >= low) & (sample <= high)))
 
 
-def check_modality(spec: InputSpec, image: sitk.Image) -> Tuple[Optional[ScanWarning], float]:
-    """A warning when the scan is not of the modality the input expects, and the share of Hounsfield air found.
-    The DICOM tag decides when there is one; otherwise Hounsfield air means CT, and its absence means not CT."""
+def modality_evidence(modality: str, image: sitk.Image) -> Tuple[str, float]:
+    """What says that ``image`` is not a scan of ``modality`` ('' when nothing does), and the share of
+    Hounsfield air found. The DICOM tag decides when there is one; otherwise Hounsfield air means CT, and its
+    absence means not CT."""
     tag = dicom_modality(image)
     share = hounsfield_air_share(image)
-    hounsfield = share >= HU_AIR_SHARE
+    is_ct = modality in ("CT", "CBCT")
     if tag:
-        wrong = tag not in DICOM_MODALITIES.get(spec.modality, (tag,))
+        wrong = tag not in DICOM_MODALITIES.get(modality, (tag,))
         evidence = f"its DICOM Modality tag says {tag}"
-    elif hounsfield:
-        wrong = spec.modality == "MR"
+    elif share >= HU_AIR_SHARE:
+        wrong = not is_ct
         evidence = f"it looks like a CT: {100 * share:.0f} % of its voxels lie near -1000, as air does in Hounsfield units"
     else:
-        wrong = spec.modality in ("CT", "CBCT")
+        wrong = is_ct
         evidence = (f"it does not look like a CT: {100 * share:.0f} % of its voxels lie near -1000, where a CT's air "
                     f"puts {100 * HU_AIR_SHARE:.0f} % or more")
-    if not wrong:
+    return (evidence if wrong else ""), share
+
+
+def check_modality(spec: InputSpec, image: sitk.Image) -> Tuple[Optional[ScanWarning], float]:
+    """A warning when the scan is not of the modality the input expects (:func:`modality_evidence`), and the
+    share of Hounsfield air found."""
+    evidence, share = modality_evidence(spec.modality, image)
+    if not evidence:
         return None, share
     return ScanWarning(
         "modality_mismatch",
@@ -416,6 +502,10 @@ def check_scan(card: ModelCard, images: Sequence[sitk.Image], volume: np.ndarray
         _add(report, warning)
     report.measurements["hounsfield_air_share"] = air
     _check_anatomy(report, specs, sample)
+    if len(specs) > 1:
+        warnings, shares = check_input_overlap(specs, images, body_points(mask, grid))
+        report.warnings.extend(warnings)
+        report.measurements["input_body_share"] = [round(s, 4) for s in shares]
     reference = card.training_inputs
     if reference is None:
         reason = "the model card has no training_inputs block: 'medgan-translate models describe-training' adds it"
@@ -464,6 +554,51 @@ def _check_against_training(report: ScanReport, specs: Sequence[InputSpec], imag
         distances.append(round(distance, 4))
         _add(report, warning)
     report.measurements["contrast_distance"] = distances
+
+
+# ---------------------------------------------------------------------------------------------- the reference
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """What :func:`check_reference` found: its warnings, the share of the body in the reference's field of
+    view, and why metrics against it are left out ('' when they mean something)."""
+
+    warnings: List[ScanWarning]
+    body_share: float
+    omitted: str
+
+
+def check_reference(card: ModelCard, reference: sitk.Image, mask: np.ndarray, grid: NetworkGrid) -> ReferenceCheck:
+    """Whether a reference (a real scan to compute metrics against) can be compared with the synthetic image:
+    it must be of the model's output modality (:func:`modality_evidence`) and its field of view must hold at
+    least :data:`REFERENCE_MIN_SHARE` of the body (``mask`` on the network grid); otherwise metrics and the
+    difference map are left out. Under :data:`COVERED_SHARE` they cover the overlap only, and a warning says so."""
+    output, first = card.output["modality"], card.inputs[0].name
+    blocking, warnings = [], []
+    evidence, _ = modality_evidence(output, reference)
+    if evidence:
+        blocking.append(ScanWarning(
+            "reference_modality",
+            f"The reference should be {output}, as the model's output is, but {evidence}. Metrics and the difference "
+            "map against it are left out.",
+            f"Give a real {output} scan of the same patient as the reference.",
+            "reference",
+        ))
+    share = share_inside(reference, body_points(mask, grid))
+    if share < COVERED_SHARE:
+        partial = share >= REFERENCE_MIN_SHARE
+        (warnings if partial else blocking).append(ScanWarning(
+            "reference_overlap",
+            f"The reference's field of view holds {100 * share:.0f} % of the body in input '{first}': "
+            + ("metrics and the difference map cover only that part." if partial else
+               "metrics and the difference map against it are left out, as they would compare the synthetic image "
+               "with another region or with padding."),
+            f"Give a reference of the same region as '{first}', in the same physical coordinates (the same patient, "
+            "registered to it).",
+            "reference",
+        ))
+    return ReferenceCheck(blocking + warnings, share, " ".join(w.message for w in blocking))
 
 
 # ---------------------------------------------------------------------------------------------- references

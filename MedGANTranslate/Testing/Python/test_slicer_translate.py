@@ -58,7 +58,8 @@ def test_translation_with_reference(slicer_standin, widget, tiny_models):
     matrix = oblique_ijk_to_ras()
     values = head_array()
     input_node = slicer.util.addVolumeFromArray(values, ijkToRAS=matrix, name="MRHead")
-    reference = slicer.util.addVolumeFromArray(values * 2 - 500, ijkToRAS=matrix, name="CTHead")
+    # a CT-like reference: air at -1000 HU (the engine leaves out metrics against a reference that is no CT)
+    reference = slicer.util.addVolumeFromArray(values * 2 - 1000, ijkToRAS=matrix, name="CTHead")
     sh = slicer.mrmlScene.GetSubjectHierarchyNode()
     study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient 1"), "Study 1")
     for node in (input_node, reference):
