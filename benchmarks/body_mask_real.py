@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+from MedGANTranslateLib.imageio import read_image  # noqa: E402
 from MedGANTranslateLib.phantom import make_phantom  # noqa: E402
 from MedGANTranslateLib.preprocessing import body_mask, noise_floor, to_network_grid  # noqa: E402
 from MedGANTranslateLib.registry import resolve_model  # noqa: E402
@@ -41,6 +42,7 @@ REAL_SCANS = (
     "t1c/brats_gli_00001_t1n.nii.gz",
     "t1c/open_ms_patient07_T1_mni.nii.gz",
     "templates/avg152T1.nii.gz",
+    "ct/ge_head_ct_dicom",
 )
 
 
@@ -112,10 +114,10 @@ def cases(real_data: Path):
     for relative in REAL_SCANS:
         path = real_data / relative
         if path.exists():
-            yield Path(relative).name.replace(".nii.gz", ""), sitk.ReadImage(str(path))
+            yield Path(relative).name.replace(".nii.gz", ""), read_image(path)
         else:
             print(f"skipped {relative}: not found under {real_data}", file=sys.stderr)
-    for seed in ():
+    for seed in (1,):
         phantom = make_phantom(seed)
         yield f"phantom{seed}_t1", phantom.t1
         yield f"phantom{seed}_t2", phantom.t2

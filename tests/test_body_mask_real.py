@@ -82,3 +82,19 @@ def test_a_few_absurd_voxels_move_neither_the_noise_floor_nor_the_mask(spike):
     assert noise_floor(values) == pytest.approx(noise_floor(noisy_head()), rel=0.05)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(body_mask(sitk.GetImageFromArray(values), {})),
                                   sitk.GetArrayFromImage(clean))
+
+
+def test_noise_floor_of_a_ct_lies_in_its_air_not_at_its_padding():
+    """A CT's field of view is a cylinder padded with -1500 outside; a regularised tilted series blends padding and
+    air over a few % of its voxels. The floor must separate the air (-1000 +- 10 HU) from tissue, not padding
+    from air, or the whole cylinder of air becomes body."""
+    rng = np.random.default_rng(1)
+    z, y, x = np.indices((40, 96, 96), dtype=float)
+    radius = np.hypot(x - 48, y - 48)
+    values = np.where(radius < 46, rng.normal(-1000, 10, radius.shape), -1500.0)
+    ring = (radius >= 45) & (radius < 46)
+    values[ring] = -1500 + 500 * (46 - radius[ring])  # padding blended into air, 3 % of the non-fill voxels
+    head = ((x - 48) / 30) ** 2 + ((y - 48) / 36) ** 2 + ((z - 20) / 25) ** 2 <= 1
+    values[head] = rng.uniform(0, 80, head.sum())
+    floor = noise_floor(values)
+    assert -1000 + 3 * 10 < floor < -1000 + 8 * 10

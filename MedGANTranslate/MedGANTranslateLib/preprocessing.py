@@ -240,10 +240,13 @@ def _foreground_box(values: np.ndarray, margin: Sequence[int]) -> Tuple[slice, .
 #: A single value held by more than this share of the voxels is a fill value (zero-filled air, defaced or
 #: skull-stripped background, MNI padding), not noise: it is background by definition.
 FILL_VALUE_SHARE = 0.05
-#: The background's noise peak must lie below this fraction of the way from the fill value to the tissue's
-#: median, and the floor found from it below ``NOISE_FLOOR_LIMIT`` of it; a higher first peak is tissue or the
-#: blurred edge of a skull-stripped brain, and then only fill values are background. Measured: real and phantom
-#: noise floors lie at 0.03-0.26 of the way to the tissue's median; a skull-stripped brain's edge at 1.5.
+#: The first histogram peak is the air's noise only when it lies at the bottom of the non-fill values (less
+#: than ``NOISE_PEAK_LIMIT`` of the way from their 10th percentile to the tissue's median) and the floor found
+#: from it less than ``NOISE_FLOOR_LIMIT`` of the way from the peak to the tissue: a noise peak is low and
+#: narrow, while a first peak that is tissue, or the blurred edge of a skull-stripped brain, is neither, and
+#: then only fill values are background. Measured: real and phantom floors lie 0.03-0.26 of the way from their
+#: air to their tissue; a skull-stripped MNI brain's first peak lies half-way to its tissue. A CT's air is a
+#: low, narrow peak 500 HU above its padding (-1500), which is a fill value.
 NOISE_PEAK_LIMIT = 0.1
 NOISE_FLOOR_LIMIT = 0.5
 #: This share of the sampled voxels at each end is left out, so that a few absurd voxels (one at 1e6 or 1e30
@@ -300,12 +303,15 @@ def noise_floor(values: np.ndarray) -> float:
     histogram = ndimage.gaussian_filter1d(np.histogram(noise, edges)[0].astype(float), 1.0, mode="constant")
     peak = int(np.argmax(histogram))
     mode = edges[peak] + width / 2
-    if mode - fill > NOISE_PEAK_LIMIT * (tissue - fill):
+    # 10th percentile: past a CT's padding blended into its air (8 % of the tilted GE series' non-fill voxels
+    # once resampled to 1 mm)
+    low = float(noise[noise.size // 10])
+    if mode - low > NOISE_PEAK_LIMIT * (tissue - low):
         return fill
     below_half = np.flatnonzero(histogram[peak:] < histogram[peak] / 2)
     half = edges[peak + below_half[0]] + width / 2 if below_half.size else otsu
     floor = float(mode + NOISE_FLOOR_HALF_WIDTHS * (half - mode))
-    return floor if floor - fill < NOISE_FLOOR_LIMIT * (tissue - fill) else fill
+    return floor if floor - mode < NOISE_FLOOR_LIMIT * (tissue - mode) else fill
 
 
 def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
