@@ -290,11 +290,17 @@ def scalp_bright_fraction(sample: BodySample, channel: int) -> float:
 # ---------------------------------------------------------------------------------------------- coverage
 
 
+def _transformed(vectors: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``vectors @ matrix.T`` for (n, 3) vectors, as three broadcast products: 15x faster than BLAS's matrix
+    product on such thin arrays (1.5 instead of 25 ms for a head's 74 000 points)."""
+    return sum(vectors[:, j:j + 1] * matrix[:, j] for j in range(3))
+
+
 def _physical(index: np.ndarray, origin: Sequence[float], spacing: Sequence[float],
               direction: Sequence[float]) -> np.ndarray:
     """Physical points (n, 3; LPS mm) of voxel indices (n, 3; x, y, z) on a grid."""
     matrix = np.asarray(direction, dtype=float).reshape(3, 3) * np.asarray(spacing, dtype=float)
-    return np.asarray(origin, dtype=float) + index @ matrix.T
+    return np.asarray(origin, dtype=float) + _transformed(index, matrix)
 
 
 def body_points(mask: np.ndarray, grid: NetworkGrid, most: int = 1 << 16) -> np.ndarray:
@@ -302,8 +308,10 @@ def body_points(mask: np.ndarray, grid: NetworkGrid, most: int = 1 << 16) -> np.
     every :data:`WORKING_SPACING_MM`, and evenly thinned to at most about ``most`` (a share to a percent needs
     no more; a 1 mm head has 370 000 at 2 mm)."""
     factors, step = _working_step(grid.spacing)
-    index = np.argwhere(mask[step])
-    index = index[:: max(1, len(index) // most)][:, ::-1] * np.asarray(factors)
+    coarse = mask[step]
+    voxels = np.flatnonzero(coarse)
+    voxels = voxels[:: max(1, len(voxels) // most)]
+    index = np.stack(np.unravel_index(voxels, coarse.shape)[::-1], axis=1) * np.asarray(factors)
     return _physical(index, grid.origin, grid.spacing, grid.direction)
 
 
@@ -321,7 +329,7 @@ def share_inside(image: sitk.Image, points: np.ndarray) -> float:
     if len(points) == 0:
         return 0.0
     matrix = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3) * np.asarray(image.GetSpacing(), dtype=float)
-    index = (points - np.asarray(image.GetOrigin(), dtype=float)) @ np.linalg.inv(matrix).T
+    index = _transformed(points - np.asarray(image.GetOrigin(), dtype=float), np.linalg.inv(matrix))
     inside = np.all((index >= -0.5) & (index < np.asarray(image.GetSize(), dtype=float) - 0.5), axis=1)
     return float(np.mean(inside))
 
