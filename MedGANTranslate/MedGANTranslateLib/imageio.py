@@ -1,22 +1,22 @@
 """Reading, checking and atomically writing volumes (NIfTI, NRRD, MetaImage, DICOM series).
 
 Every problem a user can cause is raised as :class:`InputError` / :class:`OutputError` naming the file, its
-role and what to do. Outputs are written under a temporary name in the destination folder and moved into
-place at the end, so a crash or a cancel never leaves a half-written synthetic image behind.
+role and what to do. Outputs are staged beside their destination, read back and compared with what was meant,
+and moved into place only then (:mod:`.outputs`): a failure or a cancel never leaves a half-written or wrong
+image behind, nor touches what was at the path before.
 """
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import struct
-import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pydicom
@@ -27,6 +27,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from . import __version__, dicom_geometry, file_checks
 from .errors import InputError, OutputError
+from .outputs import OutputSet, StagingError, json_text, write_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -634,15 +635,17 @@ def _companions(path: Path) -> List[Path]:
     return []
 
 
-def remove_output(path: PathLike) -> None:
-    """Removes a finished output and its companion files (a later step of the same job failed)."""
-    path = Path(path)
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    for item in [path] + _companions(path):
-        if item.exists():
-            item.unlink()
+def _files_of(path: Path, owner: str) -> List[Tuple[Path, str]]:
+    """``path`` and its companion files, each with the words that name it in a message: for ``owner`` 'the
+    input', 'the input /a/t1.nii.gz' and 'the sidecar /a/t1.json of the input /a/t1.nii.gz'."""
+    return [(path, f"{owner} {path}")] + [
+        (item, f"the {'sidecar' if item.suffix == '.json' else 'data file'} {item} of {owner} {path}")
+        for item in _companions(path)
+    ]
+
+
+def _sentence(words: str) -> str:
+    return words[:1].upper() + words[1:]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -656,11 +659,13 @@ def _same_file(a: Path, b: Path) -> bool:
     return resolved or norm(a) == norm(b)
 
 
-def check_output_path(path: PathLike, inputs: Sequence[PathLike]) -> Path:
+def check_output_path(path: PathLike, inputs: Sequence[PathLike], role: str = "output") -> Path:
     """Validates an output path before any work starts; returns it absolute.
 
     A DICOM output (see :func:`is_dicom_output`) must be a new or empty folder; a file output must have a
-    writable extension. The parent folder must exist, and no written file may overwrite an input."""
+    writable extension and no folder where it or its companions go. The parent folder must exist, and no file
+    written may be an input or one of an input's files (the BIDS sidecar ``sub-01_T1w.json`` of the input
+    ``sub-01_T1w.nii.gz`` is also the sidecar of a ``sub-01_T1w.nii`` output)."""
     dicom = is_dicom_output(path)
     path = Path(os.path.abspath(os.fspath(path)))
     parent = path.parent
@@ -679,25 +684,65 @@ def check_output_path(path: PathLike, inputs: Sequence[PathLike]) -> Path:
             f"Cannot write the output {path}: unsupported extension '{_extension(path)}'. Use one of "
             f"{', '.join(WRITABLE_EXTENSIONS)}, or a folder path (ending with '/') for a DICOM series."
         )
-    elif path.is_dir():
-        raise OutputError(f"The output {path} is an existing folder; give a file name.")
-    written = [path] + _companions(path)
-    for item in inputs:
-        for target in written:
-            if _same_file(target, Path(item)):
-                raise OutputError(
-                    f"The output {target} is the input {item}; choose another output name so the input is kept."
-                )
+    _refuse_taken(_files_of(path, f"the {role}"), inputs, role, folders=not dicom)
     return path
+
+
+def _refuse_taken(files: Sequence[Tuple[Path, str]], inputs: Sequence[PathLike], role: str, folders: bool) -> None:
+    """Refuses output files (path, words) that are an input's, or with ``folders`` where a folder is."""
+    for target, words in files:
+        if folders and target.is_dir():
+            raise OutputError(f"{_sentence(words)} is an existing folder; give the {role} another name.")
+        for owned, owner in (pair for item in inputs for pair in _files_of(Path(item), "the input")):
+            if _same_file(target, owned):
+                raise OutputError(f"{_sentence(words)} is {owner}; choose another name for the {role} so the "
+                                  "input is kept.")
+
+
+def check_output_paths(images: Mapping[str, PathLike], files: Mapping[str, PathLike],
+                       inputs: Sequence[PathLike]) -> None:
+    """Refuses, before any work starts, a job whose outputs would replace a file it did not create or each
+    other, naming both: each image output (role: path) as :func:`check_output_path` checks it; each plain
+    file (role: path, such as the metrics) in an existing folder, not a folder, not an input's; no two outputs
+    writing one file (a path given twice, ``a.nii`` and ``a.nii.gz`` sharing ``a.json``, metrics at an image's
+    sidecar); nothing inside a DICOM output folder, which must hold its series alone."""
+    absolute = {role: Path(os.path.abspath(os.fspath(path))) for role, path in {**images, **files}.items()}
+    for role, path in images.items():
+        check_output_path(path, inputs, role)
+    for role in files:
+        path = absolute[role]
+        if not path.parent.is_dir():
+            raise OutputError(f"The folder {path.parent} of the {role} {path} does not exist; create it first.")
+        _refuse_taken([(path, f"the {role} {path}")], inputs, role, folders=True)
+    claimed = [pair for role in images for pair in _files_of(absolute[role], f"the {role}")]
+    claimed += [(absolute[role], f"the {role} {absolute[role]}") for role in files]
+    for i, (a, words_a) in enumerate(claimed):
+        for b, words_b in claimed[i + 1:]:
+            if _same_file(a, b):
+                raise OutputError(f"{_sentence(words_a)} and {words_b} are one file; give each output its own name.")
+    for role in (role for role, path in images.items() if is_dicom_output(path)):
+        for item, words in claimed:
+            if absolute[role] in item.parents:
+                raise OutputError(f"{_sentence(words)} is inside the DICOM folder {absolute[role]} of the {role}, "
+                                  "which must hold its series alone; write it elsewhere.")
 
 
 # ---------------------------------------------------------------------------------------------- writing
 
 
+def _label(metadata: Mapping[str, str]) -> str:
+    """What the image is, in one-line descriptions (NIfTI ``descrip``, DICOM series description): 'SYNTHETIC
+    CT', or for a difference map 'DIFFERENCE synthetic-reference HU': a reader who sees only that line must
+    not take a difference for a synthetic image."""
+    if metadata.get("MedGANTranslate.Kind") == "difference":
+        return _clean(f"DIFFERENCE {metadata.get('MedGANTranslate.Difference', '')} "
+                      f"{metadata.get('MedGANTranslate.Unit', '')}")
+    return f"SYNTHETIC {metadata.get('MedGANTranslate.Modality', '')}".strip()
+
+
 def _summary(metadata: Mapping[str, str]) -> str:
     """The ≤ 79-character provenance line stored in the NIfTI ``descrip`` field."""
-    modality = metadata.get("MedGANTranslate.Modality", "")
-    text = f"SYNTHETIC {modality}".strip()
+    text = _label(metadata)
     if "MedGANTranslate.ModelId" in metadata:
         text += f" model={metadata['MedGANTranslate.ModelId']}"
     if "MedGANTranslate.ModelVersion" in metadata:
@@ -722,6 +767,64 @@ def _with_metadata(image: sitk.Image, metadata: Mapping[str, str]) -> sitk.Image
     return out
 
 
+@contextmanager
+def _itk_writing() -> Iterator[None]:
+    """An ITK writer's failure as a :class:`StagingError` with its own words (:func:`.outputs.failure_reason`
+    looks past them when the disk is full)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise StagingError(f"{_itk_reason(exc).rstrip('.')}") from exc
+
+
+def _read_back(read: Callable[[], sitk.Image]) -> sitk.Image:
+    """What ``read`` reads of a staged output; a file ITK cannot read back is a :class:`StagingError`."""
+    try:
+        return read()
+    except RuntimeError as exc:
+        raise StagingError(f"what was written cannot be read back ({_itk_reason(exc).rstrip('.')})") from exc
+
+
+def _check_written(back: sitk.Image, meant: np.ndarray, grid: sitk.Image, header: Mapping[str, str],
+                   tolerance: float = 0.0) -> None:
+    """Raises :class:`StagingError` unless ``back``, the staged output read back, is what was meant: ``grid``'s
+    size and geometry (to the float32 precision NIfTI stores), the voxels ``meant`` (bit for bit; within
+    ``tolerance`` where DICOM stores floats as scaled integers) and the ``header`` entries. Writers that fail
+    without a word (ITK's NIfTI writer on a full disk or past the file size limit cuts the file short and goes
+    on) leave zeros where voxels should be: the comparison is what finds them."""
+    problem = _mismatch(back, meant, grid, header, tolerance)
+    if problem:
+        raise StagingError(f"the file written reads back with {problem}")
+
+
+def _mismatch(back: sitk.Image, meant: np.ndarray, grid: sitk.Image, header: Mapping[str, str],
+              tolerance: float) -> str:
+    """What differs between the image read back and the one meant ('' when nothing does)."""
+    if back.GetSize() != grid.GetSize():
+        return f"size {back.GetSize()} instead of {grid.GetSize()}"
+    for name in ("Spacing", "Origin", "Direction"):
+        got, want = getattr(back, f"Get{name}")(), getattr(grid, f"Get{name}")()
+        if not np.allclose(got, want, rtol=1e-6, atol=1e-4):
+            return f"{name.lower()} {tuple(round(v, 6) for v in got)} instead of {tuple(round(v, 6) for v in want)}"
+    values = sitk.GetArrayViewFromImage(back)
+    if tolerance:
+        differ = np.abs(values.astype(np.float64) - meant) > tolerance
+    elif values.dtype != meant.dtype:
+        return f"{values.dtype} voxels instead of {meant.dtype}"
+    else:
+        differ = values != meant
+        if values.dtype.kind == "f":
+            differ &= ~(np.isnan(values) & np.isnan(meant))
+    if differ.any():
+        count = int(np.count_nonzero(differ))
+        return f"{count:,} of {differ.size:,} voxels ({count / differ.size:.0%}) different from what was written"
+    for key, value in header.items():
+        found = back.GetMetaData(key).strip() if back.HasMetaDataKey(key) else ""  # MetaImage omits empty values
+        if found != value:
+            return f"header entry {key} = {found!r} instead of {value!r}"
+    return ""
+
+
 def _write_nifti(image: sitk.Image, staged: Path) -> None:
     """``.nii`` as ITK writes it; ``.nii.gz`` is that file gzipped by ISA-L at level 1, ~10x faster than ITK's
     own gzip for ~7 % more bytes (a 1 mm head's synthetic CT: 0.17 s -> 0.05 s), streamed in 16 MB pieces."""
@@ -736,15 +839,18 @@ def _write_nifti(image: sitk.Image, staged: Path) -> None:
 
 
 def _write_file(image: sitk.Image, staged: Path, metadata: Mapping[str, str]) -> None:
-    ext = _extension(staged)
-    if ext in (".nii", ".nii.gz"):
-        _write_nifti(_with_metadata(image, {"ITK_FileNotes": _summary(metadata)}), staged)
-        sidecar = _companions(staged)[0]
-        with open(sidecar, "w", encoding="utf-8") as f:
-            json.dump(dict(metadata), f, indent=2, sort_keys=True)
-            f.write("\n")
+    """Writes ``image`` to ``staged`` (a NIfTI image with its JSON sidecar) and reads it back to check it."""
+    if _extension(staged) in (".nii", ".nii.gz"):
+        header = {"descrip": _summary(metadata)}
+        with _itk_writing():
+            _write_nifti(_with_metadata(image, {"ITK_FileNotes": header["descrip"]}), staged)
+        write_text(_companions(staged)[0], json_text(metadata))
     else:
-        sitk.WriteImage(_with_metadata(image, metadata), str(staged), useCompression=True)
+        header = {str(key): _clean(value) for key, value in metadata.items()}
+        with _itk_writing():
+            sitk.WriteImage(_with_metadata(image, metadata), str(staged), useCompression=True)
+    back = _read_back(lambda: sitk.ReadImage(str(staged)))
+    _check_written(back, sitk.GetArrayViewFromImage(image), image, header)
 
 
 def _new_uid() -> str:
@@ -779,7 +885,8 @@ def _dicom_text(metadata: Mapping[str, str], limit: int) -> str:
 
 
 def _write_dicom(image: sitk.Image, folder: Path, metadata: Mapping[str, str]) -> None:
-    """Writes one 2D file per slice with its own position, so any DICOM reader rebuilds the 3D geometry."""
+    """Writes one 2D file per slice with its own position, so any DICOM reader rebuilds the 3D geometry, then
+    reads the series back to check it (values within one step of a rescaled float's storage)."""
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise OutputError(
             f"DICOM output needs a scalar 3D image, got {image.GetDimension()}D with "
@@ -789,6 +896,7 @@ def _write_dicom(image: sitk.Image, folder: Path, metadata: Mapping[str, str]) -
     name = metadata.get("MedGANTranslate.Modality", "")
     modality = _DICOM_MODALITY.get(name, name) or "OT"
     model = f"{metadata.get('MedGANTranslate.ModelId', '')} v{metadata.get('MedGANTranslate.ModelVersion', '?')}"
+    label = _label(metadata)
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     orientation = "\\".join(_ds(v) for v in list(direction[:, 0]) + list(direction[:, 1]))
     spacing = image.GetSpacing()
@@ -804,9 +912,8 @@ def _write_dicom(image: sitk.Image, folder: Path, metadata: Mapping[str, str]) -
         "0008|0023": now_date,
         "0008|0033": now_time,
         "0020|000e": _new_uid(),
-        "0008|103e": f"SYNTHETIC {name} {model}".replace("\\", "/")[:64],
-        "0008|2111": f"Synthetic {name} by MedGANTranslate model {model}. "
-        f"{metadata.get('MedGANTranslate.IntendedUse', '')}"[:1024],
+        "0008|103e": f"{label} {model}".replace("\\", "/")[:64],
+        "0008|2111": f"{label} by MedGANTranslate model {model}. {metadata.get('MedGANTranslate.IntendedUse', '')}"[:1024],
         "0020|4000": _dicom_text(metadata, 10240),
         "0018|1020": f"MedGANTranslate {__version__}",
         "0020|0037": orientation,
@@ -818,7 +925,8 @@ def _write_dicom(image: sitk.Image, folder: Path, metadata: Mapping[str, str]) -
         tags["0028|1054"] = "HU"
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    for k in range(values.shape[0]):
+    files = [str(folder / f"IM{k + 1:05d}.dcm") for k in range(values.shape[0])]
+    for k, file_name in enumerate(files):
         slice_image = sitk.GetImageFromArray(values[k])
         slice_image.SetSpacing(spacing[:2])
         for tag, value in tags.items():
@@ -827,57 +935,34 @@ def _write_dicom(image: sitk.Image, folder: Path, metadata: Mapping[str, str]) -
         slice_image.SetMetaData("0020|0032", "\\".join(_ds(p) for p in position))
         slice_image.SetMetaData("0020|0013", str(k + 1))
         slice_image.SetMetaData("0008|0018", _new_uid())
-        writer.SetFileName(str(folder / f"IM{k + 1:05d}.dcm"))
-        writer.Execute(slice_image)
+        writer.SetFileName(file_name)
+        with _itk_writing():
+            writer.Execute(slice_image)
+    step = float(storage["0028|1053"]) if values.dtype.kind == "f" else 0.0
+    _check_written(_read_back(lambda: sitk.ReadImage(files)), values, image, {}, tolerance=step)
 
 
-def _move_into_place(staging: Path, path: Path) -> None:
-    """Moves the staged files next to ``path``, the main file last so its companions are complete when it
-    appears; if a move fails, the companions already moved are removed again."""
-    staged = sorted(staging.iterdir(), key=lambda p: p.name == path.name)
-    moved: List[Path] = []
-    try:
-        for item in staged:
-            os.replace(item, path.parent / item.name)
-            moved.append(path.parent / item.name)
-    except OSError:
-        for item in moved:
-            item.unlink()
-        raise
-
-
-def write_image(image: sitk.Image, path: PathLike, metadata: Dict[str, str]) -> Path:
-    """Writes ``image`` with provenance ``metadata`` to a file or a DICOM folder, atomically.
+def stage_image(outputs: OutputSet, image: sitk.Image, path: PathLike, metadata: Mapping[str, str],
+                role: str = "output") -> Path:
+    """Stages ``image`` with its provenance ``metadata`` for ``path`` in ``outputs``: written beside it, read
+    back and compared with what was meant; ``outputs.commit()`` moves it into place. Returns the absolute path.
 
     NRRD and MetaImage headers get every key; NIfTI gets a short summary in ``descrip`` plus a JSON sidecar
     ``<name>.json`` with every key; DICOM slices get derived-image tags (see :func:`_write_dicom`), and keep
     the patient/study tags in ``metadata`` (keys such as ``0020|000d``, see :func:`study_tags`)."""
-    dicom = is_dicom_output(path)
-    path = Path(os.path.abspath(os.fspath(path)))
-    if not path.parent.is_dir():
-        raise OutputError(f"The output folder {path.parent} does not exist; create it first.")
-    if not dicom and _extension(path) not in WRITABLE_EXTENSIONS:
-        raise OutputError(f"Cannot write {path}: use one of {', '.join(WRITABLE_EXTENSIONS)} or a DICOM folder.")
-    if dicom and path.is_dir() and any(path.iterdir()):
-        raise OutputError(f"The DICOM output folder {path} is not empty; give a new or empty folder.")
-    staging = None
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=str(path.parent)))
-        if dicom:
-            _write_dicom(image, staging, metadata)
-            if path.is_dir():
-                path.rmdir()  # only an empty folder can be replaced (rmdir fails otherwise)
-            os.replace(staging, path)
-        else:
-            _write_file(image, staging / path.name, metadata)
-            _move_into_place(staging, path)
-    except (RuntimeError, OSError) as exc:
-        if isinstance(exc, OSError) and exc.strerror:
-            reason = f"{exc.strerror}: {exc.filename2 or exc.filename}"
-        else:
-            reason = _itk_reason(exc)
-        raise OutputError(f"Cannot write the output {path}: {reason}. Nothing was written.") from exc
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-    return path
+    path = check_output_path(path, [], role)
+    voxel_bytes = image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
+    if is_dicom_output(path):
+        slice_bytes = voxel_bytes // max(1, image.GetSize()[-1])
+        return outputs.stage(path, role, lambda folder: _write_dicom(image, folder, metadata), voxel_bytes,
+                             largest=slice_bytes, folder=True)
+    return outputs.stage(path, role, lambda folder: _write_file(image, folder / path.name, metadata), voxel_bytes)
+
+
+def write_image(image: sitk.Image, path: PathLike, metadata: Mapping[str, str]) -> Path:
+    """Writes ``image`` with provenance ``metadata`` to a file or a DICOM folder (see :func:`stage_image`),
+    verified and atomically: on any failure, whatever was at ``path`` stays as it was."""
+    with OutputSet() as outputs:
+        written = stage_image(outputs, image, path, metadata)
+        outputs.commit()
+    return written

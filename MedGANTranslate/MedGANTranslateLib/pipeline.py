@@ -6,13 +6,12 @@ outside the body → clip and cast → difference map and metrics against a refe
 
 :class:`Translator` keeps a loaded network for several volumes; :func:`translate_files` is the file-based
 entry point the CLI and the Slicer module use: it validates paths, refuses jobs that cannot fit in memory
-before reading any voxel, and writes every output atomically so a failure or a cancel leaves nothing behind.
+before reading any voxel, and writes the outputs as one transaction (:mod:`.outputs`): each verified, all moved
+into place together, and a failure or a cancel before that leaves every output path as it was.
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from . import __version__
 from .card import ModelCard
 from .checkpoints import load_generator
 from .errors import InputError, MedGANError
-from .imageio import ImageHeader, check_output_path, check_volume, read_header, read_image, remove_output, study_tags, write_image
+from .imageio import ImageHeader, check_output_paths, check_volume, read_header, read_image, stage_image, study_tags
 from .inference import (
     InferenceReport,
     InferenceSettings,
@@ -43,6 +42,7 @@ from .inference import (
 )
 from .metrics import ct_tissue_metrics, image_metrics
 from .networks import required_divisor
+from .outputs import OutputSet
 from .preprocessing import NetworkGrid, cast_output, map_output, network_inputs, to_input_grid, to_network_grid
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
@@ -367,10 +367,6 @@ def _centre(image: sitk.Image) -> Tuple[float, ...]:
     return image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
 
 
-def _same_path(a: "str | Path", b: "str | Path") -> bool:
-    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
-
-
 def traced_job_bytes(card: ModelCard, headers: Sequence[ImageHeader], settings: InferenceSettings) -> Optional[int]:
     """Peak memory of the job with the network's activations traced rather than bounded (None when the
     architecture cannot be traced), plus a quarter for the convolution library's scratch memory."""
@@ -412,15 +408,8 @@ def translate_files(
             f"Model '{card.id}' takes {len(card.inputs)} input(s) ({wanted}) but {len(inputs)} were given "
             "with -i; repeat -i once per input, in that order."
         )
-    outputs = [p for p in (output, diff, metrics_path) if p]
-    for i, a in enumerate(outputs):
-        if any(_same_path(a, b) for b in outputs[i + 1:]):
-            raise MedGANError(f"Output path {a} is given twice; each output needs its own file.")
-    check_output_path(output, all_inputs)
-    if diff:
-        check_output_path(diff, all_inputs)
-    if metrics_path:
-        _check_json_path(metrics_path, all_inputs)
+    images = {role: path for role, path in (("synthetic image", output), ("difference map", diff)) if path}
+    check_output_paths(images, {"metrics file": metrics_path} if metrics_path else {}, all_inputs)
     if (diff or metrics_path) and not reference and card.difference.get("without_reference") != "minus_input":
         raise MedGANError(
             f"A difference map or metrics need a reference volume of the target modality ({card.output['modality']}); "
@@ -452,48 +441,25 @@ def translate_files(
     stage = _stage(progress, cancel, "write", f"writing {output}")
     meta = {**study_tags(images[0]), **result.provenance}
     meta["MedGANTranslate.Source"] = ", ".join(os.path.basename(p) for p in inputs)
-    written: List[Path] = []
-    try:
-        written.append(write_image(result.synthetic, output, meta))
-        result.outputs["synthetic"] = str(written[-1])
-        result.outputs["difference"] = None
+    record = result.metrics_record()
+    with OutputSet(cancel) as outputs:  # every output staged and verified, then all moved into place
+        result.outputs = {"synthetic": str(stage_image(outputs, result.synthetic, output, meta, "synthetic image")),
+                          "difference": None, "metrics": None}
         if diff and result.difference is not None:
-            diff_meta = dict(meta)
-            diff_meta["MedGANTranslate.Kind"] = "difference (synthetic minus reference)" if reference else "difference (synthetic minus input)"
-            written.append(write_image(result.difference, diff, diff_meta))
-            result.outputs["difference"] = str(written[-1])
-        result.outputs["metrics"] = None
-        record = result.metrics_record()
+            difference = stage_image(outputs, result.difference, diff, _difference_metadata(meta, reference),
+                                     "difference map")
+            result.outputs["difference"] = str(difference)
         if metrics_path and record is not None:
-            written.append(_write_json_atomic(metrics_path, {**record, "model": card.id, "version": card.version}))
-            result.outputs["metrics"] = str(written[-1])
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-    except BaseException:
-        for path in written:
-            remove_output(path)
-        raise
+            metrics = outputs.stage_json(Path(os.path.abspath(metrics_path)), "metrics file",
+                                         {**record, "model": card.id, "version": card.version})
+            result.outputs["metrics"] = str(metrics)
+        outputs.commit()
     stage.finish()
     return result
 
 
-def _check_json_path(path: str, inputs: Sequence[str]) -> None:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise MedGANError(f"Cannot write metrics to {path}: folder {parent} does not exist; create it first.")
-    if any(_same_path(path, p) for p in inputs):
-        raise MedGANError(f"Metrics path {path} is one of the inputs; choose another file name.")
-
-
-def _write_json_atomic(path: str, data: Dict) -> Path:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=str(target.resolve().parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-        os.replace(tmp, target)
-    except BaseException:
-        remove_output(tmp)
-        raise
-    return target
-
+def _difference_metadata(metadata: Dict[str, str], reference: Optional[str]) -> Dict[str, str]:
+    """The difference map's provenance: the synthetic image's, plus what it is (synthetic minus reference, or
+    minus the input for a model that shows the enhancement without one), so that its headers say so."""
+    minus = "reference" if reference else "input"
+    return {**metadata, "MedGANTranslate.Kind": "difference", "MedGANTranslate.Difference": f"synthetic-{minus}"}
