@@ -94,7 +94,10 @@ class Output:
 
 
 def _install_cancel_handlers(token) -> None:
-    """SIGINT/SIGTERM set the cancel token; the engine stops at the next window and cleans up."""
+    """SIGINT/SIGTERM set the cancel token; the engine stops at the next stage or window and cleans up (exit
+    130, every output path as it was). A signal after the outputs' last cancel check, just before they move
+    into place (:meth:`.outputs.OutputSet.commit`), is too late: the job completes and exits 0, its outputs in
+    place, and :func:`console` ignores the signals from the command's end to the process's exit."""
 
     def handler(signum, frame):  # noqa: ARG001 - signal handler signature
         token.cancel()
@@ -414,5 +417,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
 
 
+def console() -> None:
+    """The program (``medgan-translate``, ``python -m MedGANTranslateLib.cli``): runs :func:`main` and exits with
+    its code, ignoring SIGINT and SIGTERM from the moment the command returns.
+
+    Why: the exit code and the last JSON event are final once the command returns, but the interpreter's
+    shutdown (torch's included) takes a few hundred milliseconds, and it puts the default signal actions back
+    first: a SIGTERM then killed the process (status -15) after it had said ``done`` with every output in
+    place. A signal that comes that late is too late to cancel anything, so it is ignored and the exit code
+    stays true. Ignoring (not blocking) also covers torch's threads, and an ignored signal stays ignored
+    through the shutdown. :func:`main` does not ignore them, for callers in a longer-lived process."""
+    code = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -87,7 +87,11 @@ def inference_settings(card: ModelCard, roi: Optional[Sequence[int]] = None, ove
 
 def _stage(progress: Optional[ProgressCallback], cancel: Optional[CancelToken], name: str, message: str) -> StageTimer:
     """Starts a one-step stage (read, preprocess, ...); the caller calls ``finish()`` on the timer at its end, so
-    a watcher sees where we are and what has finished (done 0 of 1, then 1 of 1)."""
+    a watcher sees where we are and what has finished (done 0 of 1, then 1 of 1). A cancel that came during the
+    previous stage stops the job here, before this one starts (a SIGTERM while the model loads need not wait
+    for the network)."""
+    if cancel is not None:
+        cancel.raise_if_cancelled()
     timer = StageTimer(name, 1, progress, cancel)
     timer.start(message)
     return timer
