@@ -329,7 +329,7 @@ def test_concurrent_writers_in_one_process_leave_one_whole_output(tmp_path):
     """Eight writers of images of different sizes to one path: the image found there has the size its sidecar
     says, every round."""
     target = tmp_path / "sct.nii.gz"
-    for round_ in range(4):
+    for round_ in range(20):
         def write(k: int) -> None:
             write_image(small_image(size=(40 + k, 20, 10), seed=k), target, {**METADATA, "Writer": str(k)})
 
