@@ -111,8 +111,14 @@ COVERED_SHARE = 0.95
 #: describe another region than the synthetic image, or compare it with padding.
 REFERENCE_MIN_SHARE = 0.5
 
+#: A voxel further than this many robust ranges (0.01st to 99.99th percentile) beyond that range holds an
+#: absurd value: one at 1e6 in a head of values up to 1000 once emptied the body mask. The mask and the
+#: normalisation ignore such voxels, but a scan that holds them may be corrupt. Real scans' maxima lie within
+#: 1 range of their 99.99th percentile (the Philips MPRAGE: 1.6e5 against 1.3e5).
+OUTLIER_RANGES = 10.0
+
 CHECKS = ("modality_mismatch", "skull_stripped", "field_of_view", "spacing", "intensity_distribution",
-          "irregular_geometry", "input_overlap", "reference_modality", "reference_overlap")
+          "irregular_geometry", "input_overlap", "reference_modality", "reference_overlap", "intensity_outliers")
 
 
 @dataclass(frozen=True)
@@ -407,6 +413,27 @@ def check_modality(spec: InputSpec, image: sitk.Image) -> Tuple[Optional[ScanWar
     ), share
 
 
+def check_outliers(spec: InputSpec, image: sitk.Image) -> Optional[ScanWarning]:
+    """A warning when some voxels lie absurdly far outside the scan's own intensity range
+    (:data:`OUTLIER_RANGES`): the robust steps ignore them, but the user should know the scan holds them."""
+    values = sitk.GetArrayViewFromImage(image)
+    flat = values.ravel()
+    low, high = np.percentile(flat[:: max(1, flat.size >> 21)], [0.01, 99.99])
+    span = OUTLIER_RANGES * max(float(high - low), 1e-6)
+    if values.min() >= low - span and values.max() <= high + span:
+        return None
+    far = (values < low - span) | (values > high + span)
+    extreme = float(values[far].max() if values.max() > high + span else values[far].min())
+    return ScanWarning(
+        "intensity_outliers",
+        f"Input '{spec.name}' holds {int(np.count_nonzero(far))} voxel(s) far outside its intensity range (e.g. "
+        f"{extreme:.3g}, while 99.98 % of its voxels lie within [{low:.4g}, {high:.4g}]); the body mask and the "
+        "normalisation ignored them.",
+        "Check the scan for a corrupt slice or a wrong scale before relying on the result.",
+        spec.name,
+    )
+
+
 # ---------------------------------------------------------------------------------------------- shape
 
 
@@ -508,6 +535,7 @@ def check_scan(card: ModelCard, images: Sequence[sitk.Image], volume: np.ndarray
         warning, share = check_modality(spec, image)
         air.append(round(share, 4))
         _add(report, warning)
+        _add(report, check_outliers(spec, image))
     report.measurements["hounsfield_air_share"] = air
     _check_anatomy(report, specs, sample)
     if len(specs) > 1:
