@@ -171,6 +171,8 @@ def format_metrics(metrics: Dict[str, Optional[float]]) -> str:
 def cmd_models(args: argparse.Namespace) -> int:
     from .registry import resolve_model, scan_models, verify_weights
 
+    if args.models_command == "describe-training":  # a folder and its config: no registry
+        return describe_training(args)
     models, broken = scan_models(args.models_dir)
     if args.models_command == "list":
         for card in broken:
@@ -191,8 +193,6 @@ def cmd_models(args: argparse.Namespace) -> int:
         card = resolve_model(args.model, args.models_dir)
         print(json.dumps(card.data, indent=2))
         return 0
-    if args.models_command == "describe-training":
-        return describe_training(args)
     ids = [args.model] if args.model else [s.id + "@" + s.version for s in models]
     unreadable = [] if args.model else broken
     for card in unreadable:
