@@ -60,10 +60,10 @@ def warning_text(data: Dict[str, Any]) -> str:
 
 
 def warnings_html(warnings: List[Dict[str, Any]]) -> str:
-    """The panel's warning box: the scan checks' warnings, one item each."""
+    """The panel's warning box: the checks' warnings, one item each. They are about the scan (outside what the
+    model was trained on) or about the reference (no metrics against it), so the heading names neither."""
     items = "".join(f"<li>{html.escape(warning_text(w))}</li>" for w in warnings)
-    return ("<b>This scan is outside what the model was trained on; check the result before using it.</b>"
-            f"<ul>{items}</ul>")
+    return f"<b>Check the result before using it:</b><ul>{items}</ul>"
 
 
 def format_duration(seconds: Optional[float]) -> str:
