@@ -10,7 +10,7 @@ from torch import nn
 
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.checkpoints import OnnxGenerator, export_torchscript, load_generator
-from MedGANTranslateLib.errors import WeightsError
+from MedGANTranslateLib.errors import CardError, WeightsError
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.networks import UnetGenerator3D, build_network
 from MedGANTranslateLib.registry import sha256_file
@@ -215,3 +215,71 @@ def test_torchscript_export_keeps_training_mode(tmp_path):
     traced = torch.jit.load(str(tmp_path / "m.pt"))
     x = torch.randn(1, 1, 16, 8, 8)
     assert torch.allclose(_run(traced, x), _run(net.eval(), x), atol=1e-5)
+
+
+def _replication_padded_resnet(block_padding: str, ngf: int = 4, n_blocks: int = 2) -> nn.Sequential:
+    """The ResNet generator of davidiommi's 3D-CycleGan-Pytorch-MedImaging and ganslate's Resnet3D as their
+    architecture is described (instance norm): junyanz's layout, but the 7³ stem and output convolutions padded
+    by replication. Written here layer by layer, independently of the engine's class; the state-dict keys
+    (model.N...) are the ones those projects save."""
+    norm = lambda c: nn.InstanceNorm3d(c)  # noqa: E731
+    pad = {"reflect": nn.ReflectionPad3d, "replicate": nn.ReplicationPad3d}[block_padding]
+
+    class Block(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.conv_block = nn.Sequential(pad(1), nn.Conv3d(dim, dim, 3, bias=True), norm(dim), nn.ReLU(True),
+                                            pad(1), nn.Conv3d(dim, dim, 3, bias=True), norm(dim))
+
+        def forward(self, x):
+            return x + self.conv_block(x)
+
+    layers = [nn.ReplicationPad3d(3), nn.Conv3d(1, ngf, 7, bias=True), norm(ngf), nn.ReLU(True)]
+    layers += [nn.Conv3d(ngf, 2 * ngf, 3, stride=2, padding=1), norm(2 * ngf), nn.ReLU(True),
+               nn.Conv3d(2 * ngf, 4 * ngf, 3, stride=2, padding=1), norm(4 * ngf), nn.ReLU(True)]
+    layers += [Block(4 * ngf) for _ in range(n_blocks)]
+    layers += [nn.ConvTranspose3d(4 * ngf, 2 * ngf, 3, stride=2, padding=1, output_padding=1), norm(2 * ngf),
+               nn.ReLU(True),
+               nn.ConvTranspose3d(2 * ngf, ngf, 3, stride=2, padding=1, output_padding=1), norm(ngf), nn.ReLU(True)]
+    layers += [nn.ReplicationPad3d(3), nn.Conv3d(ngf, 1, 7), nn.Tanh()]
+    return _Generator(nn.Sequential(*layers))
+
+
+class _Generator(nn.Module):
+    """A peer's generator module: its layers under ``model``, as the state-dict keys say."""
+
+    def __init__(self, model: nn.Sequential) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+
+@pytest.mark.parametrize("block_padding", ["reflect", "replicate"])
+def test_a_replication_padded_resnet_computes_what_its_own_layout_computes(tmp_path, block_padding):
+    """Issue 21's worst case: padding layers hold no weights, so such a checkpoint loaded into junyanz's
+    reflection-padded stem ran without a word and differed by up to 2 on outputs in [-1, 1]. The card's
+    edge_padding describes it; the default (reflect) is shown to compute something else."""
+    torch.manual_seed(3)
+    reference = _replication_padded_resnet(block_padding).eval()
+    x = torch.randn(1, 1, 16, 20, 12)
+    expected = _run(reference, x)
+    params = {"in_channels": 1, "out_channels": 1, "ngf": 4, "n_blocks": 2, "norm": "instance",
+              "padding": block_padding}
+    outputs = {}
+    for edge in ("replicate", "reflect"):
+        architecture = {"type": "builtin", "name": "resnet_generator", "params": dict(params, edge_padding=edge)}
+        (tmp_path / edge).mkdir()
+        torch.save(reference.state_dict(), tmp_path / edge / "latest_net_G.pth")  # as the peers save it
+        card = save_model_folder(tmp_path / edge, tiny_card_data(architecture=architecture), fmt="state_dict",
+                                 weights_file="latest_net_G.pth")
+        outputs[edge] = _run(load_generator(card), x)
+    assert (outputs["replicate"] - expected).abs().max() <= 1e-5
+    assert (outputs["reflect"] - expected).abs().max() > 1e-2
+
+
+def test_edge_padding_must_be_a_published_layout():
+    with pytest.raises(CardError, match="edge_padding"):
+        build_network({"type": "builtin", "name": "resnet_generator",
+                       "params": {"in_channels": 1, "out_channels": 1, "edge_padding": "zeros"}})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from functools import reduce
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -19,6 +19,8 @@ from .errors import CardError
 
 NORMS = ("instance", "batch", "none")
 PADDINGS = ("reflect", "replicate", "zeros")
+#: Paddings of the ResNet's 7³ stem and output convolutions in the published layouts.
+EDGE_PADDINGS = ("reflect", "replicate")
 BUILTIN_NAMES = ("resnet_generator", "unet_generator")
 
 
@@ -38,24 +40,27 @@ def _conv_bias(norm: str) -> bool:
     return norm != "batch"
 
 
+def _padding(mode: str, width: int) -> Tuple[List[nn.Module], int]:
+    """The padding layer a convolution of ``mode`` needs (none for zeros) and the convolution's own padding."""
+    if mode not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {mode!r}")
+    if mode == "reflect":
+        return [nn.ReflectionPad3d(width)], 0
+    if mode == "replicate":
+        return [nn.ReplicationPad3d(width)], 0
+    return [], width
+
+
 class ResnetBlock3D(nn.Module):
     """Residual block: x + (pad, conv3, norm, ReLU, [dropout], pad, conv3, norm)(x)."""
 
     def __init__(self, dim: int, padding: str, norm: str, use_dropout: bool) -> None:
         super().__init__()
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         norm_layer, bias = _norm_layer(norm), _conv_bias(norm)
         layers: List[nn.Module] = []
         for half in (0, 1):
-            conv_pad = 0
-            if padding == "reflect":
-                layers.append(nn.ReflectionPad3d(1))
-            elif padding == "replicate":
-                layers.append(nn.ReplicationPad3d(1))
-            else:
-                conv_pad = 1
-            layers += [nn.Conv3d(dim, dim, kernel_size=3, padding=conv_pad, bias=bias), norm_layer(dim)]
+            pad, conv_pad = _padding(padding, 1)
+            layers += pad + [nn.Conv3d(dim, dim, kernel_size=3, padding=conv_pad, bias=bias), norm_layer(dim)]
             if half == 0:
                 layers.append(nn.ReLU(True))
                 if use_dropout:
@@ -67,8 +72,10 @@ class ResnetBlock3D(nn.Module):
 
 
 class ResnetGenerator3D(nn.Module):
-    """CycleGAN ResNet generator in 3D. ``padding`` applies to the residual blocks; the 7³ stem and output
-    convs are always reflection-padded, as in the original. Spatial sizes must be multiples of 4."""
+    """CycleGAN ResNet generator in 3D. ``padding`` applies to the residual blocks, ``edge_padding`` to the 7³
+    stem and output convolutions: reflection in junyanz's original, replication in davidiommi's
+    3D-CycleGan-Pytorch-MedImaging and ganslate's Resnet3D. Padding layers hold no weights, so a checkpoint
+    loads whatever the card says: only the card can tell them apart. Spatial sizes must be multiples of 4."""
 
     def __init__(
         self,
@@ -79,13 +86,15 @@ class ResnetGenerator3D(nn.Module):
         norm: str = "instance",
         padding: str = "reflect",
         use_dropout: bool = False,
+        edge_padding: str = "reflect",
     ) -> None:
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         norm_layer, bias = _norm_layer(norm), _conv_bias(norm)
-        layers: List[nn.Module] = [
-            nn.ReflectionPad3d(3),
+        if edge_padding not in EDGE_PADDINGS:  # a zero-padded stem would drop a layer and move every weight's key
+            raise ValueError(f"edge_padding must be one of {', '.join(EDGE_PADDINGS)}, got {edge_padding!r}")
+        layers: List[nn.Module] = _padding(edge_padding, 3)[0] + [
             nn.Conv3d(in_channels, ngf, kernel_size=7, bias=bias),
             norm_layer(ngf),
             nn.ReLU(True),
@@ -104,7 +113,7 @@ class ResnetGenerator3D(nn.Module):
                 norm_layer(ngf * mult // 2),
                 nn.ReLU(True),
             ]
-        layers += [nn.ReflectionPad3d(3), nn.Conv3d(ngf, out_channels, kernel_size=7), nn.Tanh()]
+        layers += _padding(edge_padding, 3)[0] + [nn.Conv3d(ngf, out_channels, kernel_size=7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
