@@ -283,3 +283,21 @@ def test_edge_padding_must_be_a_published_layout():
     with pytest.raises(CardError, match="edge_padding"):
         build_network({"type": "builtin", "name": "resnet_generator",
                        "params": {"in_channels": 1, "out_channels": 1, "edge_padding": "zeros"}})
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_an_onnx_export_with_a_fixed_batch_takes_any_number_of_windows(tmp_path, batch):
+    """Exports made with a fixed batch (most often 1) loaded, then failed on the engine's batches of windows."""
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    net = _random_net(tiny_card_data())
+    example = torch.randn(batch, 1, 16, 16, 16)
+    with torch.no_grad():
+        torch.onnx.export(net, (example,), str(tmp_path / "fixed.onnx"), dynamo=True, external_data=False,
+                          input_names=["input"], output_names=["output"], verbose=False)
+    session = onnxruntime.InferenceSession(str(tmp_path / "fixed.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == batch
+    generator = OnnxGenerator(session)
+    x = torch.randn(3, 1, 16, 16, 16)
+    assert torch.allclose(generator(x), _run(net, x), atol=1e-5)

@@ -10,7 +10,7 @@ import contextlib
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import torch
 from torch import nn
@@ -31,9 +31,23 @@ class OnnxGenerator(nn.Module):
     def __init__(self, session: Any) -> None:
         super().__init__()
         self.session = session
-        self.input_name = session.get_inputs()[0].name
+        first = session.get_inputs()[0]
+        self.input_name = first.name
+        #: The batch size an export fixed (often 1), or None when its batch axis is dynamic: the engine sends
+        #: several windows per call, so a fixed batch is fed in parts of that size.
+        self.batch: Optional[int] = first.shape[0] if isinstance(first.shape[0], int) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batch is None or x.shape[0] == self.batch:
+            return self._run(x)
+        parts = []
+        for part in x.split(self.batch):
+            missing = self.batch - part.shape[0]  # the last part, filled up with copies of its first window
+            padded = torch.cat([part, part[:1].expand(missing, *part.shape[1:])]) if missing else part
+            parts.append(self._run(padded)[: part.shape[0]])
+        return torch.cat(parts)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
         out = self.session.run(None, {self.input_name: array})[0]
         return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
