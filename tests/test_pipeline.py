@@ -205,3 +205,18 @@ def test_roi_that_does_not_suit_the_network_is_refused(make_model):
     with pytest.raises(MedGANError, match="multiple of 8"):
         Translator(card, device="cpu", roi=(20, 16, 16))
 
+
+
+def test_a_network_that_needs_a_missing_package_is_refused_naming_it(make_model, monkeypatch):
+    """MONAI imports some networks' packages (SwinUNETR's einops) only when they run: a traceback before."""
+    from monai.utils import OptionalImportError
+
+    from MedGANTranslateLib import pipeline
+    from MedGANTranslateLib.errors import CardError
+
+    def missing(*args, **kwargs):
+        raise OptionalImportError("from einops import rearrange (No module named 'einops').")
+
+    monkeypatch.setattr(pipeline, "run_inference", missing)
+    with pytest.raises(CardError, match=r"needs the Python package 'einops'.*pip install einops"):
+        Translator(make_model(), device="cpu").translate([head_volume()])

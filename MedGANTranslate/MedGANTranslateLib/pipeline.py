@@ -12,6 +12,7 @@ into place together, and a failure or a cancel before that leaves every output p
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+from monai.utils import OptionalImportError
 
 from . import __version__
 from .card import ModelCard
 from .checkpoints import load_generator
-from .errors import InputError, MedGANError
+from .errors import CardError, InputError, MedGANError
 from .imageio import ImageHeader, check_output_paths, check_volume, read_header, read_image, stage_image, study_tags
 from .inference import (
     InferenceReport,
@@ -77,6 +79,15 @@ class TranslationResult:
         if self.metrics is not None:
             return dict(self.metrics)
         return {"metrics_omitted": self.metrics_omitted} if self.metrics_omitted else None
+
+
+def missing_package_message(card: ModelCard, exc: Exception) -> str:
+    """What to do when a network needs a package that is not installed (MONAI's optional imports)."""
+    found = re.search(r"No module named '([^'.]+)", str(exc))
+    package = found.group(1) if found else "it needs"
+    return (f"Model '{card.id}' v{card.version} needs the Python package '{package}', which is not installed "
+            f"({exc}). Install it (pip install {package}; in 3D Slicer: slicer.util.pip_install('{package}')) "
+            "and run again.")
 
 
 def inference_settings(card: ModelCard, roi: Optional[Sequence[int]] = None, overlap: Optional[float] = None) -> InferenceSettings:
@@ -296,18 +307,21 @@ class Translator:
         """The inference step on the network grid: normalised ``volume`` (channels, z, y, x) and body ``mask``
         (z, y, x) in, output (z, y, x) in the network's range out; ``mirror``: array axes of test-time
         mirroring. The benchmark replaces it to compare inference strategies inside the same pipeline."""
-        return run_inference(
-            self.inference_network,
-            volume,
-            self.settings,
-            self.device,
-            mask=mask if self.settings.skip_background else None,
-            background_out=normalised_background_output(self.card.postprocessing),
-            progress=progress,
-            cancel=cancel,
-            log=self.log,
-            mirror=mirror,
-        )
+        try:
+            return run_inference(
+                self.inference_network,
+                volume,
+                self.settings,
+                self.device,
+                mask=mask if self.settings.skip_background else None,
+                background_out=normalised_background_output(self.card.postprocessing),
+                progress=progress,
+                cancel=cancel,
+                log=self.log,
+                mirror=mirror,
+            )
+        except OptionalImportError as exc:  # MONAI imports some networks' packages (einops) only when they run
+            raise CardError(missing_package_message(self.card, exc)) from exc
 
     @staticmethod
     def _like(array: np.ndarray, geometry: sitk.Image) -> sitk.Image:
