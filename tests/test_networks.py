@@ -200,3 +200,15 @@ def test_required_divisor_is_what_the_network_needs(arch):
         assert net(torch.randn(1, 1, d, 2 * d, 3 * d)).shape == (1, 1, d, 2 * d, 3 * d)
         with pytest.raises(RuntimeError):
             net(torch.randn(1, 1, d + d // 2, d, d))
+
+
+@pytest.mark.parametrize("name, params, biased", [
+    ("resnet_generator", {"ngf": 4, "n_blocks": 1}, {"model.18.bias"}),  # only the 7³ output convolution
+    ("unet_generator", {"ngf": 4, "num_downs": 3}, {"model.model.3.bias"}),  # only the outermost up-convolution
+])
+def test_without_norm_the_convolutions_have_junyanz_biases(name, params, biased):
+    """junyanz gives convolutions a bias only before instance norm (use_bias = norm_layer == InstanceNorm), so a
+    norm: none checkpoint has none but the output layer's; the built-in gave every convolution one and refused it."""
+    net = build_network({"type": "builtin", "name": name,
+                         "params": dict(params, in_channels=1, out_channels=1, norm="none")})
+    assert {k for k in net.state_dict() if k.endswith("bias")} == biased

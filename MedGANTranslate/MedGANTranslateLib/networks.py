@@ -36,8 +36,9 @@ def _norm_layer(norm: str) -> Callable[[int], nn.Module]:
 
 
 def _conv_bias(norm: str) -> bool:
-    """Convs followed by an affine BatchNorm need no bias of their own."""
-    return norm != "batch"
+    """junyanz's rule (``use_bias = norm_layer == InstanceNorm``): convolutions have a bias only before instance
+    norm, so with batch norm (which has its own shift) and with none; the output convolutions always do."""
+    return norm == "instance"
 
 
 def _padding(mode: str, width: int) -> Tuple[List[nn.Module], int]:
