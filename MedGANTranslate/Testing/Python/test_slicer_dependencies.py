@@ -86,7 +86,7 @@ def test_slicer_512_uses_pip_ensure_and_skips_slicers_packages(slicer_standin, m
     state.on_pip_install = lambda requirements: missing.clear()
     module.MedGANTranslateLogic().ensureDependencies()
     (call,) = state.pip_ensure_calls
-    assert call["requirements"] == ["monai>=1.3", "safetensors>=0.4", "jsonschema>=4.0", "pyyaml>=5.4", "isal>=1.6"]
+    assert call["requirements"] == ["monai>=1.3", "safetensors>=0.4", "jsonschema>=4.0", "pyyaml>=5.4", "isal>=1.6", "einops>=0.6"]
     assert set(call["skip_packages"]) == {"numpy", "SimpleITK", "requests", "torch"}
     assert call["requester"] == "MedGANTranslate"
     (kind, requirements, kwargs), = state.pip_calls
