@@ -15,9 +15,14 @@ class MedGANError(Exception):
 
 
 class InputError(MedGANError):
-    """An input image is missing, unreadable or unsuitable (2D, 4D, empty, NaN...)."""
+    """An input image is missing, unreadable or unsuitable (2D, 4D, empty, NaN...). ``input_index``: which of a
+    model's inputs it is about, where the raiser knows and the message does not say."""
 
     kind = "input"
+
+    def __init__(self, message: str, input_index: "int | None" = None) -> None:
+        super().__init__(message)
+        self.input_index = input_index
 
 
 class OutputError(MedGANError):

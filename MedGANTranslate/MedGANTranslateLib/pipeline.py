@@ -252,35 +252,21 @@ class Translator:
 
     def prepare(self, images: Sequence[sitk.Image]) -> Tuple[np.ndarray, np.ndarray, NetworkGrid]:
         """:func:`~.preprocessing.network_inputs` for this card. An input error (an empty body, no contrast to
-        normalise) names the input it is about, and says when that input lies mostly outside the first's."""
+        normalise) names the input it is about (the body is found on the first), and says when that input lies
+        mostly outside the first's."""
+        card = self.card
         try:
-            return self._network_inputs(images)
+            return network_inputs(images, card.preprocessing, card.postprocessing.get("body_mask", {}),
+                                  [spec.modality for spec in card.inputs])
         except InputError as exc:
-            index = self._failing_input(images)
-            spec, first = self.card.inputs[index], self.card.inputs[0]
+            index = exc.input_index or 0
+            spec, first = card.inputs[index], card.inputs[0]
             share = share_inside(images[index], field_points(images[0]))
             where = ""
             if share < COVERED_SHARE:
                 where = (f" Its field of view holds only {100 * share:.0f} % of input '{first.name}''s field of view: "
                          "give scans of the same region in the same physical coordinates.")
             raise InputError(f"Input '{spec.name}' ({spec.label}): {exc}{where}") from exc
-
-    def _network_inputs(self, images: Sequence[sitk.Image]) -> Tuple[np.ndarray, np.ndarray, NetworkGrid]:
-        """The network's inputs made from the card's first ``len(images)`` inputs."""
-        card, n = self.card, len(images)
-        preprocessing = {**card.preprocessing, "normalization": card.preprocessing["normalization"][:n]}
-        return network_inputs(images, preprocessing, card.postprocessing.get("body_mask", {}),
-                              [spec.modality for spec in card.inputs[:n]])
-
-    def _failing_input(self, images: Sequence[sitk.Image]) -> int:
-        """Which input the preparation fails on: the first whose addition makes it fail. Only on the error path,
-        as it prepares the inputs again, once per input."""
-        for n in range(1, len(images)):
-            try:
-                self._network_inputs(images[:n])
-            except InputError:
-                return n - 1
-        return len(images) - 1
 
     def check_reference(self, reference: Optional[sitk.Image], mask: np.ndarray, grid: NetworkGrid,
                         scan: ScanReport) -> Tuple[Optional[sitk.Image], str]:

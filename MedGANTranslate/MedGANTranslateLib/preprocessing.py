@@ -577,6 +577,11 @@ def network_inputs(
         arrays.append(sitk.GetArrayFromImage(on_grid))
         del on_grid
     del grid0, mask_img
-    channels = [normalize(arrays.pop(0), norm, mask) for norm in preprocessing["normalization"]]
+    channels = []
+    for index, norm in enumerate(preprocessing["normalization"]):
+        try:
+            channels.append(normalize(arrays.pop(0), norm, mask))
+        except InputError as exc:  # say which input: a later one may lie outside the first's body
+            raise InputError(str(exc), input_index=index) from exc
     volume = channels[0][None] if len(channels) == 1 else np.stack(channels)
     return volume, mask, grid
