@@ -12,7 +12,7 @@ from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.checkpoints import OnnxGenerator, export_torchscript, load_generator
 from MedGANTranslateLib.errors import CardError, WeightsError
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
-from MedGANTranslateLib.networks import UnetGenerator3D, build_network
+from MedGANTranslateLib.networks import UnetGenerator, build_network
 from MedGANTranslateLib.registry import sha256_file
 
 FORMATS = ("safetensors", "state_dict", "ganslate", "torchscript", "onnx")
@@ -49,7 +49,7 @@ def test_every_format_gives_the_same_output(published, fmt):
 
 def test_loaded_types_and_card_fields(published):
     _, cards, _ = published
-    assert isinstance(load_generator(cards["safetensors"]), UnetGenerator3D)
+    assert isinstance(load_generator(cards["safetensors"]), UnetGenerator)
     assert isinstance(load_generator(cards["onnx"]), OnnxGenerator)
     onnx_card = cards["onnx"]
     assert onnx_card.architecture == {"type": "onnx"}
@@ -84,7 +84,7 @@ def test_legacy_instance_norm_buffers_are_dropped(tmp_path):
             state[f"{name}.running_var"] = torch.ones(module.num_features)
             state[f"{name}.num_batches_tracked"] = torch.tensor(0)
     with pytest.raises(RuntimeError):
-        UnetGenerator3D(1, 1, 3, ngf=4, norm="instance").load_state_dict(state)
+        UnetGenerator(1, 1, 3, ngf=4, norm="instance").load_state_dict(state)
     torch.save(state, tmp_path / "latest_net_G.pth")
     card = save_model_folder(tmp_path, data, fmt="state_dict", weights_file="latest_net_G.pth")
     x = torch.randn(1, 1, 16, 16, 16)
@@ -209,7 +209,7 @@ def test_onnx_without_onnxruntime_says_how_to_install(published, monkeypatch):
 
 
 def test_torchscript_export_keeps_training_mode(tmp_path):
-    net = UnetGenerator3D(1, 1, 3, ngf=2, norm="batch", use_dropout=True).train()
+    net = UnetGenerator(1, 1, 3, ngf=2, norm="batch", use_dropout=True).train()
     export_torchscript(net, tmp_path / "m.pt", torch.randn(1, 1, 8, 8, 8))
     assert net.training
     traced = torch.jit.load(str(tmp_path / "m.pt"))

@@ -7,7 +7,7 @@ import torch
 
 from MedGANTranslateLib.fastconv import SpaceToDepthConv3d, space_to_depth_eligible, use_space_to_depth
 from MedGANTranslateLib.inference import optimise_for_inference
-from MedGANTranslateLib.networks import ResnetGenerator3D, UnetGenerator3D
+from MedGANTranslateLib.networks import ResnetGenerator, UnetGenerator
 
 
 @pytest.mark.parametrize(
@@ -32,9 +32,9 @@ def test_space_to_depth_gives_the_convolutions_values_and_gradients(in_ch, out_c
 
 def test_it_trains_the_convolutions_own_parameters_under_their_names():
     torch.manual_seed(0)
-    plain = ResnetGenerator3D(1, 1, ngf=4, n_blocks=1, norm="batch")
+    plain = ResnetGenerator(1, 1, ngf=4, n_blocks=1, norm="batch")
     keys = list(plain.state_dict())
-    fast = use_space_to_depth(ResnetGenerator3D(1, 1, ngf=4, n_blocks=1, norm="batch"))
+    fast = use_space_to_depth(ResnetGenerator(1, 1, ngf=4, n_blocks=1, norm="batch"))
     fast.load_state_dict(plain.state_dict())
     assert sum(isinstance(m, SpaceToDepthConv3d) for m in fast.modules()) == 2, "the image-side 7³ layers"
     assert list(fast.state_dict()) == keys
@@ -58,13 +58,13 @@ def test_only_large_kernels_with_an_image_on_one_side_are_rewritten():
     assert not space_to_depth_eligible(torch.nn.Conv3d(8, 1, 7, padding=3))
     assert not space_to_depth_eligible(torch.nn.Conv3d(8, 1, 6))
     assert not space_to_depth_eligible(torch.nn.Conv3d(8, 1, 7, stride=2))
-    unet = UnetGenerator3D(1, 1, num_downs=3, ngf=4)
+    unet = UnetGenerator(1, 1, num_downs=3, ngf=4)
     assert not any(isinstance(m, SpaceToDepthConv3d) for m in use_space_to_depth(unet).modules())
 
 
 def test_the_optimised_cyclegan_generator_computes_the_same():
     torch.manual_seed(2)
-    net = ResnetGenerator3D(1, 1, ngf=4, n_blocks=2, norm="batch").eval()
+    net = ResnetGenerator(1, 1, ngf=4, n_blocks=2, norm="batch").eval()
     fast = optimise_for_inference(net)
     assert sum(isinstance(m, SpaceToDepthConv3d) for m in fast.modules()) == 2
     assert not any(isinstance(m, SpaceToDepthConv3d) for m in net.modules()), "the loaded network is not modified"

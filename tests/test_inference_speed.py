@@ -15,12 +15,12 @@ from MedGANTranslateLib.inference import (
     optimise_for_inference,
     run_sliding_window,
 )
-from MedGANTranslateLib.networks import UnetGenerator3D
+from MedGANTranslateLib.networks import UnetGenerator
 
 
 def unet(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return UnetGenerator3D(1, 1, num_downs=3, ngf=4, norm="instance").eval()
+    return UnetGenerator(1, 1, num_downs=3, ngf=4, norm="instance").eval()
 
 
 def head(shape=(1, 48, 56, 48), size: float = 0.5, seed: int = 0):
@@ -47,7 +47,7 @@ def test_subpixel_layer_equals_the_transposed_convolution(out_channels, bias, sh
 @pytest.mark.parametrize("capability, widest_replaced", [("AVX512", 2), ("AVX2", 16)])
 def test_optimised_network_computes_the_same_and_leaves_the_original_alone(monkeypatch, capability, widest_replaced):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    net = UnetGenerator3D(1, 1, num_downs=4, ngf=8, norm="instance").eval()  # 8, 16 and 32 channels inside
+    net = UnetGenerator(1, 1, num_downs=4, ngf=8, norm="instance").eval()  # 8, 16 and 32 channels inside
     fast = optimise_for_inference(net)
     assert isinstance(fast.model.model[3], SubpixelConvTranspose3d), "the one-channel output layer is replaced"
     assert type(net.model.model[3]) is torch.nn.ConvTranspose3d, "the loaded network is not modified"
@@ -128,7 +128,7 @@ def test_background_skipping_works_when_the_volume_is_smaller_than_the_roi():
 
 def test_batch_norm_is_folded_into_the_convolutions_before_it():
     torch.manual_seed(2)
-    net = UnetGenerator3D(1, 1, num_downs=3, ngf=4, norm="batch")
+    net = UnetGenerator(1, 1, num_downs=3, ngf=4, norm="batch")
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm3d):  # statistics as training leaves them, not the identity
             m.running_mean.uniform_(-0.5, 0.5)
@@ -148,7 +148,7 @@ def test_batch_norm_is_folded_into_the_convolutions_before_it():
 
 def test_wider_transposed_convolutions_become_sub_pixel_only_in_bfloat16_on_avx512(monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    net = UnetGenerator3D(1, 1, num_downs=3, ngf=4, norm="batch").eval()
+    net = UnetGenerator(1, 1, num_downs=3, ngf=4, norm="batch").eval()
     narrow = [m for m in net.modules() if isinstance(m, torch.nn.ConvTranspose3d) and 2 < m.out_channels <= 16]
     assert narrow
 

@@ -18,7 +18,7 @@ from MedGANTranslateLib.inference import (
     run_sliding_window,
     run_windows,
 )
-from MedGANTranslateLib.networks import UnetGenerator3D
+from MedGANTranslateLib.networks import UnetGenerator
 from MedGANTranslateLib.pipeline import Translator
 
 CPU = torch.device("cpu")
@@ -187,9 +187,9 @@ def test_running_out_in_every_attempt_or_failing_otherwise_raises():
 
 
 def test_a_card_cannot_call_an_instance_normalised_network_fully_convolutional():
-    check_fully_convolutional(UnetGenerator3D(1, 1, num_downs=2, ngf=4, norm="batch"), settings())
+    check_fully_convolutional(UnetGenerator(1, 1, num_downs=2, ngf=4, norm="batch"), settings())
     with pytest.raises(CardError, match="InstanceNorm3d"):
-        check_fully_convolutional(UnetGenerator3D(1, 1, num_downs=2, ngf=4, norm="instance"), settings())
+        check_fully_convolutional(UnetGenerator(1, 1, num_downs=2, ngf=4, norm="instance"), settings())
 
 
 def test_a_users_roi_or_overlap_means_windows_of_that_size():

@@ -7,8 +7,8 @@ from torch import nn
 
 from MedGANTranslateLib.errors import CardError
 from MedGANTranslateLib.networks import (
-    ResnetGenerator3D,
-    UnetGenerator3D,
+    ResnetGenerator,
+    UnetGenerator,
     build_network,
     required_divisor,
 )
@@ -24,14 +24,14 @@ def _n_params(net: nn.Module) -> int:
 )
 def test_resnet_shape_and_tanh_range(n_blocks, padding, norm):
     torch.manual_seed(0)
-    net = ResnetGenerator3D(2, 1, ngf=4, n_blocks=n_blocks, norm=norm, padding=padding).eval()
+    net = ResnetGenerator(2, 1, ngf=4, n_blocks=n_blocks, norm=norm, padding=padding).eval()
     x = torch.randn(2, 2, 16, 12, 8) * 50  # large inputs push the output into Tanh saturation
     with torch.no_grad():
         y = net(x)
     assert y.shape == (2, 1, 16, 12, 8)
     assert y.abs().max() <= 1.0
     assert y.std() > 0
-    blocks = [m for m in net.model if m.__class__.__name__ == "ResnetBlock3D"]
+    blocks = [m for m in net.model if m.__class__.__name__ == "ResnetBlock"]
     assert len(blocks) == n_blocks
     pad_type = {"reflect": nn.ReflectionPad3d, "replicate": nn.ReplicationPad3d, "zeros": None}[padding]
     pads = [m for m in blocks[0].conv_block if isinstance(m, (nn.ReflectionPad3d, nn.ReplicationPad3d))]
@@ -39,7 +39,7 @@ def test_resnet_shape_and_tanh_range(n_blocks, padding, norm):
 
 
 def test_resnet_key_layout_matches_reference():
-    sd = ResnetGenerator3D(1, 1, ngf=4, n_blocks=9).state_dict()
+    sd = ResnetGenerator(1, 1, ngf=4, n_blocks=9).state_dict()
     top = sorted({k.split(".")[1] for k in sd}, key=int)
     # stem conv 1, downsamplings 4 and 7, blocks 10-18, transposed convs 19 and 22, output conv 26
     assert top == ["1", "4", "7"] + [str(i) for i in range(10, 19)] + ["19", "22", "26"]
@@ -52,9 +52,9 @@ def test_resnet_key_layout_matches_reference():
 
 
 def test_resnet_batch_norm_drops_conv_bias_and_zero_padding_shifts_block_indices():
-    sd = ResnetGenerator3D(1, 1, ngf=4, n_blocks=1, norm="batch").state_dict()
+    sd = ResnetGenerator(1, 1, ngf=4, n_blocks=1, norm="batch").state_dict()
     assert "model.1.bias" not in sd and "model.2.running_mean" in sd and "model.18.bias" in sd  # output conv keeps its bias
-    zero = ResnetGenerator3D(1, 1, ngf=4, n_blocks=1, padding="zeros", use_dropout=True).state_dict()
+    zero = ResnetGenerator(1, 1, ngf=4, n_blocks=1, padding="zeros", use_dropout=True).state_dict()
     assert {k for k in zero if "conv_block" in k} == {
         "model.10.conv_block.0.weight", "model.10.conv_block.0.bias",
         "model.10.conv_block.4.weight", "model.10.conv_block.4.bias",
@@ -62,7 +62,7 @@ def test_resnet_batch_norm_drops_conv_bias_and_zero_padding_shifts_block_indices
 
 
 def test_resnet_parameter_count():
-    net = ResnetGenerator3D(1, 1, ngf=2, n_blocks=1)
+    net = ResnetGenerator(1, 1, ngf=2, n_blocks=1)
     expected = (
         (1 * 2 * 343 + 2) + (2 * 4 * 27 + 4) + (4 * 8 * 27 + 8)  # stem, two downsamplings
         + 2 * (8 * 8 * 27 + 8)  # one residual block
@@ -73,7 +73,7 @@ def test_resnet_parameter_count():
 
 def test_resnet_dropout_active_only_in_training():
     torch.manual_seed(0)
-    net = ResnetGenerator3D(1, 1, ngf=4, n_blocks=2, use_dropout=True)
+    net = ResnetGenerator(1, 1, ngf=4, n_blocks=2, use_dropout=True)
     x = torch.randn(1, 1, 8, 8, 8)
     with torch.no_grad():
         assert not torch.equal(net.train()(x), net(x))
@@ -84,7 +84,7 @@ def test_resnet_dropout_active_only_in_training():
 @pytest.mark.parametrize("norm, shape", [("batch", (16, 8, 24)), ("instance", (8, 16, 16))])
 def test_unet_shape_and_tanh_range(norm, shape):
     torch.manual_seed(0)
-    net = UnetGenerator3D(3, 2, num_downs=3, ngf=4, norm=norm).eval()
+    net = UnetGenerator(3, 2, num_downs=3, ngf=4, norm=norm).eval()
     with torch.no_grad():
         y = net(torch.randn(1, 3, *shape) * 50)
     assert y.shape == (1, 2, *shape)
@@ -92,13 +92,13 @@ def test_unet_shape_and_tanh_range(norm, shape):
 
 
 def test_unet_five_levels_runs_at_32():
-    net = UnetGenerator3D(1, 1, num_downs=5, ngf=2, norm="instance").eval()
+    net = UnetGenerator(1, 1, num_downs=5, ngf=2, norm="instance").eval()
     with torch.no_grad():
         assert net(torch.randn(1, 1, 32, 32, 32)).shape == (1, 1, 32, 32, 32)
 
 
 def test_unet_key_layout_matches_reference_unet_256():
-    sd = UnetGenerator3D(1, 1, num_downs=8, ngf=2).state_dict()
+    sd = UnetGenerator(1, 1, num_downs=8, ngf=2).state_dict()
     innermost = "model.model.1" + ".model.3" * 6
     assert sd["model.model.0.weight"].shape == (2, 1, 4, 4, 4)
     assert sd["model.model.3.weight"].shape == (4, 1, 4, 4, 4)  # outermost up: 2*ngf -> out
@@ -112,8 +112,8 @@ def test_unet_key_layout_matches_reference_unet_256():
 
 
 def test_unet_dropout_in_middle_ngf8_levels_only_and_keys_unchanged():
-    plain = UnetGenerator3D(1, 1, num_downs=7, ngf=2)
-    dropped = UnetGenerator3D(1, 1, num_downs=7, ngf=2, use_dropout=True)
+    plain = UnetGenerator(1, 1, num_downs=7, ngf=2)
+    dropped = UnetGenerator(1, 1, num_downs=7, ngf=2, use_dropout=True)
     assert list(plain.state_dict()) == list(dropped.state_dict())
     holders = [m for m in dropped.modules()
                if hasattr(m, "outermost") and any(isinstance(c, nn.Dropout) for c in m.model)]
@@ -125,7 +125,7 @@ def test_unet_dropout_in_middle_ngf8_levels_only_and_keys_unchanged():
 
 
 def test_unet_parameter_count():
-    net = UnetGenerator3D(1, 1, num_downs=3, ngf=2, norm="batch")
+    net = UnetGenerator(1, 1, num_downs=3, ngf=2, norm="batch")
     expected = (
         (1 * 2 * 64) + (4 * 1 * 64 + 1)  # outermost: down conv, up conv with bias
         + (2 * 4 * 64) + 2 * 4 + (8 * 2 * 64) + 2 * 2  # middle: down, BN, up, BN
@@ -136,18 +136,18 @@ def test_unet_parameter_count():
 
 def test_invalid_options_raise():
     with pytest.raises(ValueError, match="norm"):
-        ResnetGenerator3D(1, 1, norm="group")
+        ResnetGenerator(1, 1, norm="group")
     with pytest.raises(ValueError, match="padding"):
-        ResnetGenerator3D(1, 1, padding="circular")
+        ResnetGenerator(1, 1, padding="circular")
     with pytest.raises(ValueError, match="num_downs"):
-        UnetGenerator3D(1, 1, num_downs=1)
+        UnetGenerator(1, 1, num_downs=1)
 
 
 def test_build_network_builtin():
     arch = {"type": "builtin", "name": "resnet_generator",
             "params": {"in_channels": 2, "out_channels": 1, "ngf": 4, "n_blocks": 3, "norm": "batch"}}
     net = build_network(arch)
-    assert isinstance(net, ResnetGenerator3D)
+    assert isinstance(net, ResnetGenerator)
     assert net.model[1].weight.shape == (4, 2, 7, 7, 7)
     assert isinstance(net.model[2], nn.BatchNorm3d)
 

@@ -10,18 +10,19 @@ import contextlib
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .card import ModelCard
 from .errors import WeightsError
+from .forward_mode import apply_forward_mode
+from .layout_fit import clean_state_dict, describe_changes, fit_builtin, mismatches
 from .networks import build_network
 from .registry import verify_weights
 
 GANSLATE_DEFAULT_KEYS = ("G_AB", "G")
-_RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 _SHOW_KEYS = 5
 
 
@@ -113,38 +114,43 @@ def _read_state_dict(card: ModelCard, path: Path, fmt: str) -> Dict[str, torch.T
     return dict(obj[key])
 
 
-def _clean_state_dict(net: nn.Module, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Strips DataParallel's ``module.`` prefix and drops running-stat buffers that old PyTorch versions saved
-    for InstanceNorm layers, which now keep none (pytorch-CycleGAN-and-pix2pix checkpoints have them)."""
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-    stale = {
-        f"{name}.{buf}"
-        for name, module in net.named_modules()
-        if isinstance(module, nn.modules.instancenorm._InstanceNorm) and not module.track_running_stats
-        for buf in _RUNNING_STATS
-    }
-    return {k: v for k, v in state.items() if k not in stale}
+def _shared_tensors_agree(net: nn.Module, state: Dict[str, torch.Tensor]) -> List[str]:
+    """Keys that name one tensor twice in the network (ganslate's ``encoder`` aliases) but hold different values
+    in the file: loading would silently keep one of them."""
+    first: Dict[Tuple[int, Tuple[int, ...]], str] = {}
+    differing = []
+    for key, tensor in net.state_dict(keep_vars=True).items():
+        if tensor.numel() == 0 or key not in state:
+            continue
+        other = first.setdefault((tensor.data_ptr(), tuple(tensor.shape)), key)
+        if other != key and other in state and not torch.equal(state[other], state[key]):
+            differing.append(f"{key} vs {other}")
+    return differing
 
 
 def _load_strict(net: nn.Module, state: Dict[str, torch.Tensor], card: ModelCard, path: Path) -> None:
-    state = _clean_state_dict(net, state)
-    expected = net.state_dict()
-    # BatchNorm fills a missing num_batches_tracked itself (checkpoints from before PyTorch 0.4.1 lack it)
-    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        f"{k} (file {tuple(state[k].shape)}, network {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
+    missing, unexpected, mismatched = mismatches(net, state)
     problems = [f"{label}: {_first(keys)}" for label, keys in
                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
+    arch = card.architecture
     if problems:
-        arch = card.architecture
+        fits = fit_builtin(arch["name"], arch.get("params") or {}, state) if arch.get("type") == "builtin" else []
+        changes = " or ".join(f"({describe_changes(arch['name'], arch['params'], fit)})" for fit in fits[:3])
+        advice = (f"The weights fit the same network with {changes}" + (
+            ": the keys cannot tell these apart, so set the one the network was trained with" if len(fits) > 1 else
+            ": set that in architecture.params if it is how the network was trained") + "." if fits else
+                  "Check architecture.params in the card (channels, ngf, n_blocks/num_downs, norm, bias, spatial_dims) "
+                  "against the options the weights were trained with; `medgan-translate models import` infers them.")
         raise WeightsError(
             f"Weights {path} do not fit the network of {_describe(card)} ({arch.get('type')} "
-            f"{arch.get('name')} {arch.get('params')}): " + "; ".join(problems) + ". Check architecture.params "
-            "in the card (channels, ngf, n_blocks/num_downs, norm) against the options the weights were trained with."
+            f"{arch.get('name')} {arch.get('params')}): " + "; ".join(problems) + ". " + advice
+        )
+    state = clean_state_dict(net, state)
+    differing = _shared_tensors_agree(net, state)
+    if differing:
+        raise WeightsError(
+            f"Weights {path} of {_describe(card)} hold different values for keys the network shares "
+            f"({_first(differing)}); the file was not saved from this layout."
         )
     net.load_state_dict(state, strict=True)
 
@@ -189,6 +195,7 @@ def load_generator(card: ModelCard, device: "str | torch.device" = "cpu", verify
     else:
         net = build_network(card.architecture)
         _load_strict(net, _read_state_dict(card, path, fmt), card, path)
+        apply_forward_mode(net, card.architecture.get("forward"))
     return net.to(device).eval()
 
 
