@@ -57,6 +57,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type for ``--timeout``: 0 would make every read fail at once."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got '{text}'")
+    return value
+
+
 class Output:
     """Where messages go: JSON lines for programs, plain text for people."""
 
@@ -173,6 +184,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.models_command == "describe-training":  # a folder and its config: no registry
         return describe_training(args)
+    if args.models_command in ("install", "uninstall"):  # the user's model store only
+        return install_model(args) if args.models_command == "install" else uninstall_model(args)
     models, broken = scan_models(args.models_dir)
     if args.models_command == "list":
         for card in broken:
@@ -217,6 +230,43 @@ def describe_training(args: argparse.Namespace) -> int:
     card = describe_model(args.model, load_config(args.config), cache_dir=args.cache_dir)
     reference = card.training_inputs
     print(f"Model {card.id} v{card.version}: training_inputs from {reference['source']} written to {card.path}")
+    return 0
+
+
+def install_model(args: argparse.Namespace) -> int:
+    """Downloads a zipped model folder, checks it (SHA-256 before extraction, safe paths, card, weights, a probe
+    load) and moves it into the user's model store; prints what the model is for and under which licence."""
+    from .model_install import install_model as install
+    from .progress import CancelToken
+
+    out = Output(args.progress)
+    token = CancelToken()
+    _install_cancel_handlers(token)
+    result = install(args.url, args.sha256, force=args.force, progress=out.progress_callback(), cancel=token,
+                     log=out.log, timeout=args.timeout)
+    model = result.to_dict()
+    if out.json:
+        out.emit("done", status=result.status, model=model, source={"url": result.url, "sha256": result.sha256})
+        return 0
+    said = {"installed": "Installed", "already-installed": "Already installed (same files)", "replaced": "Replaced"}
+    print(f"{said[result.status]}: {model['id']} v{model['version']}, {model['title']}")
+    print(f"  licence:      {model['license']}")
+    print(f"  intended use: {model['intended_use']}")
+    print(f"  folder:       {model['folder']}")
+    print(f"Run it with: medgan-translate run --model {model['id']}@{model['version']} -i INPUT -o OUTPUT")
+    return 0
+
+
+def uninstall_model(args: argparse.Namespace) -> int:
+    """Removes a model from the user's model store (never a bundled model or a --models-dir folder)."""
+    from .model_install import uninstall_model as uninstall
+
+    model_id, version, folder = uninstall(args.model)
+    out = Output(args.progress)
+    if out.json:
+        out.emit("done", status="uninstalled", model={"id": model_id, "version": version, "folder": str(folder)})
+    else:
+        print(f"Uninstalled {model_id}{' v' + version if version else ''}: removed {folder}")
     return 0
 
 
@@ -327,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
     run.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")
 
-    models = sub.add_parser("models", help="list, show or verify model cards")
+    models = sub.add_parser("models", help="list, show, verify, install or uninstall models")
     msub = models.add_subparsers(dest="models_command", required=True)
     mlist = msub.add_parser("list", help="list known models")
     mlist.add_argument("--json", action="store_true")
@@ -342,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     mdescribe.add_argument("model", help="model folder")
     mdescribe.add_argument("--config", required=True, help="the model's training config, e.g. models/<id>/train.yaml")
     mdescribe.add_argument("--cache-dir", help="where phantoms are kept between runs (default: not kept)")
+    minstall = msub.add_parser("install", help="download a zipped model folder into your model store (checked "
+                                               "against --sha256 before anything is extracted; nothing in it is run)")
+    minstall.add_argument("url", help="http(s) URL of a zip holding one model folder (model.json and its weights)")
+    minstall.add_argument("--sha256", required=True, help="the zip's SHA-256, as its publisher gives it")
+    minstall.add_argument("--force", action="store_true", help="replace an installed model of the same id and "
+                                                               "version whose files differ")
+    minstall.add_argument("--timeout", type=positive_seconds, default=30.0,
+                          help="seconds without an answer from the server before the download stops (default 30)")
+    minstall.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
+    muninstall = msub.add_parser("uninstall", help="remove an installed model from your model store")
+    muninstall.add_argument("model", help="ID or ID@VERSION of an installed model")
+    muninstall.add_argument("--progress", choices=["bar", "json", "none"], default="none")
 
     devices = sub.add_parser("devices", help="list devices the engine can use")
     devices.add_argument("--json", action="store_true")

@@ -49,6 +49,14 @@ class WeightsError(MedGANError):
     kind = "weights"
 
 
+class InstallError(MedGANError):
+    """A model package cannot be installed: the download failed or was cut short, its SHA-256 differs from the one
+    given, the zip is unsafe (paths leaving the folder, links, too large), or another package holds its id and
+    version. Problems with the card or the weights inside it raise :class:`CardError` or :class:`WeightsError`."""
+
+    kind = "install"
+
+
 class ResourceError(MedGANError):
     """The job would not fit in memory; raised before any work starts."""
 

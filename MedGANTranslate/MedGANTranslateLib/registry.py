@@ -1,5 +1,6 @@
 """Finds model cards: the bundled ``models/`` folder, folders named in ``MEDGAN_TRANSLATE_MODELS``
-(separated by the OS path separator) and folders given on the command line (``--models-dir``).
+(separated by the OS path separator), folders given on the command line (``--models-dir``) and the user's model
+store, where ``medgan-translate models install`` puts models (:func:`model_store`).
 
 A model folder is any directory holding ``model.json``; a models directory is searched one level deep.
 When two folders hold the same id, the newest version wins and the others stay listed as alternatives. A card
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -19,7 +21,40 @@ from .card import CARD_FILENAME, CardSummary, ModelCard, load_card, read_card_su
 from .errors import CardError, ModelNotFoundError, WeightsError
 
 ENV_VAR = "MEDGAN_TRANSLATE_MODELS"
+HOME_ENV_VAR = "MEDGAN_TRANSLATE_HOME"
+APP_NAME = "MedGANTranslate"
 _HERE = Path(__file__).resolve().parent
+
+
+def user_data_dir() -> Path:
+    """The tool's per-user data folder: ``$MEDGAN_TRANSLATE_HOME`` when set, else platformdirs' user data
+    folder for "MedGANTranslate" (``~/.local/share/MedGANTranslate`` on Linux, ``~/Library/Application
+    Support/MedGANTranslate`` on macOS, ``%LOCALAPPDATA%\\MedGANTranslate`` on Windows). Without platformdirs
+    (Slicer's Python lists models before the engine's packages are installed) the same rules are applied here."""
+    home = os.environ.get(HOME_ENV_VAR, "")
+    if home:
+        return Path(home).expanduser()
+    try:
+        import platformdirs
+    except ImportError:
+        return _fallback_user_data_dir()
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def _fallback_user_data_dir() -> Path:
+    """platformdirs' answer for ``user_data_dir(APP_NAME, appauthor=False)``, for when it is not installed."""
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    return Path(base) / APP_NAME
+
+
+def model_store() -> Path:
+    """Where installed models live, one folder ``<id>-<version>`` each (it need not exist yet)."""
+    return user_data_dir() / "models"
 
 
 def bundled_models_dirs() -> List[Path]:
@@ -33,6 +68,10 @@ def search_dirs(extra: Sequence["str | Path"] = ()) -> List[Path]:
     env = os.environ.get(ENV_VAR, "")
     dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs += bundled_models_dirs()
+    try:
+        dirs.append(model_store())  # last: an installed model never shadows one of the same id and version
+    except (OSError, RuntimeError, KeyError):  # no home folder to put a store in: nothing installed to list
+        pass
     seen, unique = set(), []
     for d in dirs:
         key = d.resolve()
