@@ -80,6 +80,16 @@ def _check_consistency(data: Dict[str, Any], source: str) -> None:
                 f"with a histogram of {contrast['bins']} bins; recompute it with 'medgan-translate models "
                 "describe-training'."
             )
+    inference = data["inference"]
+    planes, roi = inference.get("planes"), inference["roi_size"]
+    wanted = 2 if planes else 3
+    if len(roi) != wanted:
+        kind = (f"a 2D network (inference.planes: {', '.join(planes)}), whose window is the two in-plane sides of a "
+                "slice" if planes else "a 3D network (no inference.planes), whose window is x, y, z")
+        raise CardError(
+            f"Model card {source}: field 'inference.roi_size' has {len(roi)} number(s) {roi}, but the card describes "
+            f"{kind}: give {wanted} numbers" + ("." if planes else ", or add inference.planes for a 2D network.")
+        )
     arch, fmt = data["architecture"]["type"], data["weights"]["format"]
     if arch in ("torchscript", "onnx") and fmt != arch:
         raise CardError(f"Model card {source}: architecture '{arch}' needs weights.format '{arch}', found '{fmt}'.")
