@@ -11,6 +11,10 @@ the body lies in the field of view. A fully convolutional network (card ``infere
 gives the same output whatever the window, so it runs on a few large windows over the body's bounding box
 instead: each voxel is computed about once instead of 2.4 times (64^3 windows at overlap 0.25), and no voxel
 far from the body is computed at all.
+
+A 2D network (card ``inference.planes``) runs slice by slice: each plane's pass moves the axis its slices are
+stacked along into the batch dimension and runs MONAI's 2D sliding window over batches of slices (only the slices
+that hold body voxels); several planes (tri-planar: all three) are run one after the other and averaged.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import copy
 import itertools
 import math
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -28,6 +33,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .forward_mode import WindowStatisticsNorm
 from .fastconv import replace_layers, space_to_depth_eligible, use_space_to_depth
 from .errors import CardError, MedGANError
 from .preprocessing import foreground_bounds
@@ -42,14 +48,18 @@ CPU_PRECISIONS = ("float32", "bfloat16", "auto")
 #: cache (measured with benchmarks/run_benchmark.py).
 AUTO_BATCH_VOXELS = 4 * 64 ** 3
 AUTO_BATCH_MAX = 8
+#: The same for a 2D network's slices, which cost far less per window: up to 16 slices of 256^2 per call.
+AUTO_BATCH_MAX_PLANAR = 32
 #: Modules whose output depends on statistics of the whole window: a network holding one is not fully
 #: convolutional, whatever its card says.
-PER_WINDOW_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm)
+PER_WINDOW_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm,
+                    WindowStatisticsNorm)
 
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """Sliding-window parameters in array order (z, y, x), as the card's ``inference`` section gives them.
+    """Sliding-window parameters in array order (z, y, x), as the card's ``inference`` section gives them. With
+    ``planes`` (a 2D network) ``roi_size`` is a slice's window in array order of the plane's two axes.
 
     Settings made in code run one window at a time in float32 unless told otherwise; :meth:`from_card` applies
     the card's defaults (``sw_batch_size`` and ``cpu_precision`` ``"auto"``)."""
@@ -68,6 +78,7 @@ class InferenceSettings:
     max_window_voxels: int = 2 ** 23
     window_context: int = 16
     test_time_mirror: Tuple[str, ...] = ()
+    planes: Tuple[str, ...] = ()
 
     @classmethod
     def from_card(
@@ -77,10 +88,17 @@ class InferenceSettings:
         roi_xyz: Optional[Sequence[int]] = None,
         overlap: Optional[float] = None,
     ) -> "InferenceSettings":
-        """Card values (ROI in x, y, z) with optional user overrides; checks the ROI fits the network. A user's
-        ROI or overlap means windows of that ROI and overlap, even for a fully convolutional network."""
+        """Card values (ROI in x, y, z; for a 2D network the two in-plane sides) with optional user overrides;
+        checks the ROI fits the network. A user's ROI or overlap means windows of that ROI and overlap, even for a
+        fully convolutional network."""
+        planes = tuple(inference.get("planes") or ())
         roi = tuple(int(v) for v in (roi_xyz if roi_xyz is not None else inference["roi_size"]))
-        if len(roi) != 3 or min(roi) < 1:
+        if planes and (len(roi) != 2 or min(roi) < 1):
+            raise MedGANError(
+                f"This model is a 2D network (planes: {', '.join(planes)}): its ROI size is the in-plane window of a "
+                f"slice, two positive integers, got {list(roi)}."
+            )
+        if not planes and (len(roi) != 3 or min(roi) < 1):
             raise MedGANError(f"ROI size must be three positive integers (x y z), got {list(roi)}.")
         bad = [v for v in roi if v % divisor]
         if bad:
@@ -97,7 +115,7 @@ class InferenceSettings:
         if precision not in CPU_PRECISIONS:
             raise MedGANError(f"cpu_precision must be one of {', '.join(CPU_PRECISIONS)}, got {precision!r}.")
         return cls(
-            roi_size=(roi[2], roi[1], roi[0]),
+            roi_size=tuple(reversed(roi)),  # type: ignore[arg-type]
             overlap=ov,
             blend=inference.get("blend", "gaussian"),
             sigma_scale=float(inference.get("sigma_scale", 0.125)),
@@ -111,13 +129,22 @@ class InferenceSettings:
             max_window_voxels=int(inference.get("max_window_voxels", cls.max_window_voxels)),
             window_context=int(inference.get("window_context", cls.window_context)),
             test_time_mirror=tuple(inference.get("test_time_mirror", ())),
+            planes=planes,
         )
+
+    def card_window(self) -> str:
+        """The card's words for this window, for messages: planes and roi_size as the card gives them (x first)."""
+        roi = list(reversed(self.roi_size))
+        if self.planes:
+            return f"a 2D network: inference.planes {list(self.planes)}, inference.roi_size {roi}"
+        return f"a 3D network: no inference.planes, inference.roi_size {roi}"
 
 
 def auto_batch_size(roi_size: Sequence[int]) -> int:
     """Windows per network call for ``sw_batch_size: "auto"``: as many as fit in :data:`AUTO_BATCH_VOXELS`,
-    between 1 and :data:`AUTO_BATCH_MAX`."""
-    return min(AUTO_BATCH_MAX, max(1, AUTO_BATCH_VOXELS // math.prod(roi_size)))
+    between 1 and :data:`AUTO_BATCH_MAX` (:data:`AUTO_BATCH_MAX_PLANAR` for a 2D network's slices)."""
+    most = AUTO_BATCH_MAX if len(roi_size) == 3 else AUTO_BATCH_MAX_PLANAR
+    return min(most, max(1, AUTO_BATCH_VOXELS // math.prod(roi_size)))
 
 
 #: Anatomical axes a card may name for test-time mirroring, and the row of a (LPS) direction matrix each runs along.
@@ -132,6 +159,34 @@ def mirror_dims(direction: Sequence[float], axes: Sequence[str]) -> Tuple[int, .
     if unknown:
         raise CardError(f"Unknown test-time mirror axis {unknown[0]!r}; use {', '.join(MIRROR_AXES)}.")
     return tuple(sorted({2 - int(np.argmax(matrix[MIRROR_AXES[a]])) for a in axes}))
+
+
+#: The planes a 2D network may run in, by the anatomical axis (of :data:`MIRROR_AXES`) its slices are stacked along.
+PLANES = {"axial": "superior-inferior", "coronal": "anterior-posterior", "sagittal": "left-right"}
+
+
+def anatomical_array_axes(direction: Sequence[float]) -> Dict[str, int]:
+    """Array axis (z, y, x order) along which each anatomical axis of :data:`MIRROR_AXES` runs on a grid with this
+    row-major 3×3 ``direction``: the one-to-one assignment that follows the direction cosines most closely, so
+    an oblique grid still gets three different axes. On an LPS or RAS grid: superior-inferior 0,
+    anterior-posterior 1, left-right 2."""
+    matrix = np.abs(np.asarray(direction, dtype=float).reshape(3, 3))
+    best = max(itertools.permutations(range(3)), key=lambda p: sum(matrix[r, p[r]] for r in range(3)))
+    return {name: 2 - best[row] for name, row in MIRROR_AXES.items()}
+
+
+def plane_axes(direction: Sequence[float], planes: Sequence[str]) -> Tuple[int, ...]:
+    """For each of ``planes``, the array axis (z, y, x order) its slices are stacked along on a grid with this
+    ``direction``: axial slices along superior-inferior, coronal along anterior-posterior, sagittal along
+    left-right (on the network grid of an LPS card: array axes 0, 1 and 2)."""
+    unknown = [p for p in planes if p not in PLANES]
+    if unknown:
+        raise CardError(f"Unknown plane {unknown[0]!r} in inference.planes; use {', '.join(PLANES)}.")
+    axes = anatomical_array_axes(direction)
+    return tuple(axes[PLANES[p]] for p in planes)
+
+
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
 def cpu_bfloat16_native() -> bool:
@@ -216,13 +271,19 @@ def _subpixel_eligible(module: nn.Module, max_channels: int = 2) -> bool:
     )
 
 
+#: Convolutions a BatchNorm of the same rank right after them is folded into.
+_FOLDABLE = ((nn.Conv3d, nn.ConvTranspose3d, nn.BatchNorm3d), (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d))
+_TRANSPOSED = (nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
 def _conv_batchnorm_pairs(network: nn.Module) -> List[Tuple[nn.Sequential, int]]:
-    """(container, index) of each convolution directly followed by a BatchNorm in a ``Sequential``."""
+    """(container, index) of each convolution (3D, or 2D for 2D networks) directly followed by a BatchNorm of its
+    rank in a ``Sequential``."""
     pairs = []
     for seq in network.modules():
         if isinstance(seq, nn.Sequential):
             for i, (conv, norm) in enumerate(zip(seq, list(seq)[1:])):
-                if (isinstance(conv, (nn.Conv3d, nn.ConvTranspose3d)) and isinstance(norm, nn.BatchNorm3d)
+                if (any(isinstance(conv, (c, t)) and isinstance(norm, b) for c, t, b in _FOLDABLE)
                         and norm.track_running_stats and norm.running_mean is not None):
                     pairs.append((seq, i))
     return pairs
@@ -230,11 +291,11 @@ def _conv_batchnorm_pairs(network: nn.Module) -> List[Tuple[nn.Sequential, int]]
 
 def optimise_for_inference(network: nn.Module, precision: str = "float32", device_type: str = "cpu") -> nn.Module:
     """A copy of ``network`` computing the same function faster in ``precision``: BatchNorm layers (running
-    statistics) folded into the convolution before them, narrow ``ConvTranspose3d(4, 2, 1)`` layers
+    statistics) folded into the convolution before them (3D and 2D), narrow ``ConvTranspose3d(4, 2, 1)`` layers
     (:func:`subpixel_max_channels` for ``precision`` on ``device_type``) replaced by
     :class:`SubpixelConvTranspose3d`, and large-kernel convolutions with an image on one side computed
-    space-to-depth (:mod:`.fastconv`). TorchScript and ONNX networks, and networks without such layers, come
-    back unchanged."""
+    space-to-depth (:mod:`.fastconv`); the last two are 3D layers, which 2D networks do not have. TorchScript and
+    ONNX networks, and networks without such layers, come back unchanged."""
     max_channels = subpixel_max_channels(precision, device_type)
     if isinstance(network, torch.jit.ScriptModule):
         return network
@@ -244,16 +305,17 @@ def optimise_for_inference(network: nn.Module, precision: str = "float32", devic
         return network
     network = copy.deepcopy(network).eval()
     for seq, i in _conv_batchnorm_pairs(network):
-        seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1], transpose=isinstance(seq[i], nn.ConvTranspose3d))
+        seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1], transpose=isinstance(seq[i], _TRANSPOSED))
         seq[i + 1] = nn.Identity()
     replace_layers(network, lambda m: _subpixel_eligible(m, max_channels), SubpixelConvTranspose3d)
     return use_space_to_depth(network)
 
 
 def count_windows(image_size: Sequence[int], settings: InferenceSettings) -> int:
-    """Number of windows MONAI will visit for this image (after its padding to at least the ROI)."""
+    """Number of windows MONAI will visit for this image (after its padding to at least the ROI); for a 2D
+    network, ``image_size`` is a slice's and the count per slice."""
     size = [max(s, r) for s, r in zip(image_size, settings.roi_size)]
-    overlap = settings.overlap if isinstance(settings.overlap, tuple) else (settings.overlap,) * 3
+    overlap = settings.overlap if isinstance(settings.overlap, tuple) else (settings.overlap,) * len(size)
     interval = [r if r == s else max(1, int(r * (1 - o))) for s, r, o in zip(size, settings.roi_size, overlap)]
     return len(dense_patch_slices(size, settings.roi_size, interval))
 
@@ -263,9 +325,9 @@ class BodyWindows:
     """Where a fully convolutional network runs: ``box`` (the body's bounding box, grown to whole windows
     inside the volume) and MONAI sliding-window parameters that cover it with few large windows."""
 
-    box: Tuple[slice, slice, slice]
-    roi_size: Tuple[int, int, int]
-    overlap: Tuple[float, float, float]
+    box: Tuple[slice, ...]
+    roi_size: Tuple[int, ...]
+    overlap: Tuple[float, ...]
 
 
 def _round_up(value: int, divisor: int) -> int:
@@ -275,25 +337,27 @@ def _round_up(value: int, divisor: int) -> int:
 def plan_body_windows(shape: Sequence[int], mask: Optional[np.ndarray], settings: InferenceSettings) -> BodyWindows:
     """Large windows over the voxels of ``mask`` (the whole volume without one): the body's bounding box is
     split along its longest side until one window holds at most ``max_window_voxels``; neighbouring windows
-    overlap by ``window_context`` voxels on each side, and every side is a multiple of the network's divisor."""
+    overlap by ``window_context`` voxels on each side, and every side is a multiple of the network's divisor.
+    For a 2D network, ``shape`` and ``mask`` are a slice's (the mask: of every slice of a pass together)."""
+    dims = range(len(shape))
     if mask is not None and mask.any():
         lo, hi = foreground_bounds(mask)
     else:
-        lo, hi = [0, 0, 0], [int(n) for n in shape]
+        lo, hi = [0] * len(shape), [int(n) for n in shape]
     size = [b - a for a, b in zip(lo, hi)]
-    counts = [1, 1, 1]
+    counts = [1] * len(shape)
     context, divisor = settings.window_context, settings.divisor
 
     def side(axis: int) -> int:
         n = counts[axis]
         return _round_up(-(-size[axis] // n) + (2 * context if n > 1 else 0), divisor)
 
-    while math.prod(side(i) for i in range(3)) > settings.max_window_voxels:
-        axis = max(range(3), key=side)
+    while math.prod(side(i) for i in dims) > settings.max_window_voxels:
+        axis = max(dims, key=side)
         if side(axis) <= 2 * context + divisor:
             break
         counts[axis] += 1
-    roi = tuple(side(i) for i in range(3))
+    roi = tuple(side(i) for i in dims)
     box = []
     for a, b, r, n in zip(lo, hi, roi, shape):
         if b - a < r:  # a window larger than the box sees real voxels around it where the volume has them
@@ -314,8 +378,10 @@ def core_weights(plan: BodyWindows, context: int) -> torch.Tensor:
         if o:
             p[:context] = p[r - context:] = 1e-6
         profiles.append(p)
-    weights = profiles[0][:, None, None] * profiles[1][None, :, None] * profiles[2][None, None, :]
-    return torch.from_numpy(weights)[None, None]
+    weights = profiles[0]
+    for p in profiles[1:]:
+        weights = np.multiply.outer(weights, p)
+    return torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))[None, None]
 
 
 def check_fully_convolutional(network: nn.Module, settings: InferenceSettings) -> None:
@@ -328,6 +394,45 @@ def check_fully_convolutional(network: nn.Module, settings: InferenceSettings) -
             f"The card sets inference.fully_convolutional, but the network normalises each window "
             f"({', '.join(found)}), so its output depends on the window; remove fully_convolutional from the card."
         )
+
+
+def network_spatial_dims(network: nn.Module) -> Optional[int]:
+    """2 or 3: the rank of the network's first convolution (TorchScript modules keep their layers' class names);
+    None when it has none to see (ONNX sessions, networks without convolutions)."""
+    for module in network.modules():
+        name = getattr(module, "original_name", None) or type(module).__name__
+        found = re.fullmatch(r"(?:Conv|ConvTranspose)([123])d", str(name))
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def check_network_rank(network: nn.Module, settings: InferenceSettings) -> None:
+    """Refuses a network whose convolutions do not have the rank the card describes (a 3D network with
+    ``inference.planes``, or a 2D one without), naming what the card says, instead of failing in the first
+    window. Networks whose rank cannot be seen are checked by their first window (:class:`_WindowPredictor`)."""
+    dims = network_spatial_dims(network) if isinstance(network, nn.Module) else None
+    wanted = len(settings.roi_size)
+    if dims is None or dims == wanted:
+        return
+    fix = ("remove inference.planes and give inference.roi_size three numbers (x, y, z), or give the 2D network's "
+           "weights" if settings.planes else
+           'add inference.planes (e.g. ["axial"]) and give inference.roi_size two numbers, the in-plane window')
+    raise CardError(
+        f"The card describes {settings.card_window()}, but the network's convolutions are {dims}D: it takes "
+        f"windows of N × C × {'D × H × W' if dims == 3 else 'H × W'}. Fix the card: {fix}."
+    )
+
+
+#: What torch (``Expected 3D (unbatched) or 4D (batched) input to conv2d``, ``expected 5D input (got 4D input)``)
+#: and onnxruntime (``Invalid rank for input``) say when a network is given a window of the wrong rank.
+_RANK_ERROR = re.compile(r"\b\d-?D\b|\brank\b|\bdimension(?:s|al)?\b", re.IGNORECASE)
+
+
+def _window_refused(exc: BaseException) -> bool:
+    """An error of a network's first window that says it cannot take a window of that rank."""
+    onnx = type(exc).__module__.startswith("onnxruntime")
+    return (onnx or isinstance(exc, (RuntimeError, ValueError))) and bool(_RANK_ERROR.search(str(exc)))
 
 
 def configure_threads(threads: Optional[int] = None) -> int:
@@ -381,9 +486,10 @@ def list_devices() -> list:
 
 class _WindowPredictor:
     """Runs the network on the windows MONAI hands over (with their coordinates); skips windows without a
-    voxel of ``mask`` when one is given, counts progress and checks the cancel token between windows. With
-    ``mirror`` (array axes), each window's output is the mean of the network on the window and, mirrored
-    back, on its mirror image along each axis (test-time augmentation)."""
+    voxel of ``mask`` (batch, then spatial axes as the windows') when one is given, counts progress and checks the
+    cancel token between windows. With ``mirror`` (spatial axes of the windows), each window's output is the mean
+    of the network on the window and, mirrored back, on its mirror image along each axis (test-time
+    augmentation). A first window the network cannot take is refused naming the card's window."""
 
     def __init__(
         self,
@@ -405,8 +511,26 @@ class _WindowPredictor:
         self.precision = compute_precision(settings, device)
         self.computed = 0
         self.skipped = 0
+        self.ran = False
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ran:
+            return self._mirrored(x)
+        try:
+            out = self._mirrored(x)
+        except Exception as exc:  # onnxruntime's errors derive from Exception only
+            if not _window_refused(exc) or _is_cuda_oom(exc):
+                raise
+            sides = "H × W" if len(x.shape) == 4 else "D × H × W"
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise CardError(  # TorchScript's errors end with the error itself, after the script's traceback
+                f"The network cannot run on a window of {' × '.join(str(n) for n in x.shape)} (N × C × {sides}), "
+                f"which is what the card describes ({self.settings.card_window()}): {lines[-1] if lines else exc}"
+            ) from exc
+        self.ran = True
+        return out
+
+    def _mirrored(self, x: torch.Tensor) -> torch.Tensor:
         out = self._network(x)
         for dim in self.mirror:
             out += torch.flip(self._network(torch.flip(x, (dim,))), (dim,))
@@ -427,7 +551,7 @@ class _WindowPredictor:
             self.computed += n
             self.timer.advance(n)
             return out
-        keep = [bool(self.mask[tuple(c[2:])].any()) for c in coords]
+        keep = [bool(self.mask[(c[0],) + tuple(c[2:])].any()) for c in coords]
         n_keep = sum(keep)
         if n_keep == n:
             out = self._forward(window)
@@ -455,6 +579,7 @@ class InferenceReport:
     precision: str = "float32"
     roi_size: Tuple[int, ...] = ()
     mirrored: Tuple[int, ...] = ()  # array axes averaged with their mirror image (test-time augmentation)
+    planes: Tuple[str, ...] = ()  # a 2D network's planes, averaged (windows: of every pass together)
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:
@@ -464,11 +589,12 @@ def _is_cuda_oom(exc: BaseException) -> bool:
 
 def _padded_like_monai(mask: np.ndarray, roi_size: Sequence[int]) -> np.ndarray:
     """``mask`` padded (with False) as sliding_window_inference pads an image smaller than the ROI, so window
-    coordinates index both the same way."""
-    diff = [max(r - s, 0) for r, s in zip(roi_size, mask.shape)]
+    coordinates index both the same way; the ROI applies to the last axes (leading ones: a batch of slices)."""
+    lead = mask.ndim - len(roi_size)
+    diff = [max(r - s, 0) for r, s in zip(roi_size, mask.shape[lead:])]
     if not any(diff):
         return mask
-    return np.pad(mask, [(d // 2, d - d // 2) for d in diff])
+    return np.pad(mask, [(0, 0)] * lead + [(d // 2, d - d // 2) for d in diff])
 
 
 def run_sliding_window(
@@ -495,41 +621,175 @@ def run_sliding_window(
     stitch_device = stitch_device or device
     inputs = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None]
     skip = mask is not None and settings.skip_background
-    window_mask = _padded_like_monai(np.asarray(mask, dtype=bool), settings.roi_size) if skip else None
+    window_mask = _padded_like_monai(np.asarray(mask, dtype=bool)[None], settings.roi_size) if skip else None
     total = count_windows(volume.shape[1:], settings)
     timer = StageTimer("infer", total, progress, cancel)
     predictor = _WindowPredictor(network.to(device), settings, device, background_out, timer, window_mask, mirror)
     timer.start(f"{total} windows on {device}")
-    with torch.inference_mode():
-        if tuple(volume.shape[1:]) == tuple(settings.roi_size):  # one window: nothing to pad or blend (-25 ms)
-            whole = (slice(None), slice(None)) + tuple(slice(0, n) for n in volume.shape[1:])
-            out = predictor(inputs.to(device), [whole]).to(stitch_device)
-        else:
-            out = sliding_window_inference(
-                inputs.to(stitch_device),
-                roi_size=settings.roi_size,
-                sw_batch_size=settings.sw_batch_size,
-                predictor=predictor,
-                overlap=settings.overlap,
-                mode=settings.blend,
-                sigma_scale=settings.sigma_scale,
-                padding_mode="constant",
-                cval=settings.padding_value,
-                sw_device=device,
-                device=stitch_device,
-                with_coord=True,
-                roi_weight_map=roi_weight_map,
-            )
+    out = _slide(predictor, inputs, settings, device, stitch_device, roi_weight_map)
     report = InferenceReport(str(device), total, predictor.computed, predictor.skipped, None, predictor.precision,
                              tuple(settings.roi_size), tuple(mirror))
     return out[0, 0].cpu().numpy().astype(np.float32, copy=False), report
+
+
+def _slide(
+    predictor: _WindowPredictor,
+    inputs: torch.Tensor,
+    settings: InferenceSettings,
+    device: torch.device,
+    stitch_device: torch.device,
+    roi_weight_map: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """MONAI's sliding window of ``settings`` over ``inputs`` (batch, channels, *spatial: one volume, or a stack of
+    slices for a 2D network) through ``predictor``: (batch, output channels, *spatial) on ``stitch_device``.
+    Windows the size of the image go straight to the network, ``sw_batch_size`` at a time, with nothing to pad
+    or blend (-25 ms for one large window)."""
+    spatial = tuple(inputs.shape[2:])
+    with torch.inference_mode():
+        if spatial == tuple(settings.roi_size):
+            step = max(1, settings.sw_batch_size)
+            parts = []
+            for start in range(0, inputs.shape[0], step):
+                stop = min(inputs.shape[0], start + step)
+                coords = [[slice(i, i + 1), slice(None)] + [slice(0, n) for n in spatial] for i in range(start, stop)]
+                parts.append(predictor(inputs[start:stop].to(device), coords).to(stitch_device))
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+        return sliding_window_inference(
+            inputs.to(stitch_device),
+            roi_size=settings.roi_size,
+            sw_batch_size=settings.sw_batch_size,
+            predictor=predictor,
+            overlap=settings.overlap,
+            mode=settings.blend,
+            sigma_scale=settings.sigma_scale,
+            padding_mode="constant",
+            cval=settings.padding_value,
+            sw_device=device,
+            device=stitch_device,
+            with_coord=True,
+            roi_weight_map=roi_weight_map,
+        )
+
+
+@dataclass(frozen=True)
+class PlanePass:
+    """One pass of a 2D network: its ``plane``, the array ``axis`` (z, y, x) its slices are stacked along, the
+    ``slices`` computed (those holding body voxels), the in-plane ``box`` computed of each, the window
+    ``settings`` of a slice, the stitching ``weights`` (None: the settings' blending) and its ``windows``."""
+
+    plane: str
+    axis: int
+    slices: slice
+    box: Tuple[slice, ...]
+    settings: InferenceSettings
+    weights: Optional[torch.Tensor]
+    windows: int
+
+
+def plan_plane_passes(
+    shape: Sequence[int], mask: Optional[np.ndarray], settings: InferenceSettings, axes: Sequence[int]
+) -> List[PlanePass]:
+    """The passes of a 2D network over a volume of ``shape`` (z, y, x), one per plane of ``settings.planes``
+    along the matching array axis of ``axes``. With ``mask`` (and ``skip_background``) only the slices holding
+    body voxels are computed. A fully convolutional network runs on large in-plane windows over the body's
+    bounding box in the slices (:func:`plan_body_windows`), as many slices per call as ``max_window_voxels``
+    allows (at most :data:`AUTO_BATCH_MAX_PLANAR`)."""
+    passes = []
+    for plane, axis in zip(settings.planes, axes):
+        in_plane = tuple(int(shape[d]) for d in range(3) if d != axis)
+        lo, hi = 0, int(shape[axis])
+        stacked = None if mask is None else np.moveaxis(mask, axis, 0)
+        if stacked is not None and settings.skip_background:
+            holding = np.flatnonzero(stacked.reshape(stacked.shape[0], -1).any(axis=1))
+            if holding.size:
+                lo, hi = int(holding[0]), int(holding[-1]) + 1
+        box: Tuple[slice, ...] = tuple(slice(0, n) for n in in_plane)
+        windows, weights = settings, None
+        if settings.fully_convolutional:
+            plan = plan_body_windows(in_plane, None if stacked is None else stacked[lo:hi].any(axis=0), settings)
+            per_call = max(1, min(AUTO_BATCH_MAX_PLANAR, settings.max_window_voxels // math.prod(plan.roi_size)))
+            windows = replace(settings, roi_size=plan.roi_size, overlap=plan.overlap, sw_batch_size=per_call,
+                              blend="constant", fully_convolutional=False)
+            box = plan.box
+            weights = core_weights(plan, settings.window_context) if any(plan.overlap) else None
+        count = (hi - lo) * count_windows([b.stop - b.start for b in box], windows)
+        passes.append(PlanePass(plane, axis, slice(lo, hi), box, windows, weights, count))
+    return passes
+
+
+def run_planes(
+    network: torch.nn.Module,
+    volume: np.ndarray,
+    settings: InferenceSettings,
+    device: torch.device,
+    mask: Optional[np.ndarray] = None,
+    background_out: float = -1.0,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    mirror: Sequence[int] = (),
+    stitch_device: Optional[torch.device] = None,
+    slice_axes: Optional[Sequence[int]] = None,
+) -> Tuple[np.ndarray, InferenceReport]:
+    """A 2D network over ``volume`` (channels, z, y, x) slice by slice in each plane of ``settings.planes``,
+    stacked along the array axes ``slice_axes`` (default: axial 0, coronal 1, sagittal 2, as on an LPS grid;
+    the pipeline finds them on the network grid's direction): each pass moves that axis into the batch and runs
+    MONAI's 2D sliding window over batches of slices; slices without body voxels give ``background_out``. The
+    passes' outputs are averaged (z, y, x). ``mirror`` (array axes): test-time mirroring of each slice along
+    those of its two axes (mirroring along the slice axis would change nothing). Progress counts the windows of
+    every pass together, so it rises steadily to the end of the last."""
+    if volume.ndim != 4:
+        raise ValueError(f"volume must be (channels, z, y, x), got shape {volume.shape}")
+    stitch_device = stitch_device or device
+    axes = tuple(slice_axes) if slice_axes else plane_axes(_IDENTITY, settings.planes)
+    skip = mask is not None and settings.skip_background
+    passes = plan_plane_passes(volume.shape[1:], mask, settings, axes)
+    total = sum(p.windows for p in passes)
+    timer = StageTimer("infer", total, progress, cancel)
+    network = network.to(device)
+    timer.start(f"{total} windows in {len(passes)} plane(s) ({', '.join(settings.planes)}) on {device}")
+    out: Optional[np.ndarray] = None
+    computed = skipped = 0
+    mirrored = set()
+    for p in passes:
+        in_plane = [d for d in range(3) if d != p.axis]
+        flips = tuple(in_plane.index(d) for d in mirror if d != p.axis)
+        mirrored.update(in_plane[i] for i in flips)
+        stack = np.moveaxis(volume, p.axis + 1, 0)[(p.slices, slice(None)) + p.box]  # (slices, channels, h, w)
+        inputs = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))
+        window_mask = None
+        if skip:
+            stacked_mask = np.moveaxis(np.asarray(mask, dtype=bool), p.axis, 0)[(p.slices,) + p.box]
+            window_mask = _padded_like_monai(stacked_mask, p.settings.roi_size)
+        predictor = _WindowPredictor(network, p.settings, device, background_out, timer, window_mask, flips)
+        result = _slide(predictor, inputs, p.settings, device, stitch_device, p.weights)
+        del inputs, stack
+        plane_out = np.full(volume.shape[1:], background_out, dtype=np.float32)
+        np.moveaxis(plane_out, p.axis, 0)[(p.slices,) + p.box] = result[:, 0].cpu().numpy()
+        del result
+        computed += predictor.computed
+        skipped += predictor.skipped
+        if out is None:
+            out = plane_out
+        else:
+            out += plane_out
+            del plane_out
+    assert out is not None
+    if len(passes) > 1:
+        out /= len(passes)
+    report = InferenceReport(str(device), total, computed, skipped, None, compute_precision(settings, device),
+                             tuple(settings.roi_size), tuple(sorted(mirrored)), tuple(settings.planes))
+    return out, report
 
 
 def _smaller_windows(
     settings: InferenceSettings, shape: Sequence[int], mask: Optional[np.ndarray]
 ) -> Optional[InferenceSettings]:
     """The same job in less memory per network call, or None: a fully convolutional network gets large windows
-    of at most a quarter of the voxels it now gets (never below the card's ROI), card windows go one at a time."""
+    of at most a quarter of the voxels it now gets (never below the card's ROI), card windows go one at a time.
+    A 2D network goes straight to the card's window, one slice per call."""
+    if settings.planes:
+        smallest = replace(settings, fully_convolutional=False, sw_batch_size=1)
+        return smallest if smallest != settings else None
     if settings.fully_convolutional:
         now = math.prod(plan_body_windows(shape, mask, settings).roi_size)
         smaller = replace(settings, max_window_voxels=now // 4)
@@ -583,10 +843,12 @@ def run_inference(
     cancel: Optional[CancelToken] = None,
     log: Optional[LogCallback] = None,
     mirror: Sequence[int] = (),
+    slice_axes: Optional[Sequence[int]] = None,
 ) -> Tuple[np.ndarray, InferenceReport]:
-    """:func:`run_windows` on ``device``, retried as :func:`memory_fallbacks` lists while CUDA runs out of memory."""
+    """:func:`run_windows` on ``device``, retried as :func:`memory_fallbacks` lists while CUDA runs out of memory.
+    ``slice_axes``: for a 2D network, the array axis of each plane (:func:`plane_axes`)."""
     attempts = memory_fallbacks(settings, device, volume.shape[1:], mask)
-    return run_attempts(attempts, network, volume, mask, background_out, progress, cancel, log, mirror)
+    return run_attempts(attempts, network, volume, mask, background_out, progress, cancel, log, mirror, slice_axes)
 
 
 def run_attempts(
@@ -599,6 +861,7 @@ def run_attempts(
     cancel: Optional[CancelToken] = None,
     log: Optional[LogCallback] = None,
     mirror: Sequence[int] = (),
+    slice_axes: Optional[Sequence[int]] = None,
 ) -> Tuple[np.ndarray, InferenceReport]:
     """:func:`run_windows` with each of ``attempts`` in turn until one does not run out of CUDA memory; ``log``
     is told why before each retry, and the report's ``fallback`` says which retry finished the job. Any other
@@ -613,7 +876,7 @@ def run_attempts(
             log("warning", reason)
         try:
             out, report = run_windows(network, volume, settings, device, mask, background_out, progress, cancel,
-                                      mirror, stitch_device)
+                                      mirror, stitch_device, slice_axes)
             return out, replace(report, fallback=reason)
         except RuntimeError as exc:
             attempt = next(pending, None) if _is_cuda_oom(exc) else None
@@ -635,10 +898,14 @@ def run_windows(
     cancel: Optional[CancelToken] = None,
     mirror: Sequence[int] = (),
     stitch_device: Optional[torch.device] = None,
+    slice_axes: Optional[Sequence[int]] = None,
 ) -> Tuple[np.ndarray, InferenceReport]:
     """:func:`run_sliding_window` with the card's windows, or, for a fully convolutional network, with the large
     windows of :func:`plan_body_windows` over the body's box (``background_out`` elsewhere), stitched by
-    :func:`core_weights`."""
+    :func:`core_weights`; a 2D network runs slice by slice in its planes (:func:`run_planes`)."""
+    if settings.planes:
+        return run_planes(network, volume, settings, device, mask, background_out, progress, cancel, mirror,
+                          stitch_device, slice_axes)
     if not settings.fully_convolutional:
         return run_sliding_window(network, volume, settings, device, mask, background_out, progress, cancel,
                                   mirror=mirror, stitch_device=stitch_device)

@@ -32,12 +32,14 @@ from .inference import (
     InferenceSettings,
     LogCallback,
     check_fully_convolutional,
+    check_network_rank,
     compute_precision,
     configure_threads,
     estimate_window_bytes,
     mirror_dims,
     normalised_background_output,
     optimise_for_inference,
+    plane_axes,
     run_inference,
     select_device,
     window_voxels,
@@ -140,6 +142,7 @@ class Translator:
             )
         self.tta = tta
         self.network = load_generator(card, device=str(self.device))
+        check_network_rank(self.network, self.settings)
         check_fully_convolutional(self.network, self.settings)
         self.inference_network = optimise_for_inference(
             self.network, compute_precision(self.settings, self.device), self.device.type
@@ -175,7 +178,10 @@ class Translator:
         stage.finish()
 
         mirror = mirror_dims(grid.direction, self.settings.test_time_mirror) if self.tta else ()
-        out, report = self.infer(volume, mask, progress, cancel, mirror)
+        # A 2D network's planes, found on the network grid; passed only for it, so overrides of infer written for
+        # 3D networks (the benchmark's) keep working.
+        planar = {"slice_axes": plane_axes(grid.direction, self.settings.planes)} if self.settings.planes else {}
+        out, report = self.infer(volume, mask, progress, cancel, mirror, **planar)
         # Full-size arrays are dropped as soon as they are used: peak memory grows with the volume (~22 B/voxel).
         minus_input = reference is None and card.difference.get("without_reference") == "minus_input"
         normalised_input = volume[0] if minus_input else None
@@ -208,6 +214,8 @@ class Translator:
         provenance.update(scan.provenance())
         if report.mirrored:
             provenance["MedGANTranslate.TestTimeMirror"] = ", ".join(self.settings.test_time_mirror)
+        if report.planes:
+            provenance["MedGANTranslate.Planes"] = planes_text(report.planes)
         stage.finish()
         return TranslationResult(synthetic, difference, metrics, provenance, report, seconds, mask_image, scan=scan,
                                  metrics_omitted=omitted)
@@ -289,10 +297,12 @@ class Translator:
         progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
         mirror: Sequence[int] = (),
+        slice_axes: Optional[Sequence[int]] = None,
     ) -> Tuple[np.ndarray, InferenceReport]:
         """The inference step on the network grid: normalised ``volume`` (channels, z, y, x) and body ``mask``
         (z, y, x) in, output (z, y, x) in the network's range out; ``mirror``: array axes of test-time
-        mirroring. The benchmark replaces it to compare inference strategies inside the same pipeline."""
+        mirroring; ``slice_axes``: a 2D network's array axis per plane. The benchmark replaces it to compare
+        inference strategies inside the same pipeline."""
         try:
             return run_inference(
                 self.inference_network,
@@ -305,6 +315,7 @@ class Translator:
                 cancel=cancel,
                 log=self.log,
                 mirror=mirror,
+                slice_axes=slice_axes,
             )
         except OptionalImportError as exc:  # MONAI imports some networks' packages (einops) only when they run
             raise CardError(missing_package_message(self.card, exc)) from exc
@@ -366,6 +377,13 @@ class Translator:
         return sitk.GetArrayViewFromImage(inside) > 0
 
 
+def planes_text(planes: Sequence[str]) -> str:
+    """How the provenance names a 2D network's planes: 'axial (slice by slice)', 'axial, coronal, sagittal
+    (tri-planar mean)'."""
+    how = "slice by slice" if len(planes) == 1 else ("tri-planar mean" if len(planes) == 3 else "mean of the planes")
+    return f"{', '.join(planes)} ({how})"
+
+
 def _centre(image: sitk.Image) -> Tuple[float, ...]:
     """The physical centre of an image's field of view."""
     return image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
@@ -375,7 +393,7 @@ def traced_job_bytes(card: ModelCard, headers: Sequence[ImageHeader], settings: 
     """Peak memory of the job with the network's activations traced rather than bounded (None when the
     architecture cannot be traced), plus a quarter for the convolution library's scratch memory."""
     side = settings.divisor * -(-64 // settings.divisor)  # a multiple of the divisor, at least 64
-    per_voxel = traced_activation_bytes_per_voxel(card.architecture, len(headers), side)
+    per_voxel = traced_activation_bytes_per_voxel(card.architecture, len(headers), side, len(settings.roi_size))
     if per_voxel is None:
         return None
     window = int(1.25 * per_voxel * window_voxels(settings))

@@ -220,9 +220,10 @@ def _from_working_grid(mask: sitk.Image, image: sitk.Image, factors: Sequence[in
 
 
 def foreground_bounds(values: np.ndarray) -> Tuple[List[int], List[int]]:
-    """First and one-past-last index of the nonzero voxels of a (z, y, x) array along each axis (it must hold
-    one): its bounding box."""
-    hits = [np.flatnonzero(values.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    """First and one-past-last index of the nonzero voxels of a (z, y, x) array (or a 2D one) along each axis (it
+    must hold one): its bounding box."""
+    dims = range(values.ndim)
+    hits = [np.flatnonzero(values.any(axis=tuple(a for a in dims if a != axis))) for axis in dims]
     return [int(h[0]) for h in hits], [int(h[-1]) + 1 for h in hits]
 
 

@@ -80,9 +80,12 @@ class _LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def traced_activation_bytes_per_voxel(architecture: Dict[str, Any], channels: int, side: int) -> Optional[float]:
+def traced_activation_bytes_per_voxel(architecture: Dict[str, Any], channels: int, side: int,
+                                      spatial_dims: int = 3) -> Optional[float]:
     """Peak float32 activation bytes per input voxel of one forward pass, traced on the meta device (no
-    memory, no arithmetic) on a ``side``-cubed window; None for self-contained files (TorchScript, ONNX)."""
+    memory, no arithmetic) on a window of ``side`` in each of ``spatial_dims`` (3, or 2 for a 2D network's
+    slices); None for self-contained files (TorchScript, ONNX) and for a network that cannot take such a window
+    (the card's rank is refused by name when the model loads)."""
     from .networks import build_network
 
     try:
@@ -90,11 +93,14 @@ def traced_activation_bytes_per_voxel(architecture: Dict[str, Any], channels: in
             network = build_network(architecture).eval()
     except CardError:
         return None
-    x = torch.zeros((1, channels, side, side, side), device="meta")
-    with torch.inference_mode(), _LiveTensorBytes() as trace:
-        out = network(x)
-        del out
-    return trace.peak / side ** 3
+    x = torch.zeros((1, channels) + (side,) * spatial_dims, device="meta")
+    try:
+        with torch.inference_mode(), _LiveTensorBytes() as trace:
+            out = network(x)
+            del out
+    except (RuntimeError, ValueError):
+        return None
+    return trace.peak / side ** spatial_dims
 
 
 def check_fits(needed: int, what: str, available: Optional[int] = None,
