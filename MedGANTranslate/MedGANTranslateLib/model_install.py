@@ -292,6 +292,7 @@ def _stream(response, part: Path, mode: str, have: int, total: Optional[int], ur
         return InstallError(f"The download of {url} stopped after {human_size(done)}{of}: {reason}. What was downloaded "
                             f"is kept ({part}); run the same install again to resume. Nothing was installed.")
 
+    read = getattr(response, "read1", response.read)  # what has arrived, so that a slow server still reports progress
     with open(part, mode) as f:
         report()
         while True:
@@ -300,7 +301,7 @@ def _stream(response, part: Path, mode: str, have: int, total: Optional[int], ur
                 raise Cancelled(f"Install cancelled; nothing was installed. The {human_size(done)} downloaded so far "
                                 f"are kept in {part}, and the same install resumes from there.")
             try:
-                block = response.read(CHUNK_BYTES)
+                block = read(CHUNK_BYTES)
             except (socket.timeout, TimeoutError) as exc:
                 raise stopped("no data for too long") from exc
             except (http.client.HTTPException, OSError) as exc:
