@@ -29,6 +29,7 @@ from slicer.util import VTKObservationMixin
 
 from MedGANTranslateSlicer import dependencies, models, scene
 from MedGANTranslateSlicer.engine_messages import warnings_html
+from MedGANTranslateSlicer.install import ModelInstallJob, install_problems
 from MedGANTranslateSlicer.job import DeviceQuery, TranslationJob, TranslationRequest, TranslationResult
 
 RESEARCH_ONLY = "Research use only, not for clinical decisions."
@@ -89,6 +90,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._models: List = []
         self._job: Optional[TranslationJob] = None
+        self._install: Optional[ModelInstallJob] = None
         self._deviceQuery: Optional[DeviceQuery] = None
         self._devicesDetected = False
         self._updatingGui = False
@@ -115,6 +117,9 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sideBySideCheckBox.connect("toggled(bool)", self.onViewModeChanged)
         self.ui.opacitySliderWidget.connect("valueChanged(double)", self.onOpacityChanged)
         self.ui.showLogButton.connect("toggled(bool)", self.onShowLog)
+        self.ui.installModelButton.connect("clicked(bool)", self.onInstallModel)
+        for lineEdit in (self.ui.installUrlLineEdit, self.ui.installSha256LineEdit):
+            lineEdit.connect("textChanged(QString)", lambda text: self._checkCanApply())
 
         self.ui.logTextEdit.visible = False
         self.ui.progressBar.visible = False
@@ -285,10 +290,19 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.metricsTableView.setMRMLTableNode(p.metricsTable)
         self.ui.metricsTableView.visible = p.metricsTable is not None
 
+    def _installing(self) -> bool:
+        return self._install is not None and self._install.running
+
     def _checkCanApply(self) -> None:
-        if self._job is not None and self._job.running:
+        installProblems = install_problems(self.ui.installUrlLineEdit.text, self.ui.installSha256LineEdit.text)
+        self.ui.installModelButton.enabled = not installProblems and not self._installing() and not (self._job and self._job.running)
+        self.ui.installModelButton.toolTip = " ".join(installProblems) or _(
+            "Download the zip into your model store, check its SHA-256, unpack it safely, check its card and weights "
+            "and load it once; nothing in it is run.")
+        if (self._job is not None and self._job.running) or self._installing():
             self.ui.applyButton.text = _("Cancel")
-            self.ui.applyButton.toolTip = _("Stop the translation; nothing is added to the scene.")
+            self.ui.applyButton.toolTip = (_("Stop the install; nothing is installed.") if self._installing()
+                                           else _("Stop the translation; nothing is added to the scene."))
             self.ui.applyButton.enabled = True
             return
         self.ui.applyButton.text = _("Translate")
@@ -319,6 +333,9 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- running -----------------------------------------------------------------------------------
 
     def onApplyButton(self) -> None:
+        if self._installing():
+            self._install.cancel()
+            return
         if self._job is not None and self._job.running:
             self._job.cancel()
             return
@@ -335,6 +352,41 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 onWarning=self._onWarning,
             )
             self._setRunning(True)
+
+    def onInstallModel(self) -> None:
+        """Installs a model from the URL and SHA-256 given under Advanced, in the background process, with the
+        progress bar and the Cancel button of a translation; the model list is refreshed afterwards."""
+        if self._installing() or (self._job is not None and self._job.running):
+            return
+        with slicer.util.tryWithErrorDisplay(_("The model install could not start."), waitCursor=True):
+            try:
+                self._setStatus(_("Checking Python packages..."))
+                self.logic.ensureDependencies()
+            except dependencies.DependencyDeclined as exc:
+                self._setStatus(str(exc))
+                return
+            self.ui.logTextEdit.clear()
+            self._install = self.logic.startModelInstall(self.ui.installUrlLineEdit.text, self.ui.installSha256LineEdit.text,
+                                                         onProgress=self._onProgress, onLog=self._onLog,
+                                                         onFinished=self._onInstallFinished)
+            self._setRunning(True)
+
+    def _onInstallFinished(self, job: ModelInstallJob) -> None:
+        self._setRunning(False)
+        self.ui.progressBar.visible = False
+        if job.cancelled:
+            self._setStatus(_("Install cancelled. Nothing was installed."))
+        elif job.error is not None:
+            self._setStatus(f"{job.error.title}: {job.error}")
+            slicer.util.errorDisplay(f"{job.error.title}.\n\n{job.error}", windowTitle=_("MedGANTranslate"), detailedText=job.error.log)
+        else:
+            self.ui.installUrlLineEdit.text = self.ui.installSha256LineEdit.text = ""
+            self._refreshModels()
+            if self._parameterNode and models.find_model(self._models, job.model_key) is not None:
+                self._parameterNode.modelKey = job.model_key
+                self._autoAssignInputs()
+            self._setStatus(job.summary())
+        self._checkCanApply()
 
     def _requestFromParameters(self) -> TranslationRequest:
         p = self._parameterNode
@@ -436,6 +488,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _cancelBackgroundWork(self) -> None:
         if self._job is not None and self._job.running:
             self._job.cancel()
+        if self._installing():
+            self._install.cancel()
         if self._deviceQuery is not None:
             self._deviceQuery.cancel()
             self._deviceQuery = None
@@ -464,6 +518,14 @@ class MedGANTranslateLogic(ScriptedLoadableModuleLogic):
     def startTranslation(self, request: TranslationRequest, onProgress=None, onLog=None, onFinished=None,
                          onWarning=None) -> TranslationJob:
         job = TranslationJob(request, on_progress=onProgress, on_log=onLog, on_finished=onFinished, on_warning=onWarning)
+        job.start()
+        return job
+
+    def startModelInstall(self, url: str, sha256: str, force: bool = False, onProgress=None, onLog=None,
+                          onFinished=None) -> ModelInstallJob:
+        """Installs the zipped model folder at ``url`` (checked against ``sha256``) into the user's model store in
+        the background; the returned job reports progress and can be cancelled."""
+        job = ModelInstallJob(url, sha256, force, on_progress=onProgress, on_log=onLog, on_finished=onFinished)
         job.start()
         return job
 

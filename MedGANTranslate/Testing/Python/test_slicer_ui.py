@@ -50,6 +50,9 @@ EXPECTED_CLASSES = {
     "warningsLabel": "QLabel",
     "showLogButton": "QPushButton",
     "logTextEdit": "QPlainTextEdit",
+    "installUrlLineEdit": "QLineEdit",
+    "installSha256LineEdit": "QLineEdit",
+    "installModelButton": "QPushButton",
 }
 
 # Widget classes Slicer's parameterNodeWrapper connects to each parameter type (slicer_api.json, 5.8.1).
