@@ -206,6 +206,18 @@ def test_roi_that_does_not_suit_the_network_is_refused(make_model):
         Translator(card, device="cpu", roi=(20, 16, 16))
 
 
+def test_a_window_the_divisor_accepts_but_the_network_cannot_take_is_refused(make_model):
+    """SwinUNETR's sizes are multiples of 32, but at 32³ its last stage has one voxel left and its instance norm
+    fails inside the network: a traceback before."""
+    from MedGANTranslateLib.errors import CardError
+
+    swin = {"type": "monai", "name": "SwinUNETR",
+            "params": {"in_channels": 1, "out_channels": 1, "feature_size": 12, "spatial_dims": 3}}
+    card = make_model(architecture=swin, roi=(32, 32, 32))
+    with pytest.raises(CardError, match=r"cannot run on a window of \d+ × 1 × 32 × 32 × 32 .*more than 1 spatial "
+                                        r"element.*Give a window the network takes"):
+        Translator(card, device="cpu").translate([head_volume()])
+
 
 def test_a_network_that_needs_a_missing_package_is_refused_naming_it(make_model, monkeypatch):
     """MONAI imports some networks' packages (SwinUNETR's einops) only when they run: a traceback before."""

@@ -424,15 +424,12 @@ def check_network_rank(network: nn.Module, settings: InferenceSettings) -> None:
     )
 
 
-#: What torch (``Expected 3D (unbatched) or 4D (batched) input to conv2d``, ``expected 5D input (got 4D input)``)
-#: and onnxruntime (``Invalid rank for input``) say when a network is given a window of the wrong rank.
-_RANK_ERROR = re.compile(r"\b\d-?D\b|\brank\b|\bdimension(?:s|al)?\b", re.IGNORECASE)
-
-
 def _window_refused(exc: BaseException) -> bool:
-    """An error of a network's first window that says it cannot take a window of that rank."""
+    """An error of a network's first window: the network cannot take a window of that rank or size (torch's
+    ``expected 5D input (got 4D input)``, onnxruntime's ``Invalid rank for input``, or a size a deep network
+    reduces to nothing, as SwinUNETR does with 32³: ``Expected more than 1 spatial element``)."""
     onnx = type(exc).__module__.startswith("onnxruntime")
-    return (onnx or isinstance(exc, (RuntimeError, ValueError))) and bool(_RANK_ERROR.search(str(exc)))
+    return onnx or isinstance(exc, (RuntimeError, ValueError, AssertionError, IndexError))
 
 
 def configure_threads(threads: Optional[int] = None) -> int:
@@ -525,7 +522,8 @@ class _WindowPredictor:
             lines = [line for line in str(exc).splitlines() if line.strip()]
             raise CardError(  # TorchScript's errors end with the error itself, after the script's traceback
                 f"The network cannot run on a window of {' × '.join(str(n) for n in x.shape)} (N × C × {sides}), "
-                f"which is what the card describes ({self.settings.card_window()}): {lines[-1] if lines else exc}"
+                f"which is what the card describes ({self.settings.card_window()}): {lines[-1] if lines else exc}. "
+                "Give a window the network takes (--roi, or inference.roi_size and divisible_by in the card)."
             ) from exc
         self.ran = True
         return out
