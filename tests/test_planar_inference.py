@@ -470,3 +470,12 @@ def test_cli_runs_a_2d_model_end_to_end(tmp_path, capsys):
     image = sitk.ReadImage(str(out))
     assert image.GetSize() == (16, 24, 20)
     assert image.GetMetaData("MedGANTranslate.Planes") == "axial, coronal, sagittal (tri-planar mean)"
+
+
+def test_the_command_line_takes_a_2d_window_and_names_a_wrong_count(tmp_path, capsys):
+    card = save_model_folder(tmp_path / "model", card_2d(roi=(16, 16)), unet_2d(seed=3))
+    source = write(asymmetric_head(), tmp_path / "t1.nrrd")
+    base = ["run", "--model", str(card.folder), "-i", source, "--device", "cpu", "--threads", "1"]
+    assert cli.main(base + ["-o", str(tmp_path / "a.nrrd"), "--roi", "8", "16"]) == 0
+    assert cli.main(base + ["-o", str(tmp_path / "b.nrrd"), "--roi", "16", "16", "16"]) == 2
+    assert "2D network" in capsys.readouterr().err and not (tmp_path / "b.nrrd").exists()

@@ -363,8 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--diff", help="difference map to write (synthetic minus reference)")
     run.add_argument("--metrics", help="JSON file for MAE, ME, RMSE, PSNR, SSIM inside the body")
     run.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N, mps")
-    run.add_argument("--roi", type=int, nargs=3, metavar=("X", "Y", "Z"), help="sliding-window size in voxels (default: the card's; a fully convolutional model runs on a few "
-                          "large windows over the body unless --roi or --overlap is given)")
+    run.add_argument("--roi", type=int, nargs="+", metavar="N",
+                     help="sliding-window size in voxels: X Y Z, or the two in-plane sides for a 2D model (default: the "
+                          "card's; a fully convolutional model runs on a few large windows over the body unless --roi or "
+                          "--overlap is given)")
     run.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
     run.add_argument("--tta", action="store_true",
                      help="test-time augmentation: average the output with that of the input's mirror image along the "
