@@ -271,3 +271,26 @@ def randomise(net: nn.Module, seed: int = 0) -> nn.Module:
             if isinstance(m, nn.PReLU):
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5)
     return net
+
+
+def save_like_the_peer(net: nn.Module, saved_as: str, folder) -> "tuple[str, str]":
+    """Writes the weights as the peer's training code does; returns (file name, card format). ``saved_as``:
+    state_dict (junyanz, davidiommi: ``latest_net_G.pth``), dataparallel_legacy (junyanz from a DataParallel run
+    under PyTorch < 0.4), ganslate (every network and the optimisers), monai (``model.pt``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = net.state_dict()
+    if saved_as == "ganslate":  # ganslate's save_checkpoint: every network, then the optimisers
+        optimizer = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        torch.save({"G_AB": state, "G_BA": state, "D_A": {"w": torch.zeros(2)}, "D_B": {"w": torch.zeros(2)},
+                    "optimizer_G": optimizer.state_dict(), "optimizer_D": optimizer.state_dict()},
+                   folder / "1000_checkpoint.pth")
+        return "1000_checkpoint.pth", "ganslate"
+    if saved_as == "dataparallel_legacy":  # DataParallel's prefix + InstanceNorm buffers of PyTorch < 0.4
+        state = {f"module.{k}": v for k, v in state.items()}
+        for name, module in net.named_modules():
+            if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+                state[f"module.{name}.running_mean"] = torch.zeros(module.num_features)
+                state[f"module.{name}.running_var"] = torch.ones(module.num_features)
+    name = "model.pt" if saved_as == "monai" else "latest_net_G.pth"
+    torch.save(state, folder / name)
+    return name, "state_dict"

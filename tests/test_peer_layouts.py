@@ -15,7 +15,7 @@ from MedGANTranslateLib.errors import WeightsError
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.networks import required_divisor
 
-from peer_networks import Vnet, randomise, resnet, unet
+from peer_networks import Vnet, randomise, resnet, save_like_the_peer, unet
 
 ATOL = 1e-5
 
@@ -120,23 +120,7 @@ LAYOUTS = {
 
 def _save_like_the_peer(net: nn.Module, layout: Layout, folder) -> Tuple[str, str]:
     """Writes the weights as the peer's training code does; returns (file name, card format)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    state = net.state_dict()
-    if layout.saved_as == "ganslate":  # ganslate's save_checkpoint: every network, then the optimisers
-        optimizer = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        torch.save({"G_AB": state, "G_BA": state, "D_A": {"w": torch.zeros(2)}, "D_B": {"w": torch.zeros(2)},
-                    "optimizer_G": optimizer.state_dict(), "optimizer_D": optimizer.state_dict()},
-                   folder / "1000_checkpoint.pth")
-        return "1000_checkpoint.pth", "ganslate"
-    if layout.saved_as == "dataparallel_legacy":  # DataParallel's prefix + InstanceNorm buffers of PyTorch < 0.4
-        state = {f"module.{k}": v for k, v in state.items()}
-        for name, module in net.named_modules():
-            if isinstance(module, nn.modules.instancenorm._InstanceNorm):
-                state[f"module.{name}.running_mean"] = torch.zeros(module.num_features)
-                state[f"module.{name}.running_var"] = torch.ones(module.num_features)
-    name = "model.pt" if layout.saved_as == "monai" else "latest_net_G.pth"
-    torch.save(state, folder / name)
-    return name, "state_dict"
+    return save_like_the_peer(net, layout.saved_as, folder)
 
 
 def _card(layout: Layout, folder, weights_file: str, fmt: str):

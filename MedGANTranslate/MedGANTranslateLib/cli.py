@@ -186,6 +186,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         return describe_training(args)
     if args.models_command in ("install", "uninstall"):  # the user's model store only
         return install_model(args) if args.models_command == "install" else uninstall_model(args)
+    if args.models_command in ("check", "import"):  # a checkpoint, or one model and two arrays
+        return check_model(args) if args.models_command == "check" else import_model(args)
     models, broken = scan_models(args.models_dir)
     if args.models_command == "list":
         for card in broken:
@@ -267,6 +269,85 @@ def uninstall_model(args: argparse.Namespace) -> int:
         out.emit("done", status="uninstalled", model={"id": model_id, "version": version, "folder": str(folder)})
     else:
         print(f"Uninstalled {model_id}{' v' + version if version else ''}: removed {folder}")
+    return 0
+
+
+CHECK_HELP = ("run a model's bare network (no pre- or post-processing) on an array saved with numpy.save and compare "
+              "its output with the one your training code gave for it: the proof that an imported model computes "
+              "what your training code computes. Exit 0 when the largest difference is within --atol, 1 when not, "
+              "2 when the arrays cannot be compared")
+IMPORT_HELP = ("make a model folder from a checkpoint of junyanz's pytorch-CycleGAN-and-pix2pix, davidiommi's "
+               "3D-CycleGan-Pytorch-MedImaging, ganslate or MONAI (or a TorchScript/ONNX file): the architecture is "
+               "read from the weights, what they cannot show is asked for by flags; the checkpoint is copied, read "
+               "without unpickling objects, and probed once. Then prove it with 'models check'")
+FRAMEWORK_CHOICES = ("junyanz", "ganslate", "davidiommi", "monai", "monai-bundle", "torchscript", "onnx")
+_MISMATCH_ADVICE = (
+    "The card's network does not compute what produced --expect. Check, in this order: that --expect is your "
+    "network's output for exactly --tensor, with the same weights; the framework (padding holds no weights: import "
+    "again with the right --framework); whether your test script calls eval() (if not: --norm-statistics window); "
+    "dropout left on at test time (the output then varies from run to run); the norm (--norm).")
+
+
+def check_model(args: argparse.Namespace) -> int:
+    """``models check``: exit 0 when the network's output matches the expected one within --atol, else 1."""
+    from .model_check import check_model as check
+
+    result = check(args.model, args.tensor, args.expect, atol=args.atol, device=args.device,
+                   models_dirs=args.models_dir)
+    out = Output(args.progress)
+    if out.json:
+        out.emit("done", check=result.to_dict())
+    else:
+        print(result.summary())
+        if not result.passed:
+            print(_MISMATCH_ADVICE)
+    return 0 if result.passed else 1
+
+
+def import_model(args: argparse.Namespace) -> int:
+    """``models import``: the checkpoint copied into --out with a card read from its weights and the flags."""
+    from .model_import import ImportOptions, ImportRefused, describe_architecture, import_checkpoint
+
+    params = None
+    if args.params is not None:
+        try:
+            text = open(args.params, encoding="utf-8").read() if args.params.endswith(".json") else args.params
+            params = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise ImportRefused(f"--params {args.params!r} is neither a JSON object nor a readable .json file: {exc}")
+        if not isinstance(params, dict):
+            raise ImportRefused(f"--params must be a JSON object of keyword arguments, got {args.params!r}.")
+    options = ImportOptions(
+        framework=args.framework, key=args.key, model_id=args.id, version=args.version, title=args.title,
+        description=args.description, inputs=args.input, output_modality=args.output_modality,
+        output_range=args.output_range, network_range=args.network_range, spacing=args.spacing,
+        orientation=args.orientation, normalization=args.normalization, roi=args.roi, planes=args.planes or (),
+        site=args.site, license=args.license, intended_use=args.intended_use, norm=args.norm,
+        norm_statistics=args.norm_statistics, dropout=args.dropout, network=args.network, params=params,
+        divisible_by=args.divisible_by, direction=args.direction)
+    out = Output(args.progress)
+    result = import_checkpoint(args.checkpoint, args.out, options, device=args.device,
+                               log=out.log if out.json else None)
+    if out.json:
+        out.emit("done", model=result.to_dict())
+        return 0
+    card, probe = result.card, result.probe
+    shape = lambda dims: "x".join(str(d) for d in dims)  # noqa: E731
+    print(f"Imported {result.source} as model '{card.id}' v{card.version}: {card.path}")
+    print(f"  network:      {result.framework} {result.family} (decided by {result.decided_by})")
+    print(f"  architecture: {describe_architecture(card.architecture)}")
+    print(f"  weights:      {card.weights_path} ({card.weights['format']}"
+          + (f", key {card.weights['key']}" if card.weights.get("key") else "") + f"), SHA-256 {card.sha256}")
+    print(f"  probe:        zeros {shape(probe['input_shape'])} -> {shape(probe['output_shape'])}, output in "
+          f"[{probe['output_min']:.4g}, {probe['output_max']:.4g}], {probe['seconds']:.2f} s on {probe['device']}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    size = ", ".join(str(d) for d in probe["input_shape"])
+    print("Before you use it, prove that it computes what your training code computes. In your training "
+          "environment, with the network in the mode your test script runs it:")
+    print(f"    x = torch.randn({size}); y = net(x)")
+    print('    numpy.save("x.npy", x.numpy()); numpy.save("y.npy", y.detach().cpu().numpy())')
+    print(f"then here: {result.check_command}")
     return 0
 
 
@@ -379,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
     run.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")
 
-    models = sub.add_parser("models", help="list, show, verify, install or uninstall models")
+    models = sub.add_parser("models", help="list, show, verify, install, uninstall, import or check models")
     msub = models.add_subparsers(dest="models_command", required=True)
     mlist = msub.add_parser("list", help="list known models")
     mlist.add_argument("--json", action="store_true")
@@ -406,6 +487,56 @@ def build_parser() -> argparse.ArgumentParser:
     muninstall = msub.add_parser("uninstall", help="remove an installed model from your model store")
     muninstall.add_argument("model", help="ID or ID@VERSION of an installed model")
     muninstall.add_argument("--progress", choices=["bar", "json", "none"], default="none")
+    mcheck = msub.add_parser("check", help=CHECK_HELP, description=CHECK_HELP[0].upper() + CHECK_HELP[1:] + ".")
+    mcheck.add_argument("model", help="model id, id@version or folder")
+    mcheck.add_argument("--tensor", required=True, help="the input, N x C x spatial (or C x spatial), .npy")
+    mcheck.add_argument("--expect", required=True, help="your training code's output for it, .npy")
+    mcheck.add_argument("--atol", type=float, default=1e-5, help="largest absolute difference allowed (default 1e-5)")
+    mcheck.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N")
+    mcheck.add_argument("--json", dest="progress", action="store_const", const="json", default="none",
+                        help="print the result as one JSON object")
+    mcheck.add_argument("--models-dir", action="append", default=[])
+    mimport = msub.add_parser("import", help=IMPORT_HELP, description=IMPORT_HELP[0].upper() + IMPORT_HELP[1:] + ".")
+    mimport.add_argument("checkpoint", help="checkpoint file (.pth, .pt, .safetensors, .onnx) or MONAI bundle folder")
+    mimport.add_argument("--out", required=True, help="the new model folder (must not exist, or be empty)")
+    mimport.add_argument("--framework", choices=FRAMEWORK_CHOICES,
+                         help="the code that trained it; required when the weights cannot tell (a ResNet's padding)")
+    mimport.add_argument("--key", help="the generator's key in a checkpoint of several networks (default G_AB or G)")
+    mimport.add_argument("--id", help="the model's id (required)")
+    mimport.add_argument("--version", default="0.1.0")
+    mimport.add_argument("--title")
+    mimport.add_argument("--description")
+    mimport.add_argument("--input", action="append", default=[], metavar="MODALITY[:SEQUENCE]",
+                         help="one per input channel, in channel order, e.g. MR:T1w (required)")
+    mimport.add_argument("--output-modality", help="CT, CBCT, PET, SPECT or MR (required)")
+    mimport.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                         help="output values the network's -1..1 maps to, e.g. -1024 3071 for CT (required)")
+    mimport.add_argument("--network-range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LOW", "HIGH"),
+                         help="the network's output range that --output-range maps (default -1 1, tanh)")
+    mimport.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                         help="voxel spacing in mm the network was trained on (required)")
+    mimport.add_argument("--orientation", help="orientation the training scans had, e.g. LPS or RAS (default: none)")
+    mimport.add_argument("--normalization", action="append", default=[], metavar="SPEC",
+                         help="percentile:LOW:HIGH[:A:B], range:MIN:MAX[:A:B], zscore or minmax[:A:B]; once, or "
+                              "once per input (required)")
+    mimport.add_argument("--roi", type=positive_int, nargs="+", metavar="N",
+                         help="window size, 3 numbers (2 for a 2D network); default 64^3 or 256^2")
+    mimport.add_argument("--planes", nargs="+", choices=["axial", "coronal", "sagittal"],
+                         help="2D networks: planes to run slice by slice (default axial)")
+    mimport.add_argument("--site", default="", help="anatomical site, e.g. head")
+    mimport.add_argument("--license", help="the weights' licence")
+    mimport.add_argument("--intended-use", help="default: research use only")
+    mimport.add_argument("--norm", choices=["instance", "batch", "none"], help="when the weights fit several norms")
+    mimport.add_argument("--norm-statistics", choices=["running", "window"],
+                         help="window: the test script never called eval() (batch statistics of each window)")
+    mimport.add_argument("--dropout", action="store_true", help="the test script kept dropout active")
+    mimport.add_argument("--direction", choices=["forward", "inverse"], help="ganslate V-Net with use_inverse: B to A")
+    mimport.add_argument("--network", help="monai: the monai.networks.nets class")
+    mimport.add_argument("--params", help="monai: the class's keyword arguments, JSON or a .json file")
+    mimport.add_argument("--divisible-by", type=positive_int, help="TorchScript/ONNX: sizes the network takes")
+    mimport.add_argument("--device", default="cpu", help="where the probe runs (default cpu)")
+    mimport.add_argument("--progress", choices=["bar", "json", "none"], default="none")
+    mimport.add_argument("--json", dest="progress", action="store_const", const="json", help="same as --progress json")
 
     devices = sub.add_parser("devices", help="list devices the engine can use")
     devices.add_argument("--json", action="store_true")
