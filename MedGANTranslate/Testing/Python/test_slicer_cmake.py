@@ -96,3 +96,23 @@ def test_requirements_file_is_what_the_engine_needs():
     slicer_provides = ("torch", "simpleitk", "numpy", "requests", "scipy", "pydicom")
     assert lines == [d for d in engine if not d.lower().startswith(slicer_provides)]
     assert "isal>=1.6" in lines
+
+
+def test_extensions_index_entry_passes_the_index_checks_that_run_offline():
+    """What Slicer/ExtensionsIndex scripts/check_description_files.py checks without a network: the catalog
+    entry schema v1.0.2 (required and allowed keys), a known category, an https scm_url whose repository
+    name starts with 'Slicer', the CMake project named as the entry, a LICENSE at the top.
+    (It also downloads the icon and screenshots and asks GitHub for the '3d-slicer-extension' topic.)"""
+    entry_file = REPO / "ExtensionsIndex" / "MedGANTranslate.json"
+    entry = json.loads(entry_file.read_text(encoding="utf-8"))
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies", "dicom_support_rule",
+               "build_subdirectory", "enabled", "tier"}
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= allowed
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    assert f'set(EXTENSION_CATEGORY "{entry["category"]}")' in TOP
+    assert entry["scm_url"].startswith("https://") and Path(entry["scm_url"]).stem.startswith("Slicer")
+    assert entry["build_dependencies"] == ["PyTorch"] and 1 <= entry["tier"] <= 5
+    assert re.search(r"^project\((\w+)\)", TOP, re.M).group(1) == entry_file.stem
+    assert (REPO / "LICENSE").read_text(encoding="utf-8").lstrip().startswith("Apache License")
+    repo_slug = Path(entry["scm_url"]).stem
+    assert all(repo_slug in url for url in _set_values(TOP, "EXTENSION_ICONURL") + _set_values(TOP, "EXTENSION_SCREENSHOTURLS"))
