@@ -1,16 +1,19 @@
 """Installs the engine's Python packages into Slicer, only when the user first clicks Translate.
 
 torch comes through the PyTorch extension's ``PyTorchUtils`` (it picks the CUDA build matching the driver);
-the rest through ``slicer.packaging.pip_ensure`` on Slicer 5.11+ or, before that, a confirmation listing the
-packages followed by ``slicer.util.pip_install``. Slicer's own numpy, SimpleITK and requests (and the torch
-build PyTorchUtils chose) are never replaced: they are skipped on 5.11+ and pinned by a constraints file
-before that. Checks read package metadata only, so nothing heavy is imported into Slicer.
+the rest after a confirmation listing the packages, through ``slicer.packaging.pip_ensure`` on Slicer 5.11+ or
+``slicer.util.pip_install`` before that. Slicer's own numpy, SimpleITK and requests (and the torch build
+PyTorchUtils chose) are never replaced: on every version a constraints file pins them at the installed
+versions (pip then keeps them and installs whatever else a package needs). Checks read package metadata
+only, so nothing heavy is imported into Slicer.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import re
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -110,25 +113,24 @@ def protected_constraints() -> List[str]:
     return pins
 
 
-def ensure_packages(requirements_file: "str | Path") -> None:
-    """Installs the unmet engine requirements, asking first."""
+@contextlib.contextmanager
+def constraints_file():
+    """A temporary pip constraints file with :func:`protected_constraints`; removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix="medgantranslate-constraints-", suffix=".txt")
     try:
-        import slicer.packaging as packaging
-    except ImportError:
-        packaging = None
-    if packaging is not None:
-        requirements = packaging.load_requirements(str(requirements_file))
-        try:
-            packaging.pip_ensure(requirements, skip_packages=list(PROTECTED_PACKAGES), requester=REQUESTER, skip_in_testing=False)
-        except RuntimeError as exc:
-            raise DependencyDeclined(f"The Python packages the translation needs were not installed ({exc}).") from exc
-        return
-    _ensure_with_pip_install(read_requirements(requirements_file))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(protected_constraints()) + "\n")
+        yield path
+    finally:
+        os.remove(path)
 
 
-def _ensure_with_pip_install(requirements: Sequence[str]) -> None:
+def ensure_packages(requirements_file: "str | Path") -> None:
+    """Installs the unmet engine requirements after the user agreed; raises DependencyDeclined if not, and
+    DependencyError if the installation failed."""
     import slicer
 
+    requirements = read_requirements(requirements_file)
     missing = unmet(requirements)
     if not missing:
         return
@@ -140,16 +142,28 @@ def _ensure_with_pip_install(requirements: Sequence[str]) -> None:
     )
     if not slicer.util.confirmOkCancelDisplay(question, "MedGANTranslate: install Python packages"):
         raise DependencyDeclined("The Python packages the translation needs were not installed.")
-    fd, constraints = tempfile.mkstemp(prefix="medgantranslate-constraints-", suffix=".txt")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(protected_constraints()) + "\n")
-        slicer.util.pip_install(["-c", constraints] + list(missing))
-    finally:
-        os.remove(constraints)
+        import slicer.packaging as packaging
+    except ImportError:
+        packaging = None
+    try:
+        with constraints_file() as constraints:
+            if packaging is not None:
+                # asked above, so pip_ensure does not ask again: any RuntimeError it raises is a failure
+                packaging.pip_ensure(packaging.load_requirements(str(requirements_file)), constraints=constraints,
+                                     prompt_install=False, requester=REQUESTER, skip_in_testing=False)
+            else:
+                slicer.util.pip_install(["-c", constraints] + list(missing))
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        raise DependencyError(f"Installing the Python packages failed: {exc}. See the Python console.") from exc
     still = unmet(requirements)
     if still:
         raise DependencyError(f"These packages are still missing after installation: {', '.join(still)}. See the Python console.")
+
+
+def missing_packages(requirements_file: "str | Path") -> List[str]:
+    """torch and the engine requirements that are not installed (or too old), without installing anything."""
+    return unmet(["torch" + TORCH_REQUIREMENT] + read_requirements(requirements_file))
 
 
 def ensure_all(requirements_file: "str | Path") -> None:

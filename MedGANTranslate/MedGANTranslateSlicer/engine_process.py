@@ -3,7 +3,9 @@
 Two reader threads move stdout and stderr lines into a queue; the owner calls :meth:`EngineProcess.poll`
 from a timer on the GUI thread, so no Qt object is touched from another thread. The child starts in its own
 process group (its own session on POSIX) so that cancelling ends the whole tree, including anything the
-engine started.
+engine started. Cancelling never blocks: it asks the tree to stop (SIGTERM; ``taskkill`` without ``/F`` on
+Windows), and the next :meth:`EngineProcess.poll` after the grace period kills what is left, as Slicer 5.12's
+own asynchronous process handling polls from a timer instead of waiting.
 """
 from __future__ import annotations
 
@@ -43,55 +45,36 @@ def engine_command(subcommand: Sequence[str], python: Optional[str] = None) -> L
     return [python or python_executable(), "-m", ENGINE_MODULE] + list(subcommand)
 
 
-def kill_process_tree(proc: subprocess.Popen, grace_s: float = 2.0) -> None:
-    """Asks the engine to stop (it removes partial outputs), then kills whatever is left of the tree."""
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        _kill_with_psutil(psutil, proc, grace_s)
-    elif os.name == "nt":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, check=False)
-    else:
-        _kill_group(proc, grace_s)
-    try:
-        proc.wait(timeout=max(grace_s, 1.0))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+STOP_GRACE_S = 3.0  # the engine removes its partial outputs on SIGTERM; then it is killed
+_IS_WINDOWS = os.name == "nt"
+# CREATE_NO_WINDOW: taskkill is a console program, and Slicer is not, so Windows would flash a console window
+_CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
 
 
-def _kill_with_psutil(psutil, proc: subprocess.Popen, grace_s: float) -> None:
-    try:
-        parent = psutil.Process(proc.pid)
-        tree = [parent] + parent.children(recursive=True)
-    except psutil.NoSuchProcess:
+def _taskkill(pid: int, force: bool) -> None:
+    args = ["taskkill", "/T", "/PID", str(pid)] + (["/F"] if force else [])
+    subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     creationflags=_CREATE_NO_WINDOW)
+
+
+def request_stop(proc: subprocess.Popen) -> None:
+    """Asks the process tree to end (the engine then cancels and removes its partial outputs); returns at once."""
+    if _IS_WINDOWS:
+        _taskkill(proc.pid, force=False)
         return
-    for p in tree:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(tree, timeout=grace_s)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-def _kill_group(proc: subprocess.Popen, grace_s: float) -> None:
-    pgid = proc.pid  # the child leads its own session, so its pid is the group id
     try:
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)  # the child leads its own session, so its pid is the group id
     except ProcessLookupError:
+        pass
+
+
+def force_stop(proc: subprocess.Popen) -> None:
+    """Kills whatever is left of the process tree; returns at once."""
+    if _IS_WINDOWS:
+        _taskkill(proc.pid, force=True)
         return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -107,6 +90,7 @@ class EngineProcess:
         self.log_lines: List[str] = []
         self.returncode: Optional[int] = None
         self.cancelled = False
+        self._kill_at: Optional[float] = None
         self._queue: "queue.Queue" = queue.Queue()
         self._open_streams = 0
         self._threads: List[threading.Thread] = []
@@ -152,7 +136,8 @@ class EngineProcess:
         return self.returncode is not None
 
     def poll(self) -> List[EngineMessage]:
-        """New messages since the last call; sets :attr:`returncode` once the process and its output end."""
+        """New messages since the last call; sets :attr:`returncode` once the process and its output end.
+        After :meth:`cancel`, kills the process tree once the grace period has passed."""
         messages = []
         while True:
             try:
@@ -165,18 +150,21 @@ class EngineProcess:
             message = parse_line(line)
             self.log_lines.append(message.raw)
             messages.append(message)
+        if self._kill_at is not None and time.monotonic() >= self._kill_at:
+            self._kill_at = None
+            force_stop(self.proc)
         if self.proc is not None and self._open_streams == 0 and self.returncode is None:
-            self.returncode = self.proc.wait()
+            self.returncode = self.proc.poll()
         return messages
 
-    def cancel(self, grace_s: float = 2.0) -> None:
-        """Stops the whole process tree; the remaining output is still delivered by :meth:`poll`."""
-        if self.proc is None or self.finished:
+    def cancel(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Asks the whole process tree to stop and returns at once; :meth:`poll` kills it if it is still there
+        after ``grace_s`` and delivers the remaining output."""
+        if self.proc is None or self.finished or self.cancelled:
             return
         self.cancelled = True
-        kill_process_tree(self.proc, grace_s)
-        for thread in self._threads:
-            thread.join(timeout=2.0)
+        self._kill_at = time.monotonic() + grace_s
+        request_stop(self.proc)
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> List[EngineMessage]:
         """Blocks until the process ends (scripting and tests); returns every message it printed."""

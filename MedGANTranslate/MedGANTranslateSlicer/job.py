@@ -25,6 +25,9 @@ from .engine_process import EngineProcess, engine_command, engine_environment
 # "-m MedGANTranslateLib.cli" resolves even if a launcher rewrites PYTHONPATH.
 ENGINE_PARENT = Path(__file__).resolve().parents[1]
 POLL_INTERVAL_MS = 100
+# Cancelled jobs and device queries whose engine is still stopping: kept alive here so that their timer keeps
+# polling (and kills the engine after the grace period) even when the panel has let go of them.
+_STOPPING: set = set()
 
 ERROR_TITLES = {
     "input": "The input cannot be translated",
@@ -160,13 +163,20 @@ class TranslationJob:
         self._timer.start()
 
     def _export(self, node, filename: str) -> str:
+        """Writes a volume in world coordinates (its parent transforms hardened into the copy that is written),
+        so a reference registered with a transform reaches the engine registered."""
         path = str(self.folder / filename)
-        if not slicer.util.exportNode(node, path, {"useCompression": 0}):
+        if not slicer.util.exportNode(node, path, {"useCompression": 0}, world=True):
             raise RuntimeError(f"Could not save '{node.GetName()}' to a temporary file for the engine ({path}).")
         return path
 
     def poll(self) -> None:
-        if self.process is None or not self.running:
+        if self.process is None:
+            return
+        if self.cancelled:
+            self._reap()
+            return
+        if not self.running:
             return
         for message in self.process.poll():
             self._handle(message)
@@ -193,15 +203,23 @@ class TranslationJob:
             self.on_log(message.raw)
 
     def cancel(self) -> None:
-        """Stops the engine (the whole process tree) and discards everything; no node is created."""
+        """Discards the run without waiting: no node is created and ``on_finished`` runs at once. The engine
+        is asked to stop (it removes its partial outputs) and killed after a grace period; the timer keeps
+        polling until it has gone, then the temporary folder is removed."""
         if not self.running:
             return
         self.cancelled = True
         self.process.cancel()
-        self.process.poll()
-        self._stop_timer()
-        self._remove_folder()
+        _STOPPING.add(self)
+        self._reap()
         self._notify()
+
+    def _reap(self) -> None:
+        self.process.poll()
+        if self.process.finished:
+            self._stop_timer()
+            self._remove_folder()
+            _STOPPING.discard(self)
 
     def wait(self, timeout: Optional[float] = None) -> "TranslationJob":
         """Blocks until the job ends, keeping Slicer's events flowing (scripts and self-tests)."""
@@ -241,8 +259,8 @@ class TranslationJob:
         )
 
     def _import_results(self) -> TranslationResult:
-        """Creates the nodes (the scene makes their names unique); on any failure removes those already made,
-        so a run adds all or nothing."""
+        """Creates the nodes (on the input's grid, under its linear transform); on any failure removes those
+        already made, so a run adds all or nothing."""
         request, done = self.request, self.done_event
         outputs = done.get("outputs") or {}
         provenance = dict(done.get("provenance") or {})
@@ -298,6 +316,7 @@ class DeviceQuery:
 
     def __init__(self, on_done: Callable[[Optional[List[Dict[str, str]]]], None]) -> None:
         self.on_done = on_done
+        self.cancelled = False
         self.process = EngineProcess(engine_command(["devices", "--json"]), env=engine_environment(ENGINE_PARENT),
                                      cwd=str(ENGINE_PARENT))
         self.log = ""
@@ -314,12 +333,18 @@ class DeviceQuery:
         if not self.process.finished:
             return
         self._timer.stop()
+        _STOPPING.discard(self)
         self.log = self.process.full_log()
-        self.on_done(parse_devices(self.process.log_lines) if self.process.returncode == 0 else None)
+        if not self.cancelled:
+            self.on_done(parse_devices(self.process.log_lines) if self.process.returncode == 0 else None)
 
     def cancel(self) -> None:
-        self._timer.stop()
+        """Stops the query without waiting and without calling ``on_done``."""
+        if self.cancelled or self.process.finished:
+            return
+        self.cancelled = True
         self.process.cancel()
+        _STOPPING.add(self)
 
 
 def parse_devices(lines: List[str]) -> Optional[List[Dict[str, str]]]:

@@ -34,10 +34,36 @@ def output_names(input_name: str, output_label: str, model_id: str, version: str
     }
 
 
+def scalar_volumes() -> List:
+    """The scene's scalar volumes a model can take, in scene order: exactly vtkMRMLScalarVolumeNode (label maps,
+    vector and DWI volumes derive from it, so GetNodesByClass returns them too), and no synthetic result."""
+    return [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+            if n.GetClassName() == "vtkMRMLScalarVolumeNode" and n.GetAttribute("MedGANTranslate.Synthetic") != "true"]
+
+
 def ijk_to_ras(volume_node) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
     return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def linear_parent_transform(volume_node):
+    """The node's parent transform when it is linear (a registration), else None. A non-linear transform is
+    baked into the voxels when the node is exported in world coordinates, on the node's own grid."""
+    transform = volume_node.GetParentTransformNode()
+    return transform if transform is not None and transform.IsTransformToWorldLinear() else None
+
+
+def world_ijk_to_ras(volume_node) -> np.ndarray:
+    """IJK-to-RAS in world coordinates: the node's own matrix under its linear parent transforms; what a file
+    exported with ``exportNode(..., world=True)`` has in its header."""
+    matrix = ijk_to_ras(volume_node)
+    transform = linear_parent_transform(volume_node)
+    if transform is not None:
+        to_world = vtk.vtkMatrix4x4()
+        transform.GetMatrixTransformToWorld(to_world)
+        matrix = slicer.util.arrayFromVTKMatrix(to_world) @ matrix
+    return matrix
 
 
 def image_ijk_to_ras(image) -> np.ndarray:
@@ -50,20 +76,25 @@ def image_ijk_to_ras(image) -> np.ndarray:
 
 
 def volume_from_file(path: str, grid_node, name: str):
-    """A new scalar volume from an engine output. When the file lies on ``grid_node``'s grid (it should),
-    the node gets that node's exact IJK-to-RAS, so the two overlap voxel for voxel."""
+    """A new scalar volume from an engine output, which the engine wrote in world coordinates. When the file
+    lies on ``grid_node``'s grid in world coordinates (it should), the node gets that node's exact IJK-to-RAS
+    and the same linear parent transform, so the two overlap voxel for voxel and move together."""
     import SimpleITK as sitk
 
     image = sitk.ReadImage(str(path))
     array = sitk.GetArrayFromImage(image)
     geometry = image_ijk_to_ras(image)
-    reference = ijk_to_ras(grid_node)
     same_size = tuple(reversed(array.shape)) == tuple(grid_node.GetImageData().GetDimensions())
-    if same_size and np.allclose(geometry, reference, atol=GEOMETRY_TOLERANCE):
-        geometry = reference
+    transform = None
+    if same_size and np.allclose(geometry, world_ijk_to_ras(grid_node), atol=GEOMETRY_TOLERANCE):
+        geometry = ijk_to_ras(grid_node)
+        transform = linear_parent_transform(grid_node)
     else:
         logging.warning(f"MedGANTranslate: {path} is not on the grid of '{grid_node.GetName()}'; keeping the file's geometry.")
-    return slicer.util.addVolumeFromArray(array, ijkToRAS=slicer.util.vtkMatrixFromArray(geometry), name=name)
+    node = slicer.util.addVolumeFromArray(array, ijkToRAS=slicer.util.vtkMatrixFromArray(geometry), name=name)
+    if transform is not None:
+        node.SetAndObserveTransformNodeID(transform.GetID())
+    return node
 
 
 def set_provenance(node, provenance: Dict[str, Any], extra: Optional[Dict[str, str]] = None) -> None:
@@ -179,15 +210,25 @@ def metrics_table(metrics: Dict[str, Any], name: str):
         row = table.AddEmptyRow()
         table.SetCellText(row, 0, key)
         table.SetCellText(row, 1, _format_value(value))
-    table.SetUseColumnNameAsColumnHeader(True)
+    table.SetUseColumnTitleAsColumnHeader(True)
     table.SetLocked(True)
     return table
 
 
 def remove_nodes(nodes: Iterable) -> None:
+    """Removes each node with its display and storage nodes (the scene's RemoveNode leaves those behind)."""
     for node in nodes:
-        if node is not None and node.GetScene() is not None:
-            slicer.mrmlScene.RemoveNode(node)
+        if node is None or node.GetScene() is None:
+            continue
+        helpers = []
+        if node.IsA("vtkMRMLDisplayableNode"):
+            helpers += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        if node.IsA("vtkMRMLStorableNode"):
+            helpers += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+        slicer.mrmlScene.RemoveNode(node)
+        for helper in helpers:
+            if helper is not None and helper.GetScene() is not None:
+                slicer.mrmlScene.RemoveNode(helper)
 
 
 def _three_pane_layout() -> str:

@@ -1,8 +1,10 @@
 """Fixtures for the Slicer module's tests, run with plain pytest outside Slicer.
 
-The stand-in for ``slicer``, ``qt``, ``ctk``, ``sitkUtils`` and ``PyTorchUtils`` lives in ``standin/``. It is
-put on ``sys.path`` only inside the ``slicer_standin`` fixture, and every module it (or the module under
-test) loaded is removed from ``sys.modules`` afterwards, so engine tests never see a ``slicer`` module.
+``slicer`` is Slicer's real Python package from slicer-core (MRML, the logics, ``slicer.util``). What
+slicer-core lacks because it needs Qt comes from ``standin/``: ``qt``, ``ctk``, ``PyTorchUtils`` and, added to
+the real ``slicer`` package only inside the ``slicer_standin`` fixture, ``slicer.app``, ``slicer.modules``,
+the MRML widgets, ``ScriptedLoadableModule``, ``parameterNodeWrapper``, ``i18n`` and 5.12's ``packaging``.
+The fixture removes all of that afterwards, so engine tests never see a ``qt`` or ``slicer.app``.
 Options come from the ``standin`` marker: ``@pytest.mark.standin(version="5.12", testing=True, main_window=False)``.
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 
 import pytest
 
-from .slicer_test_support import MODULE_DIR, MODULE_FILE, STANDIN_DIR, loaded_by_standin
+from .slicer_test_support import MODULE_DIR, MODULE_FILE, STANDIN_DIR, STANDIN_SLICER_DIR, loaded_by_standin
 
 
 def pytest_configure(config) -> None:
@@ -20,23 +22,30 @@ def pytest_configure(config) -> None:
 
 @pytest.fixture
 def slicer_standin(tmp_path, request):
-    """The stand-in ``slicer`` package, configured afresh for one test."""
+    """The real ``slicer`` package with the stand-in's application, configured afresh for one test."""
+    slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install -e '.[dev]'; Python >= 3.10)")
     marker = request.node.get_closest_marker("standin")
     options = dict(marker.kwargs) if marker else {}
     saved_path = list(sys.path)
     sys.path[:0] = [str(STANDIN_DIR), str(MODULE_DIR)]
+    slicer.__path__.append(str(STANDIN_SLICER_DIR))
+    errors = []
     try:
         import qt
-        import slicer
-        import slicer._standin
+        from slicer import _standin
 
-        slicer._standin.configure(str(tmp_path / "SlicerTemp"), **options)
+        _standin.configure(str(tmp_path / "SlicerTemp"), **options)
         yield slicer
         errors = list(qt.slot_errors)
     finally:
+        if "slicer._standin" in sys.modules:
+            sys.modules["slicer._standin"].uninstall()
+        slicer.__path__.remove(str(STANDIN_SLICER_DIR))
         sys.path[:] = saved_path
         for name in [n for n in sys.modules if loaded_by_standin(n)]:
             del sys.modules[name]
+        for name in ("_standin", "_app", "_uiloader"):
+            vars(slicer).pop(name, None)
     assert not errors, "exceptions were raised inside Qt slots:\n" + "\n".join(errors)
 
 

@@ -80,19 +80,24 @@ def test_declining_installs_nothing(slicer_standin, module, monkeypatch):
 
 
 @pytest.mark.standin(version="5.12")
-def test_slicer_512_uses_pip_ensure_and_skips_slicers_packages(slicer_standin, module, monkeypatch):
+def test_slicer_512_asks_then_uses_pip_ensure_with_the_same_pins_as_58(slicer_standin, module, monkeypatch):
+    """skip_packages left out whatever a package needs from Slicer's own; a constraints file keeps them
+    at Slicer's versions and lets pip install the rest, as on 5.8/5.10."""
     missing = _pretend_missing(monkeypatch, "pyyaml")
     state = slicer_standin._standin.state
     state.on_pip_install = lambda requirements: missing.clear()
     module.MedGANTranslateLogic().ensureDependencies()
+    (asked,) = slicer_standin._standin.dialogs("confirmOkCancel")
+    assert "pyyaml>=5.4" in asked["text"] and "monai" not in asked["text"]
     (call,) = state.pip_ensure_calls
     assert call["requirements"] == ["monai>=1.3", "safetensors>=0.4", "jsonschema>=4.0", "pyyaml>=5.4", "isal>=1.6", "einops>=0.6",
                                     "platformdirs>=3"]
-    assert set(call["skip_packages"]) == {"numpy", "SimpleITK", "requests", "torch"}
-    assert call["requester"] == "MedGANTranslate"
+    assert call["skip_packages"] is None and call["prompt_install"] is False and call["requester"] == "MedGANTranslate"
+    pins = call["constraints"].split()
+    assert f"numpy=={REAL_VERSION('numpy')}" in pins and f"torch=={REAL_VERSION('torch')}" in pins
+    assert any(p.lower().startswith("simpleitk==") for p in pins)
     (kind, requirements, kwargs), = state.pip_calls
-    assert requirements == ["pyyaml>=5.4"] and kwargs["skip_packages"]
-    assert len(slicer_standin._standin.dialogs("confirmOkCancel")) == 1
+    assert requirements == ["pyyaml>=5.4"] and kwargs["skip_packages"] is None
 
 
 @pytest.mark.standin(version="5.12")
@@ -103,7 +108,19 @@ def test_slicer_512_decline_is_reported_as_declined(slicer_standin, module, monk
     slicer_standin._standin.state.confirm_answer = False
     with pytest.raises(DependencyDeclined):
         module.MedGANTranslateLogic().ensureDependencies()
-    assert slicer_standin._standin.state.pip_calls == []
+    assert slicer_standin._standin.state.pip_calls == [] and slicer_standin._standin.state.pip_ensure_calls == []
+
+
+@pytest.mark.standin(version="5.12")
+def test_slicer_512_other_runtime_errors_are_failures_not_a_decline(slicer_standin, module, monkeypatch):
+    """pip_ensure raises RuntimeError for a decline and for other problems alike (5.12.3 packaging.py)."""
+    from MedGANTranslateSlicer.dependencies import DependencyDeclined, DependencyError
+
+    _pretend_missing(monkeypatch, "jsonschema")
+    slicer_standin._standin.state.pip_ensure_error = RuntimeError("Another pip installation is already in progress")
+    with pytest.raises(DependencyError, match="already in progress") as raised:
+        module.MedGANTranslateLogic().ensureDependencies()
+    assert not isinstance(raised.value, DependencyDeclined)
 
 
 def test_missing_torch_goes_through_pytorchutils_with_the_version_requirement(slicer_standin, module, monkeypatch):
@@ -159,14 +176,16 @@ def test_loading_the_module_imports_no_engine_dependency():
     import subprocess
     import sys
 
-    from .slicer_test_support import MODULE_FILE, STANDIN_DIR
+    pytest.importorskip("slicer", reason="slicer-core is not installed")
+    from .slicer_test_support import MODULE_FILE, STANDIN_DIR, STANDIN_SLICER_DIR
 
     code = (
-        f"import sys; sys.path[:0] = [{str(STANDIN_DIR)!r}, {str(MODULE_FILE.parent)!r}]\n"
+        f"import sys, slicer; sys.path[:0] = [{str(STANDIN_DIR)!r}, {str(MODULE_FILE.parent)!r}]\n"
+        f"slicer.__path__.append({str(STANDIN_SLICER_DIR)!r})\n"
         "import slicer._standin, tempfile\n"
         "slicer._standin.configure(tempfile.mkdtemp())\n"
         f"slicer._standin.load_module({str(MODULE_FILE)!r})\n"
-        "heavy = {'torch', 'monai', 'safetensors', 'jsonschema', 'yaml', 'SimpleITK', 'scipy'} & set(sys.modules)\n"
+        "heavy = {'torch', 'monai', 'safetensors', 'jsonschema', 'yaml', 'SimpleITK'} & set(sys.modules)\n"
         "print(sorted(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -141,6 +141,67 @@ def test_cancel_ends_the_whole_process_tree(tmp_path):
         os.killpg(process.pid, 0)
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_cancel_returns_at_once_and_the_next_polls_kill_an_engine_that_ignores_the_request():
+    """Cancel runs on Slicer's GUI thread: it used to wait up to ~6 s (busy wait, process wait, thread joins)."""
+    process = EngineProcess(_script("""
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(60)
+    """))
+    process.start()
+    deadline = time.monotonic() + 30
+    while not process.poll() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    process.cancel(grace_s=0.5)
+    assert time.monotonic() - started < 0.1
+    assert process.cancelled and not process.finished  # SIGTERM ignored: still running
+    time.sleep(0.2)
+    process.poll()
+    assert not process.finished  # within the grace period nothing is forced
+    process.wait(timeout=10)
+    assert process.returncode == -9 and time.monotonic() - started < 5
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_cancel_lets_the_engine_stop_by_itself_first():
+    process = EngineProcess(_script("""
+        import signal, sys, time
+        signal.signal(signal.SIGTERM, lambda *a: (print("cleaning up", flush=True), sys.exit(130)))
+        print("ready", flush=True)
+        time.sleep(60)
+    """))
+    process.start()
+    deadline = time.monotonic() + 30
+    while not process.poll() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.cancel(grace_s=30)
+    process.wait(timeout=10)
+    assert process.returncode == 130 and "cleaning up" in process.full_log()
+
+
+def test_windows_stop_is_polite_first_and_never_flashes_a_console(monkeypatch):
+    from MedGANTranslateSlicer import engine_process
+
+    started = []
+
+    class FakePopen:
+        def __init__(self, args, **kwargs):
+            started.append((args, kwargs.get("creationflags")))
+
+    monkeypatch.setattr(engine_process, "_IS_WINDOWS", True)
+    monkeypatch.setattr(engine_process.subprocess, "Popen", FakePopen)
+    proc = type("Proc", (), {"pid": 4242})()
+    engine_process.request_stop(proc)
+    engine_process.force_stop(proc)
+    assert [args for args, _ in started] == [["taskkill", "/T", "/PID", "4242"], ["taskkill", "/T", "/PID", "4242", "/F"]]
+    assert all(flags & 0x08000000 for _, flags in started)  # CREATE_NO_WINDOW
+
+
 def test_engine_environment_makes_the_engine_importable(tmp_path):
     env = engine_environment(MODULE_DIR, base={"PYTHONPATH": "/elsewhere", "PATH": os.environ.get("PATH", "")})
     assert env["PYTHONPATH"].split(os.pathsep) == [str(MODULE_DIR), "/elsewhere"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .slicer_test_support import head_array, oblique_ijk_to_ras
+from .slicer_test_support import head_array, oblique_ijk_to_ras, scene_nodes
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_a_failed_import_removes_what_it_had_made(slicer_standin, module, tiny_m
         slicer.util.exportNode(input_node, outputs[kind])
     job = TranslationJob(TranslationRequest(read_card_summary(tiny_models / "tiny-ct"), [input_node], reference=reference))
     job.done_event = {"outputs": outputs, "metrics": {"mae": 1.0}, "provenance": {"MedGANTranslate.ModelId": "tiny-ct"}}
-    before = {n.GetID() for n in slicer.mrmlScene._all_nodes()}
+    before = {n.GetID() for n in scene_nodes(slicer.mrmlScene)}
 
     def broken(node, display):
         raise RuntimeError("display preset failed")
@@ -119,4 +119,85 @@ def test_a_failed_import_removes_what_it_had_made(slicer_standin, module, tiny_m
     monkeypatch.setattr(scene, "apply_difference_display", broken)
     with pytest.raises(RuntimeError, match="display preset failed"):
         job._import_results()
-    assert {n.GetID() for n in slicer.mrmlScene._all_nodes()} == before
+    assert {n.GetID() for n in scene_nodes(slicer.mrmlScene)} == before
+
+
+def test_lps_header_to_ras_matches_slicers_own_reader(slicer_standin, scene_module, tmp_path):
+    """An oblique, anisotropic SimpleITK image (LPS header): the IJK-to-RAS the module computes from it is the
+    one Slicer's volume reader gives the node it loads from the same file."""
+    import SimpleITK as sitk
+
+    slicer = slicer_standin
+    image = sitk.GetImageFromArray(head_array())
+    image.SetSpacing((0.7, 1.3, 3.0))
+    image.SetOrigin((12.5, -30.25, 7.0))
+    a, b = np.radians(17.0), np.radians(-9.0)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    image.SetDirection(tuple((rz @ rx).ravel()))
+    for name in ("oblique.nrrd", "oblique.nii.gz"):
+        path = str(tmp_path / name)
+        sitk.WriteImage(image, path)
+        loaded = slicer.util.loadVolume(path)
+        np.testing.assert_allclose(scene_module.image_ijk_to_ras(image), scene_module.ijk_to_ras(loaded), atol=1e-5)
+        made = scene_module.volume_from_file(path, loaded, "copy")
+        np.testing.assert_array_equal(scene_module.ijk_to_ras(made), scene_module.ijk_to_ras(loaded))
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(made), slicer.util.arrayFromVolume(loaded))
+
+
+def _translation(slicer, offset, name="registration"):
+    import vtk
+
+    transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
+    matrix = vtk.vtkMatrix4x4()
+    for axis in range(3):
+        matrix.SetElement(axis, 3, offset[axis])
+    transform.SetMatrixTransformToParent(matrix)
+    return transform
+
+
+def test_volumes_reach_the_engine_in_world_coordinates(slicer_standin, module, tiny_models, tmp_path):
+    """A reference registered by a parent transform: the file the engine reads has the registered geometry."""
+    import SimpleITK as sitk
+    from MedGANTranslateLib.card import read_card_summary
+    from MedGANTranslateSlicer import scene
+    from MedGANTranslateSlicer.job import TranslationJob, TranslationRequest
+
+    slicer = slicer_standin
+    reference = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="CT")
+    reference.SetAndObserveTransformNodeID(_translation(slicer, (7.0, -3.0, 2.0)).GetID())
+    job = TranslationJob(TranslationRequest(read_card_summary(tiny_models / "tiny-ct"), [reference]))
+    job.folder = tmp_path
+    image = sitk.ReadImage(job._export(reference, "reference.nrrd"))
+    expected = oblique_ijk_to_ras()
+    expected[:3, 3] += (7.0, -3.0, 2.0)
+    np.testing.assert_allclose(scene.image_ijk_to_ras(image), expected, atol=1e-5)
+    np.testing.assert_allclose(scene.world_ijk_to_ras(reference), expected, atol=1e-9)
+
+
+def test_outputs_of_a_transformed_input_sit_under_its_transform(slicer_standin, scene_module, tmp_path, caplog):
+    slicer = slicer_standin
+    matrix = oblique_ijk_to_ras()
+    source = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=matrix, name="MR")
+    transform = _translation(slicer, (4.0, 5.0, -6.0))
+    source.SetAndObserveTransformNodeID(transform.GetID())
+    path = str(tmp_path / "world.nrrd")
+    assert slicer.util.exportNode(source, path, world=True)  # what the engine gets, and writes back
+    node = scene_module.volume_from_file(path, source, "synthetic")
+    np.testing.assert_array_equal(scene_module.ijk_to_ras(node), matrix)
+    assert node.GetParentTransformNode() is transform and "is not on the grid" not in caplog.text
+    np.testing.assert_allclose(scene_module.world_ijk_to_ras(node), scene_module.world_ijk_to_ras(source), atol=1e-12)
+
+
+def test_only_plain_scalar_volumes_are_offered_as_inputs(slicer_standin, scene_module):
+    """Label maps, vector and DWI volumes derive from vtkMRMLScalarVolumeNode: GetNodesByClass returns them."""
+    slicer = slicer_standin
+    slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "case_t1_labels")
+    slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "case_t1_rgb")
+    slicer.mrmlScene.AddNewNodeByClass("vtkMRMLDiffusionWeightedVolumeNode", "case_dwi")
+    t1 = slicer.util.addVolumeFromArray(head_array(), name="case_t1")
+    synthetic = slicer.util.addVolumeFromArray(head_array(), name="case_t1 · synthetic CT")
+    synthetic.SetAttribute("MedGANTranslate.Synthetic", "true")
+    assert len(slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")) == 5
+    assert slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode").GetName() == "case_t1_labels"
+    assert scene_module.scalar_volumes() == [t1]

@@ -63,7 +63,8 @@ def test_unique_names_and_scene_events(slicer_standin):
     slicer = slicer_standin
     first = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
     second = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
-    assert (first.GetName(), second.GetName()) == ("MR", "MR_1")
+    assert (first.GetName(), second.GetName()) == ("MR", "MR")  # the scene does not make names unique
+    assert slicer.mrmlScene.GenerateUniqueName("MR") == "MR_1"
     events = []
     slicer.mrmlScene.AddObserver(slicer.mrmlScene.StartCloseEvent, lambda caller, event: events.append("start"))
     slicer.mrmlScene.Clear()
@@ -86,7 +87,10 @@ def test_dialogs_and_errors_follow_testing_mode(slicer_standin):
 def test_testing_mode_without_main_window(slicer_standin):
     slicer = slicer_standin
     slicer._standin.state.confirm_answer = False
-    assert slicer.util.confirmOkCancelDisplay("go?") is True and slicer.util.confirmRetryCloseDisplay("retry?") is False
+    # Slicer's util returns True from _messageDisplay in testing mode, then compares it with QMessageBox.Ok
+    # (1024): so a confirmation is *declined* in testing mode, whatever its docstring says
+    assert slicer.util.confirmOkCancelDisplay("go?") is False and slicer.util.confirmRetryCloseDisplay("retry?") is False
+    assert slicer._standin.dialogs() == []
     with pytest.raises(ValueError):
         with slicer.util.tryWithErrorDisplay("It failed."):
             raise ValueError("bad")

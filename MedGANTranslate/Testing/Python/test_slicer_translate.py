@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
 
-from .slicer_test_support import OBLIQUE_SPACING, head_array, oblique_ijk_to_ras
+from .slicer_test_support import OBLIQUE_SPACING, head_array, oblique_ijk_to_ras, scene_nodes
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 180
@@ -133,14 +134,14 @@ def test_translation_with_reference(slicer_standin, widget, tiny_models):
 
     # overlay instead of side by side, with a live opacity slider
     widget.ui.opacitySliderWidget.value = 0.3
-    widget.ui.sideBySideCheckBox.checked = False
+    widget.ui.sideBySideCheckBox.click()
     composites = slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode")
     assert layout_manager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView
     assert all(c.GetBackgroundVolumeID() == input_node.GetID() and c.GetForegroundVolumeID() == synthetic.GetID() for c in composites)
     assert all(c.GetForegroundOpacity() == pytest.approx(0.3) for c in composites)
     widget.ui.opacitySliderWidget.value = 0.8
     assert all(c.GetForegroundOpacity() == pytest.approx(0.8) for c in composites)
-    widget.ui.sideBySideCheckBox.checked = True
+    widget.ui.sideBySideCheckBox.click()
     assert layout_manager.layout == scene.THREE_PANE_LAYOUT_ID
 
 
@@ -200,11 +201,11 @@ def test_scan_warnings_show_in_the_panel_and_strict_refuses_the_scan(slicer_stan
     assert "1 warning(s) about the scan" in widget.ui.statusLabel.text
 
     widget.ui.strictCheckBox.checked = True
-    nodes_before = {n.GetID() for n in slicer.mrmlScene._all_nodes()}
+    nodes_before = {n.GetID() for n in scene_nodes(slicer.mrmlScene)}
     job = _run(slicer, widget)
     assert "--strict" in job.process.args and job.error is not None and job.error.kind == "input"
     assert "strict mode" in str(job.error) and "[modality_mismatch]" in str(job.error)
-    assert {n.GetID() for n in slicer.mrmlScene._all_nodes()} == nodes_before
+    assert {n.GetID() for n in scene_nodes(slicer.mrmlScene)} == nodes_before
     assert widget.ui.warningsLabel.visible and "it looks like a CT" in widget.ui.warningsLabel.text
     assert widget.ui.statusLabel.text.startswith("The input cannot be translated:")
 
@@ -222,18 +223,23 @@ def test_cancel_mid_run_leaves_nothing_behind(slicer_standin, widget, tiny_model
     input_node = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MRHead")
     _prepare(widget, tiny_models, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(input_node)
-    nodes_before = {n.GetID() for n in slicer.mrmlScene._all_nodes()}
+    nodes_before = {n.GetID() for n in scene_nodes(slicer.mrmlScene)}
     widget.ui.applyButton.click()
     job = widget._job
     assert slicer._standin.process_events_until(lambda: job.tracker.stage != "" or not job.running, TIMEOUT)
     assert job.running, "the run ended before it could be cancelled"
     pid = job.process.pid
     assert _temporary_files(slicer) != []
+    started = time.monotonic()
     widget.ui.applyButton.click()  # the button reads "Cancel" while running
+    assert time.monotonic() - started < 0.2, "cancel must not block Slicer's GUI thread"
 
     assert job.cancelled and not job.running and job.result is None and job.error is None
-    assert {n.GetID() for n in slicer.mrmlScene._all_nodes()} == nodes_before
-    assert _temporary_files(slicer) == []
+    assert widget.ui.applyButton.text == "Translate" and widget.ui.statusLabel.text.startswith("Cancelled")
+    # the engine stops by itself (SIGTERM: exit 130) and the timer then removes the temporary folder
+    assert slicer._standin.process_events_until(lambda: job.process.finished and not _temporary_files(slicer), 30)
+    assert job.process.returncode == 130
+    assert {n.GetID() for n in scene_nodes(slicer.mrmlScene)} == nodes_before
     assert not _alive(pid)
     if os.name != "nt":
         with pytest.raises(ProcessLookupError):
@@ -251,7 +257,7 @@ def test_engine_error_reaches_the_user_with_the_full_log(slicer_standin, widget,
     input_node = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MRHead")
     _prepare(widget, models, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(input_node)
-    nodes_before = {n.GetID() for n in slicer.mrmlScene._all_nodes()}
+    nodes_before = {n.GetID() for n in scene_nodes(slicer.mrmlScene)}
     job = _run(slicer, widget)
 
     assert job.error is not None and job.error.kind == "weights" and job.process.returncode == 2
@@ -259,8 +265,43 @@ def test_engine_error_reaches_the_user_with_the_full_log(slicer_standin, widget,
     assert shown["text"].startswith("The model weights cannot be used.") and "SHA-256" in shown["text"]
     assert shown["detailedText"].startswith("$ ") and '"event": "error"' in shown["detailedText"]
     assert widget.ui.statusLabel.text.startswith("The model weights cannot be used:")
-    assert {n.GetID() for n in slicer.mrmlScene._all_nodes()} == nodes_before
+    assert {n.GetID() for n in scene_nodes(slicer.mrmlScene)} == nodes_before
     assert _temporary_files(slicer) == [] and widget.ui.applyButton.text == "Translate"
+
+
+def test_a_reference_registered_by_a_transform_is_used_registered(slicer_standin, widget, tiny_models):
+    """The reference lies 7 mm off the input and a linear transform puts it back: the metrics are those of the
+    same reference without either shift. The outputs of an input under a transform sit under it too."""
+    slicer = slicer_standin
+    matrix = oblique_ijk_to_ras()
+    values = head_array()
+    input_node = slicer.util.addVolumeFromArray(values, ijkToRAS=matrix, name="MRHead")
+    aligned = slicer.util.addVolumeFromArray(values * 2 - 1000, ijkToRAS=matrix, name="CT aligned")
+    shifted_matrix = matrix.copy()
+    shifted_matrix[:3, 3] += (7.0, 0.0, 0.0)
+    registered = slicer.util.addVolumeFromArray(values * 2 - 1000, ijkToRAS=shifted_matrix, name="CT registered")
+    registration = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    registration.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(np.array(
+        [[1, 0, 0, -7.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])))
+    registered.SetAndObserveTransformNodeID(registration.GetID())
+    _prepare(widget, tiny_models, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(input_node)
+    metrics = {}
+    for reference in (aligned, registered):
+        widget.ui.referenceSelector.setCurrentNode(reference)
+        job = _run(slicer, widget)
+        assert job.error is None, job.error and job.error.log
+        metrics[reference.GetName()] = job.result.metrics
+        assert not [w for w in job.result.scan_warnings if w["code"].startswith("reference")]
+    assert metrics["CT registered"] == metrics["CT aligned"]
+
+    moved = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "patient position")
+    input_node.SetAndObserveTransformNodeID(moved.GetID())
+    widget.ui.referenceSelector.setCurrentNode(None)
+    job = _run(slicer, widget)
+    assert job.error is None, job.error and job.error.log
+    assert job.result.synthetic.GetParentTransformNode() is moved
+    np.testing.assert_array_equal(_ijk_to_ras(slicer, job.result.synthetic), matrix)
 
 
 @pytest.mark.standin(testing=True, main_window=False)
@@ -268,3 +309,25 @@ def test_self_test_runs_a_real_translation(slicer_standin, module):
     """MedGANTranslateTest, which Slicer's ctest py_MedGANTranslate runs, passes on the stand-in too."""
     slicer_standin.selfTests["MedGANTranslate"](msec=0)
     assert _temporary_files(slicer_standin) == []
+
+
+@pytest.mark.standin(testing=True, main_window=False)
+def test_self_test_skips_instead_of_installing_packages(slicer_standin, module, monkeypatch):
+    """ctest py_MedGANTranslate must not download torch and MONAI: it reports a skip that says why."""
+    import importlib.metadata
+    import unittest
+
+    real_version = importlib.metadata.version
+
+    def version(name):
+        if name == "monai":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    result = unittest.TextTestRunner(stream=open(os.devnull, "w")).run(
+        unittest.TestLoader().loadTestsFromTestCase(module.MedGANTranslateTest))
+    assert result.wasSuccessful() and len(result.skipped) == 1
+    assert "monai>=1.3" in result.skipped[0][1] and "click Translate once" in result.skipped[0][1]
+    state = slicer_standin._standin.state
+    assert state.pip_calls == [] and state.pip_ensure_calls == [] and state.torch_calls == []

@@ -173,3 +173,106 @@ def test_log_panel_is_one_click_away(widget):
     assert widget.ui.logTextEdit.visible
     widget.ui.showLogButton.click()
     assert not widget.ui.logTextEdit.visible
+
+
+def _slots(widget, signature):
+    return len(widget._signal(signature).slots)
+
+
+@pytest.mark.standin(version="5.8")
+def test_entering_again_and_closing_the_scene_add_no_connections_on_slicer_58(slicer_standin, widget):
+    """On 5.8 connectGui returns None, so disconnectGui(None) undid nothing and each enter() and scene close
+    left one more set of widget connectors behind."""
+    counts = (_slots(widget.ui.roiXSpinBox, "valueChanged(int)"), _slots(widget.ui.sideBySideCheckBox, "toggled(bool)"))
+    for _ in range(3):
+        widget.exit()
+        widget.enter()
+    slicer_standin.mrmlScene.Clear()
+    widget.enter()
+    assert (_slots(widget.ui.roiXSpinBox, "valueChanged(int)"), _slots(widget.ui.sideBySideCheckBox, "toggled(bool)")) == counts
+    widget.ui.roiXSpinBox.value = 48
+    assert widget._parameterNode.roiX == 48
+
+
+def test_the_parameter_node_writing_the_view_box_does_not_switch_layouts(slicer_standin, widget):
+    """Loading a scene (or any write into the parameter node) sets the side-by-side box; only a click by the
+    user may change the views."""
+    slicer = slicer_standin
+    from MedGANTranslateSlicer import scene
+
+    matrix = oblique_ijk_to_ras()
+    mr = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=matrix, name="MR")
+    synthetic = slicer.util.addVolumeFromArray(head_array(1), ijkToRAS=matrix, name="MR · synthetic CT")
+    scene.link_results(synthetic, mr)
+    layout_manager = slicer.app.layoutManager()
+    layout_manager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView)
+    widget._parameterNode.syntheticVolume = synthetic
+    widget._parameterNode.showSideBySide = False
+    assert not widget.ui.sideBySideCheckBox.checked
+    widget._parameterNode.showSideBySide = True
+    assert layout_manager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView
+    widget.ui.sideBySideCheckBox.click()
+    assert layout_manager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView
+    assert widget._parameterNode.showSideBySide is False
+
+
+def test_label_maps_and_vector_volumes_are_not_picked_as_the_input(slicer_standin, module, tiny_models):
+    slicer = slicer_standin
+    slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "case_t1_seg")
+    slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "case_t1_rgb")
+    t1 = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="case_t1")
+    panel = slicer._standin.create_widget("MedGANTranslate")
+    try:
+        assert panel._parameterNode.inputVolume is t1
+        panel._parameterNode.inputVolume = None
+        panel.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+        _choose_model(panel, "tiny-two")  # patterns *t1*, *t2*
+        assert panel._parameterNode.inputVolume is t1 and panel._parameterNode.input2Volume is None
+    finally:
+        panel.cleanup()
+
+
+@pytest.mark.standin(version="5.8")
+def test_translate_is_disabled_while_packages_install_and_no_wait_cursor_covers_the_question(slicer_standin, widget, tiny_models,
+                                                                                           monkeypatch):
+    """Slicer 5.8's pip_install processes events for each line pip prints: a second click on Translate then
+    started a second install."""
+    import importlib.metadata
+
+    import qt
+
+    real_version = importlib.metadata.version
+    missing = {"monai"}
+
+    def version(name):
+        if name in missing:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    cursors_when_asked = []
+    confirm = slicer_standin.util.confirmOkCancelDisplay
+    monkeypatch.setattr(slicer_standin.util, "confirmOkCancelDisplay",
+                        lambda *a, **k: cursors_when_asked.append(qt.QApplication.overrideCursor()) or confirm(*a, **k))
+    state = slicer_standin._standin.state
+    during = []
+
+    def installing(requirements):
+        during.append((widget.ui.applyButton.enabled, widget.ui.applyButton.toolTip))
+        widget.ui.applyButton.click()  # the user clicks again while pip runs
+        missing.clear()
+
+    state.on_pip_install = installing
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(
+        slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR"))
+    widget._parameterNode.device = "cpu"
+    widget.ui.applyButton.click()
+    try:
+        assert len(state.pip_calls) == 1 and cursors_when_asked == [None]
+        assert during == [(False, "Installing the Python packages the translation needs...")]
+        assert widget._job is not None and widget._job.running
+    finally:
+        widget._job.cancel()
+        assert slicer_standin._standin.process_events_until(lambda: widget._job.process.finished, 30)

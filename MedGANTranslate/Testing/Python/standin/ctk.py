@@ -57,3 +57,34 @@ class ctkPathLineEdit(qt.QWidget):
 
     def setCurrentPath(self, path: str) -> None:
         self.currentPath = path
+
+
+class ctkMessageBox(qt.QMessageBox):
+    """What ``slicer.util.messageBox`` shows (outside testing mode). ``exec_`` records the box in the stand-in's
+    dialog list, by kind ('error', 'warning', 'info', 'confirmOkCancel', 'confirmYesNo', 'confirmRetryClose'),
+    and answers a confirmation with ``slicer._standin.state.confirm_answer``."""
+
+    def __init__(self, parent: Optional[qt.QObject] = None) -> None:
+        super().__init__(parent)
+        self.text = ""
+        self.windowTitle = ""
+        self.detailedText = ""
+        self.icon = qt.QMessageBox.NoIcon
+        self.standardButtons = qt.QMessageBox.Ok
+        self.dontShowAgainSettingsKey = ""
+
+    def exec_(self) -> int:
+        from slicer import _standin
+
+        buttons = self.standardButtons
+        kind = {qt.QMessageBox.Critical: "error", qt.QMessageBox.Warning: "warning", qt.QMessageBox.Information: "info"}.get(self.icon)
+        answer = qt.QMessageBox.Ok
+        for button, name, yes, no in ((qt.QMessageBox.Cancel, "confirmOkCancel", qt.QMessageBox.Ok, qt.QMessageBox.Cancel),
+                                      (qt.QMessageBox.No, "confirmYesNo", qt.QMessageBox.Yes, qt.QMessageBox.No),
+                                      (qt.QMessageBox.Retry, "confirmRetryClose", qt.QMessageBox.Retry, qt.QMessageBox.Close)):
+            if buttons & button:
+                kind = name
+                answer = yes if _standin.state.confirm_answer else no
+        _standin.state.dialogs.append({"kind": kind or "messageBox", "text": self.text, "windowTitle": self.windowTitle.strip(),
+                                       "detailedText": self.detailedText})
+        return answer

@@ -8,6 +8,7 @@ printed and swallowed, ``blockSignals``, and a QTimer that fires only when the a
 """
 from __future__ import annotations
 
+import builtins
 import inspect
 import sys
 import time
@@ -142,6 +143,9 @@ class QObject:
 
     def className(self) -> str:
         return type(self).__name__
+
+    # PythonQt shows ``objectName`` as ``name`` too (``slicer.util.childWidgetVariables`` reads it)
+    name = builtins.property(lambda self: self.objectName, lambda self, value: setattr(self, "objectName", value))
 
 
 class QWidget(QObject):
@@ -546,13 +550,97 @@ class QSettings(QObject):
         pass
 
 
-class QMessageBox(QWidget):
+class QMainWindow(QWidget):
+    """The main window ``slicer.util.mainWindow()`` finds among ``slicer.app.topLevelWidgets()``."""
+
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self._status_bar = QStatusBar(self)
+
+    def statusBar(self) -> "QStatusBar":
+        return self._status_bar
+
+
+class QStatusBar(QWidget):
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.messages: List[str] = []
+
+    def showMessage(self, message: str, timeout: int = 0) -> None:
+        self.messages.append(message)
+
+
+class QDialog(QWidget):
+    def exec_(self) -> int:
+        return 1
+
+    def close(self) -> bool:
+        return True
+
+    def deleteLater(self) -> None:
+        pass
+
+
+class QMessageBox(QDialog):
+    NoButton = 0
     Ok = 0x00000400
     Cancel = 0x00400000
     Yes = 0x00004000
     No = 0x00010000
     Retry = 0x00080000
     Close = 0x00200000
+    NoIcon, Information, Warning, Critical, Question = 0, 1, 2, 3, 4
+
+
+class QCursor:
+    def __init__(self, shape: int = 0) -> None:
+        self._shape = shape
+
+    def shape(self) -> int:
+        return self._shape
+
+
+class QApplication(QObject):
+    """Only the override cursor stack (``slicer.util.WaitCursor``, ``tryWithErrorDisplay``, message boxes)."""
+
+    _cursors: List[QCursor] = []
+
+    @staticmethod
+    def setOverrideCursor(cursor) -> None:
+        QApplication._cursors.append(cursor if isinstance(cursor, QCursor) else QCursor(cursor))
+
+    @staticmethod
+    def restoreOverrideCursor() -> None:
+        if QApplication._cursors:
+            QApplication._cursors.pop()
+
+    @staticmethod
+    def overrideCursor() -> Optional[QCursor]:
+        return QApplication._cursors[-1] if QApplication._cursors else None
+
+
+class QFile:
+    ReadOnly = 1
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+
+    def exists(self) -> bool:
+        import os
+
+        return os.path.isfile(self.path)
+
+    def open(self, mode: int) -> bool:
+        return self.exists()
+
+
+class QUiLoader:
+    """Qt's loader as ``slicer.util.loadUI`` uses it; the stand-in's own builder does the work."""
+
+    def load(self, qfile: QFile, parent: Optional[QWidget] = None) -> QWidget:
+        from slicer import _uiloader
+
+        return _uiloader.load(qfile.path)
 
 
 class Qt:
@@ -569,4 +657,5 @@ def reset() -> None:
     """Fresh state for the next test."""
     QTimer._active.clear()
     QSettings._store.clear()
+    QApplication._cursors.clear()
     slot_errors.clear()

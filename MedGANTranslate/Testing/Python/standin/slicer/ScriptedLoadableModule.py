@@ -1,4 +1,5 @@
-"""Stand-in for ``slicer.ScriptedLoadableModule`` (same classes and signatures as Slicer 5.8.1)."""
+"""Stand-in for ``slicer.ScriptedLoadableModule`` (same classes and signatures as Slicer 5.8.1; slicer-core does not
+have it, since it needs Qt). The parameter node is a real vtkMRMLScriptedModuleNode, made as Slicer makes it."""
 from __future__ import annotations
 
 import logging
@@ -86,17 +87,19 @@ class ScriptedLoadableModuleLogic:
 
     def getParameterNode(self):
         node = slicer.mrmlScene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
-        if node is None:
-            node = self.createParameterNode()
-            node._singleton_tag = self.moduleName
-            slicer.mrmlScene.AddNode(node)
-        return node
+        if node is not None:
+            if node.GetAttribute("ModuleName") != self.moduleName:
+                node.SetAttribute("ModuleName", self.moduleName)
+            return node
+        return slicer.mrmlScene.AddNode(self.createParameterNode())
 
     def getAllParameterNodes(self):
         return [n for n in slicer.util.getNodesByClass("vtkMRMLScriptedModuleNode") if n.GetAttribute("ModuleName") == self.moduleName]
 
     def createParameterNode(self):
         node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+        node.UnRegister(None)
+        node.SetSingletonTag(self.moduleName)
         node.SetAttribute("ModuleName", self.moduleName)
         node.SetName(slicer.mrmlScene.GenerateUniqueName(self.moduleName))
         return node

@@ -1,13 +1,18 @@
-"""The application object, the layout manager and Slicer's MRML widgets, as the module sees them."""
+"""Stand-in for the Qt half of Slicer the module touches: ``slicer.app`` (qSlicerApplication), its IO
+manager, the layout manager and the MRML widgets. Everything behind them is real Slicer from slicer-core:
+the scene, the application logic with its colour and subject hierarchy logics, vtkMRMLLayoutLogic and a
+vtkMRMLSliceLogic per slice view, the volume storage nodes that read and write files, and hardening of
+transforms on export."""
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from typing import Dict, List, Optional
 
 import qt
 import vtk
 
-from ._mrml import vtkMRMLScene, vtkMRMLSliceCompositeNode, vtkMRMLSliceNode
+import slicer
 
 
 class qMRMLWidget(qt.QWidget):
@@ -23,6 +28,10 @@ class qMRMLWidget(qt.QWidget):
 
     def mrmlScene(self):
         return self._scene
+
+
+def scene_nodes(scene) -> list:
+    return [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
 
 
 class qMRMLNodeComboBox(qMRMLWidget):
@@ -66,7 +75,7 @@ class qMRMLNodeComboBox(qMRMLWidget):
         return False
 
     def nodes(self) -> list:
-        return [n for n in self._scene._all_nodes() if self._matches(n)] if self._scene is not None else []
+        return [n for n in scene_nodes(self._scene) if self._matches(n)] if self._scene is not None else []
 
     def nodeCount(self) -> int:
         return len(self.nodes())
@@ -113,38 +122,10 @@ class qMRMLTableView(qt.QTableView):
         return self._table
 
 
-class vtkMRMLSliceLogic(vtk.vtkObject):
-    def __init__(self, slice_node: vtkMRMLSliceNode, composite: vtkMRMLSliceCompositeNode) -> None:
-        super().__init__()
-        self._slice = slice_node
-        self._composite = composite
-        self._offset = 0.0
-        self.fit_count = 0
-
-    def GetSliceNode(self):
-        return self._slice
-
-    def GetSliceCompositeNode(self):
-        return self._composite
-
-    def FitSliceToAll(self, width=-1, height=-1) -> None:
-        self.fit_count += 1
-
-    def FitSliceToBackground(self, width=-1, height=-1) -> None:
-        self.fit_count += 1
-
-    def GetSliceOffset(self) -> float:
-        return self._offset
-
-    def SetSliceOffset(self, offset) -> None:
-        self._offset = float(offset)
-
-    def SnapSliceOffsetToIJK(self) -> None:
-        pass
-
-
 class qMRMLSliceWidget(qMRMLWidget):
-    def __init__(self, logic: vtkMRMLSliceLogic) -> None:
+    """A slice view: a real vtkMRMLSliceLogic on the real slice node, which makes its composite node."""
+
+    def __init__(self, logic) -> None:
         super().__init__()
         self._logic = logic
 
@@ -160,78 +141,55 @@ class qMRMLSliceWidget(qMRMLWidget):
     def fitSliceToBackground(self) -> None:
         self._logic.FitSliceToBackground()
 
-    def setSliceOrientation(self, orientation) -> None:
-        self._logic.GetSliceNode().SetOrientation(orientation)
-
-    @property
-    def sliceOrientation(self) -> str:
-        return self._logic.GetSliceNode().GetOrientation()
-
-
-class vtkMRMLLayoutLogic(vtk.vtkObject):
-    def __init__(self, scene: vtkMRMLScene) -> None:
-        super().__init__()
-        self._scene = scene
-
-    def GetLayoutNode(self):
-        return self._scene.GetSingletonNode("vtkMRMLLayoutNode", "vtkMRMLLayoutNode")
-
 
 class qSlicerLayoutManager(qt.QObject):
-    """Slice views of the current layout, each with its own slice and composite singleton nodes."""
+    """Slicer's layout manager as the module sees it, over the real vtkMRMLLayoutLogic: ``setLayout`` sets the
+    real layout node's view arrangement, the logic makes the view nodes the arrangement names, and each slice
+    view gets a real slice logic (and with it a real slice composite node)."""
 
     SIGNALS = ("layoutChanged(int)",)
 
-    def __init__(self, scene: vtkMRMLScene) -> None:
+    def __init__(self, scene, application_logic) -> None:
         super().__init__()
         self._scene = scene
-        self._layout = 3  # SlicerLayoutFourUpView, Slicer's start-up layout
+        self._application_logic = application_logic
+        self._layout_logic = slicer.vtkMRMLLayoutLogic()
+        self._layout_logic.SetMRMLScene(scene)
         self._widgets: Dict[str, qMRMLSliceWidget] = {}
         self.history: List[int] = []
         self.reset_count = 0
-        self._create_views()
+        self.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)  # Slicer's start-up layout
+        self.history.clear()
 
     def _layout_node(self):
-        return self._scene.GetSingletonNode("vtkMRMLLayoutNode", "vtkMRMLLayoutNode")
-
-    def _create_views(self) -> None:
-        for name in self.sliceViewNames():
-            slice_node = self._scene.GetSingletonNode(name, "vtkMRMLSliceNode")
-            if slice_node is None:
-                slice_node = vtkMRMLSliceNode()
-                slice_node._singleton_tag = name
-                slice_node.SetName(name)
-                slice_node.SetOrientation({"Yellow": "Sagittal", "Green": "Coronal"}.get(name, "Axial"))
-                self._scene.AddNode(slice_node)
-            composite = self._scene.GetSingletonNode(name, "vtkMRMLSliceCompositeNode")
-            if composite is None:
-                composite = vtkMRMLSliceCompositeNode()
-                composite._singleton_tag = name
-                self._scene.AddNode(composite)
-            if name not in self._widgets:
-                self._widgets[name] = qMRMLSliceWidget(vtkMRMLSliceLogic(slice_node, composite))
+        return self._layout_logic.GetLayoutNode()
 
     @property
     def layout(self) -> int:
-        return self._layout
+        return self._layout_node().GetViewArrangement()
 
     def setLayout(self, newLayout) -> None:
-        if not self._layout_node().IsLayoutDescription(newLayout):
-            return
-        self._layout = int(newLayout)
-        self._layout_node().SetViewArrangement(self._layout)
-        self.history.append(self._layout)
-        self._create_views()
-        self.emit_signal("layoutChanged(int)", self._layout)
+        self._layout_node().SetViewArrangement(int(newLayout))
+        self.history.append(int(newLayout))
+        for name in self.sliceViewNames():
+            if name not in self._widgets:
+                logic = slicer.vtkMRMLSliceLogic()
+                logic.SetMRMLApplicationLogic(self._application_logic)
+                logic.SetMRMLScene(self._scene)
+                logic.SetSliceNode(self._scene.GetSingletonNode(name, "vtkMRMLSliceNode"))
+                self._widgets[name] = qMRMLSliceWidget(logic)
+        self.emit_signal("layoutChanged(int)", self.layout)
 
     def sliceViewNames(self) -> List[str]:
-        return self._layout_node()._slice_views(self._layout)
+        views = self._layout_logic.GetViewNodes()
+        nodes = [views.GetItemAsObject(i) for i in range(views.GetNumberOfItems())]
+        return [n.GetLayoutName() for n in nodes if n.IsA("vtkMRMLSliceNode")]
 
     def sliceWidget(self, name):
         return self._widgets.get(name) if name in self.sliceViewNames() else None
 
     def layoutLogic(self):
-        return vtkMRMLLayoutLogic(self._scene)
+        return self._layout_logic
 
     def mrmlSliceLogics(self):
         collection = vtk.vtkCollection()
@@ -244,69 +202,153 @@ class qSlicerLayoutManager(qt.QObject):
         for name in self.sliceViewNames():
             self._widgets[name].fitSliceToBackground()
 
-    def resetThreeDViews(self) -> None:
-        pass
 
-    def pauseRender(self) -> None:
-        pass
+class qSlicerCoreIOManager:
+    """The three calls slicer.util makes, done as qSlicerCoreIOManager does them (Base/QTCore) with real
+    MRML: ``exportNodes`` copies the node into a temporary scene, hardens its parent transform there when
+    asked (``world=True``) and writes it with a real storage node; ``loadNodes`` reads with the real volumes
+    logic. Only volumes and tables, the node types the module writes or reads."""
 
-    def resumeRender(self) -> None:
-        pass
+    def __init__(self, application_logic) -> None:
+        self._application_logic = application_logic
 
-    def setRenderPaused(self, pause) -> None:
-        pass
+    def extractKnownExtension(self, fileName, object) -> str:
+        for extension in (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd", ".tsv", ".csv"):
+            if str(fileName).lower().endswith(extension):
+                return extension
+        return ""
 
-    def setLayoutNumberOfCompareViewRows(self, num) -> None:
-        self._layout_node().SetNumberOfCompareViewRows(num)
+    def fileWriterExtensions(self, object) -> List[str]:
+        if object.IsA("vtkMRMLVolumeNode"):
+            return ["NRRD (.nrrd)", "NRRD (.nhdr)", "NIfTI (.nii)", "NIfTI (.nii.gz)", "MetaImage (.mha)", "MetaImage (.mhd)"]
+        if object.IsA("vtkMRMLTableNode"):
+            return ["Tab-separated values (.tsv)", "Comma-separated values (.csv)"]
+        return []
 
-    def setLayoutNumberOfCompareViewColumns(self, num) -> None:
-        self._layout_node().SetNumberOfCompareViewColumns(num)
+    def fileWriterFileType(self, object, format="") -> str:
+        return "VolumeFile" if object.IsA("vtkMRMLVolumeNode") else "TableFile"
+
+    def exportNodes(self, nodeIDs, fileNames, commonParameterMap, hardenTransforms, userMessages=None) -> bool:
+        scene = slicer.mrmlScene
+        success = True
+        for nodeID, fileName in zip(nodeIDs, fileNames):
+            node = scene.GetNodeByID(nodeID)
+            temporary_scene = slicer.vtkMRMLScene()
+            copy = temporary_scene.AddNewNodeByClass(node.GetClassName())
+            copy.CopyContent(node, hardenTransforms)
+            parent = node.GetParentTransformNode() if hardenTransforms else None
+            if parent is not None:
+                transform = vtk.vtkGeneralTransform()
+                parent.GetTransformFromWorld(transform)
+                composite = temporary_scene.AddNewNodeByClass("vtkMRMLTransformNode")
+                composite.SetAndObserveTransformFromParent(transform)
+                copy.SetAndObserveTransformNodeID(composite.GetID())
+                copy.HardenTransform()
+            copy.AddDefaultStorageNode()
+            storage = copy.GetStorageNode()
+            storage.SetFileName(str(fileName))
+            if "useCompression" in commonParameterMap:
+                storage.SetUseCompression(int(commonParameterMap["useCompression"]))
+            success = bool(storage.WriteData(copy)) and success
+        return success
+
+    def fileType(self, fileName) -> str:
+        return "VolumeFile"
+
+    def loadNodes(self, fileType, parameters, loadedNodes=None, userMessages=None) -> bool:
+        volumes_logic = slicer.vtkSlicerVolumesLogic()
+        volumes_logic.SetMRMLScene(slicer.mrmlScene)
+        volumes_logic.SetMRMLApplicationLogic(self._application_logic)
+        path = parameters["fileName"]
+        name = parameters.get("name") or os.path.basename(path).split(".")[0]
+        node = volumes_logic.AddArchetypeVolume(path, name, 1 if parameters.get("labelmap") else 0)
+        if node is None:
+            return False
+        if loadedNodes is not None:
+            loadedNodes.AddItem(node)
+        return True
 
 
-class _CommandOptions:
-    def __init__(self, app: "qSlicerApplication") -> None:
-        self._app = app
-
-    @property
-    def testingEnabled(self) -> bool:
-        return self._app._testing
+class _ModuleManager:
+    def module(self, name):
+        return getattr(slicer.modules, name.lower(), None)
 
 
 class qSlicerApplication(qt.QObject):
-    """``slicer.app``. ``layoutManager()`` is None without a main window, as with ``--no-main-window``."""
+    """``slicer.app``. ``layoutManager()`` is None without a main window, as with ``--no-main-window``. The
+    application logic is Slicer's real one, initialised as trame-slicer's SlicerApp does: default colour
+    nodes (with Slicer's colour files read from ``share/ColorFiles``) and the subject hierarchy logic."""
 
     SIGNALS = ("startupCompleted()",)
 
-    def __init__(self, scene: vtkMRMLScene, temporary_path: str, testing: bool, main_window: bool, version: str) -> None:
+    def __init__(self, scene, temporary_path: str, testing: bool, main_window, version: str, share_files: str) -> None:
         super().__init__()
         self._scene = scene
         self._testing = testing
         self._temporary_path = temporary_path
-        self._layout_manager = qSlicerLayoutManager(scene) if main_window else None
-        self._override_cursors: List[int] = []
+        self._main_window = main_window
         major, minor = (int(v) for v in version.split("."))
         self.majorVersion = major
         self.minorVersion = minor
+        self.applicationName = "Slicer"
         self.revision = "standin"
         self.releaseType = "Stable"
-        self.slicerHome = os.path.dirname(temporary_path)
-        self.slicerSharePath = "share/Slicer-{}.{}".format(major, minor)
-        self.extensionsInstallPath = os.path.join(self.slicerHome, "extensions")
+        self.slicerHome = os.path.dirname(share_files)
+        self.slicerSharePath = os.path.basename(share_files)
         self.isInstalled = False
+        self._application_logic = slicer.vtkSlicerApplicationLogic()
+        self._application_logic.SetHomeDirectory(self.slicerHome)
+        self._application_logic.SetShareDirectory(self.slicerSharePath)
+        self._application_logic.SetMRMLScene(scene)
+        self._module_logics = []
+        color_logic = slicer.vtkSlicerColorLogic()
+        self._register_logic("Colors", color_logic)
+        color_logic.AddDefaultColorNodes()
+        self._register_logic("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic())
+        scene.AddObserver(scene.NodeAddedEvent, self._add_to_subject_hierarchy)
+        self._io_manager = qSlicerCoreIOManager(self._application_logic)
+        self._layout_manager = qSlicerLayoutManager(scene, self._application_logic) if main_window is not None else None
+
+    # Data nodes the subject hierarchy plugins of a Slicer install put into the tree (the Qt part of the
+    # subject hierarchy module, not in slicer-core), for the node types the tests add.
+    _SUBJECT_HIERARCHY_CLASSES = ("vtkMRMLVolumeNode", "vtkMRMLTableNode", "vtkMRMLTransformNode")
+
+    def _add_to_subject_hierarchy(self, scene, event) -> None:
+        """What qSlicerSubjectHierarchyPluginLogic::onNodeAdded does: a data node added outside a scene
+        import, and not hidden, gets an item under the scene item."""
+        sh = scene.GetSubjectHierarchyNode()
+        nodes = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        for node in nodes:
+            if (sh is None or scene.IsImporting() or node.GetHideFromEditors() or sh.GetItemByDataNode(node)
+                    or not any(node.IsA(kind) for kind in self._SUBJECT_HIERARCHY_CLASSES)):
+                continue
+            sh.CreateItem(sh.GetSceneItemID(), node)
+
+    def _register_logic(self, name: str, logic) -> None:
+        logic.SetMRMLApplicationLogic(self._application_logic)
+        logic.SetMRMLScene(self._scene)
+        self._application_logic.SetModuleLogic(name, logic)
+        self._module_logics.append(logic)
 
     @property
     def temporaryPath(self) -> str:
         os.makedirs(self._temporary_path, exist_ok=True)
         return self._temporary_path
 
-    @property
-    def cachePath(self) -> str:
-        path = os.path.join(self.slicerHome, "cache")
-        os.makedirs(path, exist_ok=True)
-        return path
+    def applicationLogic(self):
+        return self._application_logic
+
+    def coreIOManager(self):
+        return self._io_manager
+
+    def moduleManager(self):
+        return _ModuleManager()
 
     def layoutManager(self):
         return self._layout_manager
+
+    def topLevelWidgets(self) -> list:
+        return [self._main_window] if self._main_window is not None else []
 
     def processEvents(self) -> None:
         qt.process_timers()
@@ -315,32 +357,16 @@ class qSlicerApplication(qt.QObject):
         return self._testing
 
     def commandOptions(self):
-        return _CommandOptions(self)
+        return SimpleNamespace(testingEnabled=self._testing)
 
     def mrmlScene(self):
         return self._scene
 
-    def userSettings(self):
-        return qt.QSettings()
-
-    def settings(self):
-        return qt.QSettings()
-
-    def pauseRender(self) -> None:
-        pass
-
-    def resumeRender(self) -> None:
-        pass
-
-    def setRenderPaused(self, pause) -> None:
-        pass
-
     def setOverrideCursor(self, cursor) -> None:
-        self._override_cursors.append(cursor)
+        qt.QApplication.setOverrideCursor(cursor)
 
     def restoreOverrideCursor(self) -> None:
-        if self._override_cursors:
-            self._override_cursors.pop()
+        qt.QApplication.restoreOverrideCursor()
 
     def startupEnvironment(self) -> dict:
         return dict(os.environ)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from . import _standin, util
+import slicer
+
+from . import _standin
 
 
 def load_requirements(path):
@@ -33,10 +35,13 @@ def pip_check(req, _seen=None) -> bool:
 
 def pip_ensure(requirements, constraints=None, skip_packages=None, prompt_install=True, prompt_restart=True,
                requester=None, skip_in_testing=True, show_progress=True):
-    import slicer
-
-    _standin.state.pip_ensure_calls.append({"requirements": [str(r) for r in requirements], "skip_packages": skip_packages,
-                                            "requester": requester, "skip_in_testing": skip_in_testing})
+    _standin.state.pip_ensure_calls.append({
+        "requirements": [str(r) for r in requirements], "skip_packages": skip_packages, "requester": requester,
+        "skip_in_testing": skip_in_testing, "prompt_install": prompt_install,
+        "constraints": Path(constraints).read_text(encoding="utf-8") if constraints else None,
+    })
+    if _standin.state.pip_ensure_error is not None:
+        raise _standin.state.pip_ensure_error
     missing = [r for r in requirements if not pip_check(r)]
     if not missing:
         return None
@@ -44,7 +49,7 @@ def pip_ensure(requirements, constraints=None, skip_packages=None, prompt_instal
         return None
     if prompt_install:
         listing = "\n".join(f"• {r}" for r in missing)
-        if not util.confirmOkCancelDisplay(f"{len(missing)} Python packages need to be installed.", requester, detailedText=listing):
+        if not slicer.util.confirmOkCancelDisplay(f"{len(missing)} Python packages need to be installed.", requester, detailedText=listing):
             raise RuntimeError("User declined package installation")
     return pip_install([str(r) for r in missing], constraints=constraints, skip_packages=skip_packages, requester=requester)
 

@@ -1,11 +1,12 @@
-"""Stand-in for ``slicer.parameterNodeWrapper``: typed properties stored in a vtkMRMLScriptedModuleNode
+"""Stand-in for ``slicer.parameterNodeWrapper`` (slicer-core does not have it; its GUI connectors need Qt): typed properties stored in a vtkMRMLScriptedModuleNode
 and two-way binding to widgets that carry the ``SlicerParameterName`` dynamic property.
 
 As in Slicer: type hints are read with ``typing.get_type_hints(include_extras=True)`` (so string
 annotations resolve in the module's globals); every missing parameter is written with its default when
 the wrapper is made; numbers and strings are stored as text, bool as "True"/"False", nodes as node
 references; ``WithinRange`` is enforced on write and sets spin box limits; a node selector's ``nodeTypes``
-is overwritten from the annotation; the GUI follows the node on every Modified event.
+is overwritten from the annotation; the GUI follows the node on every Modified event; on 5.8, ``connectGui``
+returns None, as Slicer 5.8.1 does.
 """
 from __future__ import annotations
 
@@ -201,7 +202,9 @@ def _connect_gui(self, gui):
     else:
         widgets = list(gui.__dict__.values())
     mapping = {w.property(SlicerParameterNamePropertyName): w for w in widgets if w.property(SlicerParameterNamePropertyName)}
-    return _connect_parameters_to_gui(self, mapping)
+    tag = _connect_parameters_to_gui(self, mapping)
+    # Slicer 5.8's wrapper.py calls _connectParametersToGui without returning its tag (fixed in 5.10.0)
+    return None if slicer._standin.state.version == "5.8" else tag
 
 
 def _connect_parameters_to_gui(self, mapping):
