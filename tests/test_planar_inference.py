@@ -479,3 +479,22 @@ def test_the_command_line_takes_a_2d_window_and_names_a_wrong_count(tmp_path, ca
     assert cli.main(base + ["-o", str(tmp_path / "a.nrrd"), "--roi", "8", "16"]) == 0
     assert cli.main(base + ["-o", str(tmp_path / "b.nrrd"), "--roi", "16", "16", "16"]) == 2
     assert "2D network" in capsys.readouterr().err and not (tmp_path / "b.nrrd").exists()
+
+
+# ---------------------------------------------------------------------------------------------- real scans
+
+
+def test_tri_planar_slices_go_back_where_they_came_from_on_a_real_oblique_anisotropic_scan(tmp_path):
+    """A real T1w (0.72 × 0.72 × 3 mm, oblique): the pipeline's tri-planar output equals the bare asymmetric
+    network on its axial, coronal and sagittal slices, averaged, as benchmarks/planar_real.py measures."""
+    import sys
+    from pathlib import Path
+
+    from real_data import real_file
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from planar_real import check_scan
+
+    error, _, image, synthetic = check_scan(real_file("t1", "open_ms_patient01_T1W.nii.gz"), tmp_path)
+    assert error < 1e-5
+    assert synthetic.GetSize() == image.GetSize() and synthetic.GetDirection() == image.GetDirection()
