@@ -30,6 +30,7 @@ from slicer.util import VTKObservationMixin
 
 from MedGANTranslateSlicer import dependencies, models, scene
 from MedGANTranslateSlicer.engine_messages import warnings_html
+from MedGANTranslateSlicer.importing import ModelImportJob
 from MedGANTranslateSlicer.install import ModelInstallJob, install_problems
 from MedGANTranslateSlicer.job import DeviceQuery, TranslationJob, TranslationRequest, TranslationResult
 
@@ -126,6 +127,15 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showLogButton.connect("toggled(bool)", self.onShowLog)
         self.ui.installModelButton.connect("clicked(bool)", self.onInstallModel)
         for lineEdit in (self.ui.installUrlLineEdit, self.ui.installSha256LineEdit):
+            lineEdit.connect("textChanged(QString)", lambda text: self._checkCanApply())
+        self.ui.addModelButton.connect("clicked(bool)", self.onAddModel)
+        self.ui.importFrameworkComboBox.addItem(_("(read from the weights)"), "")
+        for framework in models.IMPORT_FRAMEWORKS[1:]:
+            self.ui.importFrameworkComboBox.addItem(framework, framework)
+        self.ui.importCheckpointLineEdit.connect("currentPathChanged(QString)", lambda text: self._checkCanApply())
+        self.ui.importFrameworkComboBox.connect("currentIndexChanged(int)", lambda index: self._checkCanApply())
+        for lineEdit in (self.ui.importIdLineEdit, self.ui.importInputsLineEdit, self.ui.importOutputLineEdit,
+                         self.ui.importSpacingLineEdit, self.ui.importNormalizationLineEdit, self.ui.importMoreLineEdit):
             lineEdit.connect("textChanged(QString)", lambda text: self._checkCanApply())
 
         self.ui.logTextEdit.visible = False
@@ -302,7 +312,18 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _installing(self) -> bool:
         return self._install is not None and self._install.running
 
+    def _importForm(self) -> models.ImportForm:
+        ui = self.ui
+        return models.ImportForm(
+            ui.importCheckpointLineEdit.currentPath, ui.importFrameworkComboBox.currentData() or "", ui.importIdLineEdit.text,
+            ui.importInputsLineEdit.text, ui.importOutputLineEdit.text, ui.importSpacingLineEdit.text,
+            ui.importNormalizationLineEdit.text, ui.importMoreLineEdit.text)
+
     def _checkCanApply(self) -> None:
+        importProblems = models.import_problems(self._importForm())
+        self.ui.addModelButton.enabled = not importProblems and not self._installing() and not (self._job and self._job.running)
+        self.ui.addModelButton.toolTip = " ".join(importProblems) or _(
+            "Read the network's architecture from the checkpoint, write a model into your model store and run it once.")
         installProblems = install_problems(self.ui.installUrlLineEdit.text, self.ui.installSha256LineEdit.text)
         self.ui.installModelButton.enabled = not installProblems and not self._installing() and not (self._job and self._job.running)
         self.ui.installModelButton.toolTip = " ".join(installProblems) or _(
@@ -310,8 +331,10 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "and load it once; nothing in it is run.")
         if (self._job is not None and self._job.running) or self._installing():
             self.ui.applyButton.text = _("Cancel")
-            self.ui.applyButton.toolTip = (_("Stop the install; nothing is installed.") if self._installing()
-                                           else _("Stop the translation; nothing is added to the scene."))
+            self.ui.applyButton.toolTip = (
+                (_("Stop the import; nothing is added.") if isinstance(self._install, ModelImportJob)
+                 else _("Stop the install; nothing is installed.")) if self._installing()
+                else _("Stop the translation; nothing is added to the scene."))
             self.ui.applyButton.enabled = True
             return
         self.ui.applyButton.text = _("Translate")
@@ -404,6 +427,39 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(f"{job.error.title}.\n\n{job.error}", windowTitle=_("MedGANTranslate"), detailedText=job.error.log)
         else:
             self.ui.installUrlLineEdit.text = self.ui.installSha256LineEdit.text = ""
+            self._refreshModels()
+            if self._parameterNode and models.find_model(self._models, job.model_key) is not None:
+                self._parameterNode.modelKey = job.model_key
+                self._autoAssignInputs()
+            self._setStatus(job.summary())
+        self._checkCanApply()
+
+    def onAddModel(self) -> None:
+        """Imports the checkpoint named in the form under Advanced as a model in the user's model store, in the
+        background process (the install's progress, Cancel and error dialog); the model list is refreshed after."""
+        if self._installing() or (self._job is not None and self._job.running):
+            return
+        with slicer.util.tryWithErrorDisplay(_("The import could not start."), waitCursor=True):
+            try:
+                self._setStatus(_("Checking Python packages..."))
+                self.logic.ensureDependencies()
+            except dependencies.DependencyDeclined as exc:
+                self._setStatus(str(exc))
+                return
+            self.ui.logTextEdit.clear()
+            self._install = self.logic.startModelImport(self._importForm(), onLog=self._onLog,
+                                                        onFinished=self._onImportFinished)
+            self._setRunning(True)
+
+    def _onImportFinished(self, job: ModelImportJob) -> None:
+        self._setRunning(False)
+        self.ui.progressBar.visible = False
+        if job.cancelled:
+            self._setStatus(_("Import cancelled. Nothing was added."))
+        elif job.error is not None:
+            self._setStatus(f"{job.error.title}: {job.error}")
+            slicer.util.errorDisplay(f"{job.error.title}.\n\n{job.error}", windowTitle=_("MedGANTranslate"), detailedText=job.error.log)
+        else:
             self._refreshModels()
             if self._parameterNode and models.find_model(self._models, job.model_key) is not None:
                 self._parameterNode.modelKey = job.model_key
@@ -549,6 +605,14 @@ class MedGANTranslateLogic(ScriptedLoadableModuleLogic):
         """Installs the zipped model folder at ``url`` (checked against ``sha256``) into the user's model store in
         the background; the returned job reports progress and can be cancelled."""
         job = ModelInstallJob(url, sha256, force, on_progress=onProgress, on_log=onLog, on_finished=onFinished)
+        job.start()
+        return job
+
+    def startModelImport(self, form: models.ImportForm, outDir: Optional[str] = None, onProgress=None, onLog=None,
+                         onFinished=None) -> ModelImportJob:
+        """Imports a checkpoint (``medgan-translate models import``) into the user's model store, or ``outDir``, in
+        the background; the returned job can be cancelled."""
+        job = ModelImportJob(form, outDir, on_progress=onProgress, on_log=onLog, on_finished=onFinished)
         job.start()
         return job
 

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import fnmatch
 import html
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from MedGANTranslateLib.card import CardSummary
-from MedGANTranslateLib.registry import list_models
+from MedGANTranslateLib.registry import list_models, model_store
 
 from .engine_messages import format_duration
 
@@ -74,3 +78,92 @@ def auto_assign(patterns: Sequence[str], candidates: Sequence[Tuple[str, str]]) 
             taken.add(match)
         chosen.append(match)
     return chosen
+
+
+# --- "Add model…": the engine's models import, from the panel's small form -------------------------------
+
+#: The training code choices of the form; "" lets the engine read it from the weights (or refuse, naming them).
+IMPORT_FRAMEWORKS = ("", "junyanz", "davidiommi", "ganslate", "monai", "monai-bundle", "torchscript", "onnx")
+_NUMBER = r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
+
+
+@dataclass
+class ImportForm:
+    """What the panel's form holds, as typed: the checkpoint (a file, or a MONAI bundle's folder), the training code
+    (IMPORT_FRAMEWORKS), the model id, the inputs ("MR:T1w, MR:T2w"), the output ("CT -1024 3071": modality, then the
+    values the network's -1..1 maps to), the spacing in mm ("1 1 1"), the normalisation ("percentile:0.5:99.5") and
+    any further flags of ``models import`` ("--orientation LPS --license MIT")."""
+
+    checkpoint: str = ""
+    framework: str = ""
+    model_id: str = ""
+    inputs: str = ""
+    output: str = ""
+    spacing: str = ""
+    normalization: str = ""
+    more: str = ""
+
+
+def _more_flags(form: ImportForm) -> List[str]:
+    try:
+        return shlex.split(form.more)
+    except ValueError:
+        return []
+
+
+def _flag_value(flags: Sequence[str], name: str) -> Optional[str]:
+    for i, flag in enumerate(flags):
+        if flag == name and i + 1 < len(flags):
+            return flags[i + 1]
+        if flag.startswith(name + "="):
+            return flag.split("=", 1)[1]
+    return None
+
+
+def import_problems(form: ImportForm) -> List[str]:
+    """Why the form is not ready yet (empty when it is); the engine checks everything again and names what the
+    checkpoint itself needs (e.g. the training code when its weights fit several)."""
+    problems = []
+    if not form.checkpoint.strip():
+        problems.append("Choose the checkpoint file (or a MONAI bundle's folder).")
+    if not re.match(r"^[a-z0-9][a-z0-9._-]{1,63}$", form.model_id.strip()):
+        problems.append("Give the model an id: 2-64 lower-case letters, digits, '.', '_' or '-'.")
+    if not [i for i in re.split(r"[,\s]+", form.inputs) if i]:
+        problems.append("Give the inputs, one per channel in order, e.g. MR:T1w (or MR:T1w, MR:T2w).")
+    if not re.match(rf"^\s*[A-Za-z]+\s+{_NUMBER}\s+{_NUMBER}\s*$", form.output):
+        problems.append("Give the output as its modality and the values the network's -1..1 maps to, e.g. "
+                        "CT -1024 3071.")
+    bundle = form.framework == "monai-bundle"
+    if not bundle and not re.match(rf"^\s*{_NUMBER}(\s+{_NUMBER}){{2}}\s*$", form.spacing):
+        problems.append("Give the spacing in mm the network was trained on, e.g. 1 1 1.")
+    if not bundle and not form.normalization.strip():
+        problems.append("Give the normalisation of the training inputs, e.g. percentile:0.5:99.5, zscore or "
+                        "range:-1024:3071.")
+    if form.framework not in IMPORT_FRAMEWORKS:
+        problems.append(f"Unknown training code {form.framework!r}.")
+    if form.more.strip() and not _more_flags(form):
+        problems.append("The further flags do not parse (an unclosed quote?).")
+    return problems
+
+
+def import_folder(form: ImportForm) -> Path:
+    """Where an imported model goes: the user's model store, ``<id>-<version>``, as installed models do."""
+    version = _flag_value(_more_flags(form), "--version") or "0.1.0"
+    return model_store() / f"{form.model_id.strip()}-{version}"
+
+
+def import_arguments(form: ImportForm, out_dir: "str | Path") -> List[str]:
+    """The engine command line (``models import`` sub-command) for the form, with JSON progress."""
+    args = ["models", "import", form.checkpoint.strip(), "--out", str(out_dir), "--id", form.model_id.strip()]
+    if form.framework:
+        args += ["--framework", form.framework]
+    for spec in (i for i in re.split(r"[,\s]+", form.inputs) if i):
+        args += ["--input", spec]
+    modality, low, high = form.output.split()
+    args += ["--output-modality", modality.upper(), "--output-range", low, high]
+    if form.spacing.strip():
+        args += ["--spacing"] + form.spacing.split()
+    for spec in (n for n in re.split(r"[,\s]+", form.normalization) if n):
+        args += ["--normalization", spec]
+    return args + _more_flags(form) + ["--progress", "json"]
+

@@ -53,6 +53,15 @@ EXPECTED_CLASSES = {
     "installUrlLineEdit": "QLineEdit",
     "installSha256LineEdit": "QLineEdit",
     "installModelButton": "QPushButton",
+    "importCheckpointLineEdit": "ctkPathLineEdit",
+    "importFrameworkComboBox": "QComboBox",
+    "importIdLineEdit": "QLineEdit",
+    "importInputsLineEdit": "QLineEdit",
+    "importOutputLineEdit": "QLineEdit",
+    "importSpacingLineEdit": "QLineEdit",
+    "importNormalizationLineEdit": "QLineEdit",
+    "importMoreLineEdit": "QLineEdit",
+    "addModelButton": "QPushButton",
 }
 
 # Widget classes Slicer's parameterNodeWrapper connects to each parameter type (slicer_api.json, 5.8.1).
