@@ -204,6 +204,23 @@ def test_a_framework_whose_layout_the_weights_contradict_is_refused(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_norms_the_keys_cannot_tell_apart_are_refused_naming_norm(tmp_path):
+    """davidiommi's U-Net has no bias before its norms: without the instance norms' saved statistics, instance
+    norm and no norm leave the same keys."""
+    layout = LAYOUTS["davidiommi-unet-instance"]
+    torch.manual_seed(0)
+    state = {k: v for k, v in randomise(layout.build()).state_dict().items()
+             if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    torch.save(state, tmp_path / "g.pth")
+    flags = [*answers(1, (32, 32, 32)), "--framework", "davidiommi"]
+    code, _, err = run("models", "import", tmp_path / "g.pth", "--out", tmp_path / "m", *flags)
+    assert code == 2 and "missing --norm instance|none (the norm it was trained with)" in err
+    assert "davidiommi (bias {'conv': False, 'transposed': False}, norm instance)" in err
+    code, _, err = run("models", "import", tmp_path / "g.pth", "--out", tmp_path / "m", *flags, "--norm", "instance")
+    assert code == 0, err
+    assert effective(load_card(tmp_path / "m").architecture) == effective(layout.architecture)
+
+
 def test_wrong_answers_are_named_with_the_missing_ones(tmp_path):
     source = _worked_example_checkpoint(tmp_path / "training")
     code, _, err = run("models", "import", source, "--out", tmp_path / "m", "--framework", "junyanz", "--id", "Bad Id",

@@ -579,7 +579,7 @@ def _decide(ckpt: Checkpoint, name: str, family: str, structure: Mapping[str, An
         lines = []
         for group in groups.values():
             arch = group[0].architecture
-            shown = [f"{k} {arch['params'].get(k)}" for k in varying if k != "forward"]
+            shown = [f"{k} {arch['params'].get(k, '(default)')}" for k in varying if k != "forward"]
             if "forward" in varying:
                 forward = arch.get("forward", {})
                 shown.append("each window's own norm statistics" if forward.get("norm_statistics") == "window"
@@ -588,8 +588,9 @@ def _decide(ckpt: Checkpoint, name: str, family: str, structure: Mapping[str, An
         frameworks = sorted({c.framework for c in candidates})
         norms = sorted({c.architecture["params"]["norm"] for c in candidates})
         if len(frameworks) > 1:
-            fix = (f"--framework {'|'.join(frameworks)} (which code trained it: padding holds no weights, and "
-                   "with the wrong one the network loads and computes something else)")
+            why = ("padding holds no weights, and with the wrong one the network loads and computes something else"
+                   if name == "resnet_generator" else "its weights fit layouts of several that compute differently")
+            fix = f"--framework {'|'.join(frameworks)} (which code trained it: {why})"
         else:
             fix = f"--norm {'|'.join(norms)} (the norm it was trained with)"
         raise _Undecided(
