@@ -181,7 +181,7 @@ def test_running_out_in_every_attempt_or_failing_otherwise_raises():
             raise RuntimeError("shape mismatch in layer 3")
 
     said.clear()
-    with pytest.raises(RuntimeError, match="shape mismatch"):
+    with pytest.raises(CardError, match="cannot run on a window.*shape mismatch in layer 3"):
         run_attempts(attempts, Broken(), volume, mask, log=lambda level, message: said.append(message))
     assert said == [], "only running out of memory is retried"
 
