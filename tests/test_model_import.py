@@ -26,11 +26,12 @@ from MedGANTranslateLib import cli
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.checkpoints import export_onnx, export_torchscript, load_generator
 from MedGANTranslateLib.layers import bias_rule
-from MedGANTranslateLib.model_import import ImportOptions, ImportRefused, import_checkpoint, read_bundle
+from MedGANTranslateLib.model_import import ImportOptions, ImportRefused, import_checkpoint
+from MedGANTranslateLib.monai_bundle import read_bundle
 from MedGANTranslateLib.networks import _BUILTINS
 
-from peer_networks import randomise, resnet, save_like_the_peer, unet
-from test_peer_layouts import LAYOUTS, Layout, _peer_output
+from peer_networks import randomise, resnet, save_like_the_peer
+from test_peer_layouts import LAYOUTS, _peer_output
 
 ATOL = 1e-5
 

@@ -10,13 +10,13 @@ import contextlib
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .card import ModelCard
-from .errors import WeightsError
+from .errors import MedGANError, WeightsError, first_few
 from .forward_mode import apply_forward_mode
 from .layout_fit import clean_state_dict, describe_changes, fit_builtin, mismatches
 from .networks import build_network
@@ -58,31 +58,39 @@ def _describe(card: ModelCard) -> str:
     return f"model '{card.id}' v{card.version}"
 
 
-def _first(keys: List[str]) -> str:
-    more = f" (+{len(keys) - _SHOW_KEYS} more)" if len(keys) > _SHOW_KEYS else ""
-    return ", ".join(keys[:_SHOW_KEYS]) + more
-
-
-def _torch_load(card: ModelCard, path: Path) -> Any:
+def read_weights_only(path: Path, refuse: Callable[[Exception, Optional[str]], MedGANError]) -> Any:
+    """``torch.load(weights_only=True)``: no file can run code through unpickling. A file it cannot read becomes
+    the caller's own error, ``refuse(exc, needed)``: ``needed`` names the Python objects a pickle of objects asked
+    for (they are what makes it unsafe), None when the file is simply unreadable."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = str(exc)
-        if "Unsupported global" not in detail:
-            raise WeightsError(f"Weights {path} of {_describe(card)} are not a readable PyTorch checkpoint.") from exc
-        needed = detail.split("Unsupported global:", 1)[1].split(" was not", 1)[0].replace("GLOBAL", "").strip()
-        raise WeightsError(
+        needed = None
+        if "Unsupported global" in detail:
+            needed = detail.split("Unsupported global:", 1)[1].split(" was not", 1)[0].replace("GLOBAL", "").strip()
+        raise refuse(exc, needed) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise refuse(exc, None) from exc
+
+
+def is_state_dict(obj: Any) -> bool:
+    """A non-empty mapping of tensors, as ``module.state_dict()`` saves it."""
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _torch_load(card: ModelCard, path: Path) -> Any:
+    def refuse(exc: Exception, needed: Optional[str]) -> WeightsError:
+        if needed is None:
+            return WeightsError(f"Weights {path} of {_describe(card)} are not a readable PyTorch checkpoint: {exc}")
+        return WeightsError(
             f"Weights {path} of {_describe(card)} were refused: only weights-only checkpoints (tensors in plain "
             f"dicts) are accepted, and this file needs arbitrary Python objects unpickled ({needed}). To convert it, load "
             "it once yourself in a trusted environment and save the network's state_dict() with torch.save, or as "
             "safetensors, then update the card's weights.file, format and sha256."
-        ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise WeightsError(f"Weights {path} of {_describe(card)} are not a readable PyTorch checkpoint: {exc}") from exc
+        )
 
-
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+    return read_weights_only(path, refuse)
 
 
 def _read_state_dict(card: ModelCard, path: Path, fmt: str) -> Dict[str, torch.Tensor]:
@@ -97,15 +105,15 @@ def _read_state_dict(card: ModelCard, path: Path, fmt: str) -> Dict[str, torch.T
     obj = _torch_load(card, path)
     keys = [str(k) for k in obj] if isinstance(obj, Mapping) else []
     if fmt == "state_dict":
-        if not _is_state_dict(obj):
+        if not is_state_dict(obj):
             raise WeightsError(
-                f"Weights {path} of {_describe(card)} hold {type(obj).__name__} with keys [{_first(keys)}], not a "
-                "state_dict of tensors. If it bundles several networks, set weights.format to 'ganslate' and "
-                "weights.key to the generator's key."
+                f"Weights {path} of {_describe(card)} hold {type(obj).__name__} with keys "
+                f"[{first_few(keys, _SHOW_KEYS)}], not a state_dict of tensors. If it bundles several networks, set "
+                "weights.format to 'ganslate' and weights.key to the generator's key."
             )
         return dict(obj)
     key = card.weights.get("key") or next((k for k in GANSLATE_DEFAULT_KEYS if k in keys), None)
-    if key is None or key not in keys or not _is_state_dict(obj[key]):
+    if key is None or key not in keys or not is_state_dict(obj[key]):
         wanted = f"'{key}'" if key else "one of " + ", ".join(GANSLATE_DEFAULT_KEYS)
         raise WeightsError(
             f"Checkpoint {path} of {_describe(card)} has no generator state_dict under {wanted}; keys found: "
@@ -130,7 +138,7 @@ def _shared_tensors_agree(net: nn.Module, state: Dict[str, torch.Tensor]) -> Lis
 
 def _load_strict(net: nn.Module, state: Dict[str, torch.Tensor], card: ModelCard, path: Path) -> None:
     missing, unexpected, mismatched = mismatches(net, state)
-    problems = [f"{label}: {_first(keys)}" for label, keys in
+    problems = [f"{label}: {first_few(keys, _SHOW_KEYS)}" for label, keys in
                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
     arch = card.architecture
     if problems:
@@ -150,7 +158,7 @@ def _load_strict(net: nn.Module, state: Dict[str, torch.Tensor], card: ModelCard
     if differing:
         raise WeightsError(
             f"Weights {path} of {_describe(card)} hold different values for keys the network shares "
-            f"({_first(differing)}); the file was not saved from this layout."
+            f"({first_few(differing, _SHOW_KEYS)}); the file was not saved from this layout."
         )
     net.load_state_dict(state, strict=True)
 

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 from .allocator import keep_freed_memory
 from .errors import MedGANError
+from .import_options import FRAMEWORKS
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -280,7 +281,6 @@ IMPORT_HELP = ("make a model folder from a checkpoint of junyanz's pytorch-Cycle
                "3D-CycleGan-Pytorch-MedImaging, ganslate or MONAI (or a TorchScript/ONNX file): the architecture is "
                "read from the weights, what they cannot show is asked for by flags; the checkpoint is copied, read "
                "without unpickling objects, and probed once. Then prove it with 'models check'")
-FRAMEWORK_CHOICES = ("junyanz", "ganslate", "davidiommi", "monai", "monai-bundle", "torchscript", "onnx")
 _MISMATCH_ADVICE = (
     "The card's network does not compute what produced --expect. Check, in this order: that --expect is your "
     "network's output for exactly --tensor, with the same weights; the framework (padding holds no weights: import "
@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     mimport = msub.add_parser("import", help=IMPORT_HELP, description=IMPORT_HELP[0].upper() + IMPORT_HELP[1:] + ".")
     mimport.add_argument("checkpoint", help="checkpoint file (.pth, .pt, .safetensors, .onnx) or MONAI bundle folder")
     mimport.add_argument("--out", required=True, help="the new model folder (must not exist, or be empty)")
-    mimport.add_argument("--framework", choices=FRAMEWORK_CHOICES,
+    mimport.add_argument("--framework", choices=FRAMEWORKS,
                          help="the code that trained it; required when the weights cannot tell (a ResNet's padding)")
     mimport.add_argument("--key", help="the generator's key in a checkpoint of several networks (default G_AB or G)")
     mimport.add_argument("--id", help="the model's id (required)")

@@ -6,6 +6,8 @@ Every failure a user can cause (bad file, bad card, tampered weights, no memory)
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class MedGANError(Exception):
     """Base class: a problem the user can fix. ``exit_code`` is what the CLI returns."""
@@ -57,6 +59,13 @@ class InstallError(MedGANError):
     kind = "install"
 
 
+class ImportRefused(MedGANError):
+    """A checkpoint ``models import`` cannot turn into a model folder as asked: unreadable, matching no layout,
+    a layout the keys cannot decide, or answers missing. The message says what was found and what to pass."""
+
+    kind = "import"
+
+
 class ResourceError(MedGANError):
     """The job would not fit in memory; raised before any work starts."""
 
@@ -69,3 +78,10 @@ class Cancelled(MedGANError):
 
     kind = "cancelled"
     exit_code = 130
+
+
+def first_few(items: Iterable[str], n: int = 6) -> str:
+    """``a, b, c (+4 more)``: a message names the first ``n`` of a long list (checkpoint keys), and how many more."""
+    items = list(items)
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more

@@ -8,7 +8,7 @@ card would need; ``models import`` uses the same search.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -21,11 +21,16 @@ _RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 _FLAGS = {"resnet_generator": ("encoder_alias",), "vnet_generator": ("use_inverse",)}
 
 
+def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The keys as the bare network names them: DataParallel saves every one under ``module.``."""
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
 def clean_state_dict(net: nn.Module, state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Strips DataParallel's ``module.`` prefix and drops running-stat buffers that old PyTorch versions (and
     davidiommi's ``track_running_stats=True``) saved for InstanceNorm layers that keep none here: instance norm
     always uses each window's own statistics, as in junyanz's and ganslate's code and davidiommi's test.py."""
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = strip_module_prefix(state)
     stale = {
         f"{name}.{buf}"
         for name, module in net.named_modules()
