@@ -165,6 +165,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+            self._refreshModels()  # the new scene's parameter node has no model yet: pre-select the default
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -203,8 +204,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for summary in self._models:
             selector.addItem(models.model_label(summary), models.model_key(summary))
         selector.blockSignals(wasBlocked)
-        if self._parameterNode and self._models and self._currentModel() is None:
-            self._parameterNode.modelKey = models.model_key(self._models[0])
+        if self._parameterNode and self._models and self._currentModel() is None:  # a saved choice stays
+            self._parameterNode.modelKey = models.model_key(models.default_model(self._models))
             self._autoAssignInputs()
         self._onParameterNodeModified()
 

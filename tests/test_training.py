@@ -210,7 +210,10 @@ def test_evaluation_reports_metrics_baseline_and_runtime(tmp_path, cache):
     report = evaluate_model(card, [1, 2], phantom=TINY_PHANTOM, cache_dir=cache, threads=1)
     assert {"mae", "me", "psnr", "ssim", "mae_bone", "bone_dice"} <= set(report["metrics"])
     assert set(report["baselines"]) == {"bulk_density"}
-    assert report["runtime"]["cpu_seconds"] > 0
+    assert report["runtime"]["cpu_seconds"] > 0 and report["runtime"]["cpu_threads"] == 1
+    # the whole translation (model load to written output), not the network alone
+    assert report["runtime"]["reference_volume"].startswith("whole translation (model load, read, preprocess")
+    assert report["runtime"]["reference_label"] == "a 4.8 mm phantom head (40 × 48 × 40 voxels)"
     assert "seeds 1, 2" in report["dataset"]
     precision = compute_precision(inference_settings(card), torch.device("cpu"))  # what the pipeline ran in
     assert f"network in {precision})" in report["dataset"]

@@ -256,8 +256,10 @@ class CardSummary:
     intended_use: str
     path: Path
     deprecated: bool = False
-    cpu_seconds: Optional[float] = None
+    cpu_seconds: Optional[float] = None  # the whole translation of runtime.reference_label (card runtime)
     gpu_seconds: Optional[float] = None
+    cpu_threads: Optional[int] = None
+    runtime_reference: str = ""  # runtime.reference_label: what was timed, in a few words
     description: str = ""
     output_label: str = ""
     display: Dict[str, Any] = field(default_factory=dict)
@@ -300,6 +302,8 @@ def read_card_summary(path: "str | Path") -> CardSummary:
             deprecated=bool(data.get("deprecated", False)),
             cpu_seconds=runtime.get("cpu_seconds"),
             gpu_seconds=runtime.get("gpu_seconds"),
+            cpu_threads=runtime.get("cpu_threads"),
+            runtime_reference=runtime.get("reference_label", ""),
             description=data.get("description", ""),
             output_label=output_label(output),
             display=data.get("display", {}),

@@ -364,7 +364,9 @@ def _summary_dict(s) -> Dict:
         "path": str(s.path),
         "deprecated": s.deprecated,
         "cpu_seconds": s.cpu_seconds,
+        "cpu_threads": s.cpu_threads,
         "gpu_seconds": s.gpu_seconds,
+        "runtime_reference": s.runtime_reference,
     }
 
 
@@ -429,6 +431,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .registry import DEFAULT_MODEL  # the standard library only: the parser stays quick to build
+
     parser = Parser(
         prog="medgan-translate",
         description="Synthetic CT, PET or contrast images from a scan with pretrained 3D GAN generators. "
@@ -558,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="translate a phantom head with the default model and write a preview")
     demo.add_argument("--out", default="demo_output")
-    demo.add_argument("--model", default="mr-t1-to-ct-pix2pix")
+    demo.add_argument("--model", default=DEFAULT_MODEL, help=f"model id (default: {DEFAULT_MODEL}, the default model)")
     demo.add_argument("--seed", type=int, default=3, help="phantom seed (validation seeds are never used for training)")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--progress", choices=["bar", "json", "none"], default="bar")

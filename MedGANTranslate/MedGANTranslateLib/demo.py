@@ -17,9 +17,7 @@ from .phantom import make_phantom
 from .pipeline import TranslationResult, translate_files
 from .preview import Panel, render_preview
 from .progress import CancelToken, ProgressCallback
-from .registry import resolve_model
-
-DEFAULT_MODEL = "mr-t1-to-ct-pix2pix"
+from .registry import DEFAULT_MODEL, resolve_model
 DEMO_SEED = 3  # a validation seed: never used for training
 
 

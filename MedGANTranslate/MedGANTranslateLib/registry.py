@@ -20,6 +20,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from .card import CARD_FILENAME, CardSummary, ModelCard, load_card, read_card_summary
 from .errors import CardError, ModelNotFoundError, WeightsError
 
+#: The model ``medgan-translate demo`` runs and the Slicer panel pre-selects when nothing was chosen yet.
+DEFAULT_MODEL = "mr-t1-to-ct-pix2pix"
 ENV_VAR = "MEDGAN_TRANSLATE_MODELS"
 HOME_ENV_VAR = "MEDGAN_TRANSLATE_HOME"
 APP_NAME = "MedGANTranslate"

@@ -67,9 +67,14 @@ def warnings_html(warnings: List[Dict[str, Any]]) -> str:
 
 
 def format_duration(seconds: Optional[float]) -> str:
-    """Short human duration: '8 s', '2 min 05 s', '1 h 03 min'."""
+    """Short human duration: '0.4 s', '5.5 s', '12 s', '2 min 05 s', '1 h 03 min'; a time that is not zero never
+    shows as '0 s' (below 0.05 s: 'under 0.1 s')."""
     if seconds is None:
         return ""
+    if 0 < seconds < 0.05:
+        return "under 0.1 s"
+    if 0 < seconds and round(seconds, 1) < 10:
+        return f"{seconds:.1f} s"
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds} s"
@@ -95,6 +100,7 @@ class ProgressTracker:
         self.eta_s: Optional[float] = None
         self.message = ""
         self._base = 0.0
+        self._stage_message = ""
 
     def update(self, data: Dict[str, Any]) -> None:
         stage = str(data.get("stage", ""))
@@ -109,9 +115,31 @@ class ProgressTracker:
             if base >= self._base:
                 self._base = base
                 self.fraction = base + self._weights[stage] * fraction
+        message = str(data.get("message") or "")
+        if message or stage != self.stage:  # the engine names what a stage does on its first event only
+            self._stage_message = message
         self.stage = stage
         self.eta_s = data.get("eta_s") if stage == "infer" and fraction < 1.0 else None
-        self.message = str(data.get("message", ""))
+        self.message = self._status(data)
+
+    def _status(self, data: Dict[str, Any]) -> str:
+        """The status line: the stage and what it does ('Preparing input: resampling, body mask and
+        normalisation'), kept for the stage's later events; while translating, the windows done of the total from
+        each event ('Translating: 83 of 146 windows on cpu')."""
+        detail = self._stage_message
+        total = int(data.get("total") or 0)
+        if self.stage == "infer" and total > 0:
+            done = min(total, max(0, int(data.get("done") or 0)))
+            counted = f"{done} of {total} window{'s' if total != 1 else ''}"
+            start = f"{total} windows"  # the engine's first event: '146 windows on cpu'
+            if detail.startswith(start):
+                detail = counted + detail[len(start):]
+            else:
+                detail = counted + (f" ({detail})" if detail else "")
+        title = STAGE_TITLES.get(self.stage, self.stage.capitalize())
+        if not title:
+            return detail
+        return f"{title}: {detail}" if detail else f"{title}..."
 
     @property
     def percent(self) -> int:

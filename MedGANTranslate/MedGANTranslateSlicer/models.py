@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from MedGANTranslateLib.card import CardSummary
-from MedGANTranslateLib.registry import list_models, model_store
+from MedGANTranslateLib.registry import DEFAULT_MODEL, list_models, model_store
 
 from .engine_messages import format_duration
 
@@ -31,6 +31,13 @@ def find_model(models: Sequence[CardSummary], key: str) -> Optional[CardSummary]
     return next((m for m in models if model_key(m) == key), None)
 
 
+def default_model(models: Sequence[CardSummary]) -> CardSummary:
+    """What the panel pre-selects when nothing was chosen: the engine's default model (``DEFAULT_MODEL``, the one
+    ``medgan-translate demo`` runs) in the newest version listed, else the first model of the list."""
+    defaults = [m for m in models if m.id == DEFAULT_MODEL]
+    return defaults[0] if defaults else models[0]
+
+
 def input_labels(summary: CardSummary) -> List[str]:
     return [spec.label for spec in summary.inputs]
 
@@ -41,12 +48,20 @@ def model_label(summary: CardSummary) -> str:
 
 
 def expected_time(summary: CardSummary) -> str:
+    """The card's measured times of the whole translation (model load to written output; card ``runtime``) with
+    what they were measured on: 'about 1.4 s on 2 CPU threads for a 1 mm phantom head (192 × 224 × 192 voxels),
+    plus a few seconds to start the engine' (its process starts afresh for every job: Python, PyTorch)."""
     parts = []
     if summary.gpu_seconds is not None:
         parts.append(f"about {format_duration(summary.gpu_seconds)} on a GPU")
     if summary.cpu_seconds is not None:
-        parts.append(f"about {format_duration(summary.cpu_seconds)} on the CPU")
-    return ", ".join(parts) if parts else "not measured"
+        threads = summary.cpu_threads
+        where = f"{threads} CPU thread{'s' if threads != 1 else ''}" if threads else "the CPU"
+        parts.append(f"about {format_duration(summary.cpu_seconds)} on {where}")
+    if not parts:
+        return "not measured"
+    reference = f" for {summary.runtime_reference}" if summary.runtime_reference else ""
+    return ", ".join(parts) + reference + ", plus a few seconds to start the engine"
 
 
 def model_details_html(summary: CardSummary) -> str:

@@ -6,6 +6,9 @@ Trivial baselines are scored on the same mask, so the card shows what the networ
 """
 from __future__ import annotations
 
+import os
+import tempfile
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -13,9 +16,11 @@ import SimpleITK as sitk
 import torch
 
 from ..card import ModelCard
+from ..inference import InferenceSettings
 from ..metrics import ct_tissue_metrics, image_metrics
-from ..pipeline import Translator
+from ..pipeline import TranslationResult, Translator, translate_files
 from ..preprocessing import map_output, normalize
+from ..progress import ProgressCallback
 from .data import load_phantom
 
 DEFAULT_PHANTOM = {"shape": [192, 224, 192], "spacing": [1.0, 1.0, 1.0], "tumour": True, "deform": True, "noise": True}
@@ -105,8 +110,9 @@ def evaluate_model(
     tta: bool = False,
 ) -> Dict[str, Any]:
     """Mean metrics of ``card`` over the phantoms of ``seeds`` (which must not be training seeds), the
-    baselines' means, per-case numbers, and with ``runtime`` the seconds one translation of the first phantom
-    takes (measured on the CPU only); ``tta``: with test-time mirroring."""
+    baselines' means, per-case numbers, and with ``runtime`` the card's runtime section: the seconds of the whole
+    translation of the first phantom, model load to written output (:func:`whole_translation`, one run, without
+    mirroring; measured on the CPU only); ``tta``: with test-time mirroring."""
     phantom = dict(DEFAULT_PHANTOM, **(phantom or {}))
     input_names, target_name = phantom_roles(card)
     translator = Translator(card, device=device, threads=threads, tta=tta)
@@ -117,8 +123,8 @@ def evaluate_model(
         images = load_phantom(int(seed), phantom, cache_dir)
         inputs = [images[n] for n in input_names]
         reference = images[target_name]
-        if timed and seconds is None:  # timed without a reference: what a user waits for, without the metrics
-            seconds = translator.translate(inputs).seconds
+        if timed and seconds is None:  # the whole job, as a user waits for it: load, read, ..., write
+            seconds = whole_translation(card, inputs, threads)[0]
         result = translator.translate(inputs, reference)
         precisions.add(result.report.precision)
         ref = sitk.GetArrayFromImage(reference).astype(np.float32)
@@ -133,8 +139,6 @@ def evaluate_model(
         if log:
             log("info", f"seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if v is not None))
     size = " × ".join(str(int(n)) for n in phantom["shape"])
-    windows = ("large windows over the body (fully convolutional)" if translator.settings.fully_convolutional
-               else " × ".join(str(n) for n in translator.settings.roi_size[::-1]) + " windows")
     spacing = " × ".join(f"{float(s):g}" for s in phantom["spacing"])
     # The precision is part of the result: bfloat16 moves the default CT model's every voxel by ~1 HU (ME).
     precision = " and ".join(sorted(precisions))
@@ -147,7 +151,49 @@ def evaluate_model(
         "metrics": _mean([_scores(c) for c in cases]),
         "baselines": {name: _mean(rows) for name, rows in base_cases.items()},
         "per_case": cases,
-        "runtime": {"cpu_seconds": float(f"{seconds:.2g}"),  # two significant digits: 0.04 s is not 0
-                    "reference_volume": f"phantom head, {size} voxels at {spacing} mm, {windows}, "
-                                        f"{precision}, {torch.get_num_threads()} CPU thread(s)"} if timed else {},
+        "runtime": runtime_entry(seconds, torch.get_num_threads(), phantom, translator.settings, precision,
+                                 f"seed {seeds[0]}, one run") if timed else {},
+    }
+
+
+def whole_translation(card: ModelCard, inputs: Sequence[sitk.Image], threads: Optional[int] = None,
+                      progress: Optional[ProgressCallback] = None) -> Tuple[float, TranslationResult]:
+    """Seconds of the whole translation of ``inputs`` on the CPU, as a user waits for it once the engine's
+    process runs (``medgan-translate run``, the Slicer module's worker): the model loaded, the inputs read,
+    preprocessed, translated, postprocessed and the synthetic volume written. The inputs are written first,
+    untimed, as uncompressed NRRD (as the Slicer module hands them over); the output is NRRD too. Returns the
+    seconds and the translation's result; ``progress`` receives the engine's progress events."""
+    with tempfile.TemporaryDirectory(prefix="medgan-runtime-") as folder:
+        paths = []
+        for i, image in enumerate(inputs):
+            paths.append(os.path.join(folder, f"input{i}.nrrd"))
+            sitk.WriteImage(image, paths[-1], useCompression=False)
+        start = time.perf_counter()
+        result = translate_files(str(card.folder), paths, os.path.join(folder, "synthetic.nrrd"), device="cpu",
+                                 threads=threads, progress=progress)
+        return time.perf_counter() - start, result
+
+
+def reference_label(phantom: Dict[str, Any]) -> str:
+    """The reference volume in a few words, for the Slicer panel: 'a 1 mm phantom head (192 × 224 × 192 voxels)'."""
+    spacing = sorted({float(s) for s in phantom["spacing"]})
+    mm = f"{spacing[0]:g} mm" if len(spacing) == 1 else " × ".join(f"{float(s):g}" for s in phantom["spacing"]) + " mm"
+    return f"a {mm} phantom head ({' × '.join(str(int(n)) for n in phantom['shape'])} voxels)"
+
+
+def runtime_entry(seconds: float, threads: int, phantom: Dict[str, Any], settings: InferenceSettings,
+                  precision: str, how: str) -> Dict[str, Any]:
+    """The card's ``runtime`` section for a whole-translation time (:func:`whole_translation`) on the phantom
+    ``phantom`` with ``threads`` CPU threads; ``how`` says which phantom and how the time was taken."""
+    size = " × ".join(str(int(n)) for n in phantom["shape"])
+    spacing = " × ".join(f"{float(s):g}" for s in phantom["spacing"])
+    windows = ("large windows over the body (fully convolutional)" if settings.fully_convolutional
+               else " × ".join(str(n) for n in settings.roi_size[::-1]) + " windows")
+    return {
+        "cpu_seconds": float(f"{seconds:.2g}"),  # two significant digits: 0.04 s is not 0
+        "cpu_threads": int(threads),
+        "reference_label": reference_label(phantom),
+        "reference_volume": f"whole translation (model load, read, preprocess, inference, postprocess, write; NRRD "
+                            f"in and out) of a phantom head ({how}), {size} voxels at {spacing} mm, {windows}, "
+                            f"{precision}, {int(threads)} CPU thread(s)",
     }

@@ -117,6 +117,7 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
     if not _standin.process_events_until(lambda: widget._deviceQuery is None, 120):
         raise RuntimeError("the engine's device query did not finish")
     ui = widget.ui
+    preselected = ui.modelSelector.currentData()  # what the panel chose by itself on opening
     wanted = [i for i in range(ui.modelSelector.count) if ui.modelSelector.itemData(i).split("@")[0] == model_id]
     if not wanted:
         raise RuntimeError(f"model {model_id} is not installed; the panel lists "
@@ -160,6 +161,7 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
         "scan_dimensions": list(volume.GetImageData().GetDimensions()),
         "scan_spacing_mm": [round(v, 4) for v in volume.GetSpacing()],
         "model": f"{summary.id} v{summary.version}",
+        "preselected_model": preselected,
         "device": job.result.provenance.get("MedGANTranslate.Device"),
         "engine_seconds": job.result.provenance.get("MedGANTranslate.Seconds"),
         "wall_seconds_from_click": round(time.time() - started, 1),

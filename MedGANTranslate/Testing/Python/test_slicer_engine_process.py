@@ -71,7 +71,7 @@ def test_inference_restart_after_out_of_memory_moves_back_within_the_stage_only(
     assert 0 < tracker.percent < high
 
 
-@pytest.mark.parametrize("seconds, text", [(None, ""), (0.4, "0 s"), (59, "59 s"), (61, "1 min 01 s"), (3725, "1 h 02 min")])
+@pytest.mark.parametrize("seconds, text", [(None, ""), (0.4, "0.4 s"), (59, "59 s"), (61, "1 min 01 s"), (3725, "1 h 02 min")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
 
