@@ -55,13 +55,14 @@ class ResBlock(nn.Module):
 
 
 def resnet(flavour: str, dims: int, cin: int, cout: int, ngf: int = 64, norm: str = "instance", n_blocks: int = 9,
-           dropout: bool = False) -> nn.Module:
-    """flavour: junyanz | davidiommi | ganslate."""
+           dropout: bool = False, tracks: bool = False) -> nn.Module:
+    """flavour: junyanz | davidiommi | ganslate; ``tracks``: junyanz's older ``InstanceNorm2d(track_running_stats=
+    True)`` (davidiommi always tracks)."""
     conv, convt = _nd("Conv", dims), _nd("ConvTranspose", dims)
     if flavour == "junyanz":
         pad = _nd("ReflectionPad", dims)
         bias = {"conv": norm == "instance", "transposed": norm == "instance", "output": True}
-        norm_layer = norm_factory(norm, dims)
+        norm_layer = norm_factory(norm, dims, instance_tracks=tracks)
     elif flavour == "davidiommi":
         pad = _nd("ReplicationPad", dims)
         bias = {"conv": norm == "instance", "transposed": norm == "instance", "output": True}

@@ -224,3 +224,28 @@ def test_aliased_keys_with_different_values_are_refused(tmp_path):
     card = _card(layout, tmp_path, "ckpt.pth", "ganslate")
     with pytest.raises(WeightsError, match="different values for keys the network shares"):
         load_generator(card)
+
+
+@pytest.mark.parametrize("statistics, peer_mode", [("running", "eval"), ("window", "train")])
+def test_saved_instance_norm_statistics_are_used_or_ignored_as_the_card_says(statistics, peer_mode, tmp_path):
+    """Older junyanz code tracks instance-norm statistics: its test.py --eval uses them, without --eval it does
+    not. The card says which; both compute the peer's output."""
+    layout = Layout(lambda: resnet("junyanz", 2, 1, 1, ngf=4, n_blocks=1, tracks=True),
+                    _builtin("resnet_generator", {"norm_statistics": statistics}, ngf=4, n_blocks=1, spatial_dims=2),
+                    peer_mode=peer_mode, size=(16, 16))
+    torch.manual_seed(0)
+    peer = randomise(layout.build())
+    card = _card(layout, tmp_path, *_save_like_the_peer(peer, layout, tmp_path))
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert (load_generator(card)(x) - _peer_output(peer, x, layout)).abs().max().item() <= ATOL
+
+
+def test_saved_instance_norm_statistics_without_a_stated_mode_are_refused(tmp_path):
+    layout = Layout(lambda: resnet("junyanz", 2, 1, 1, ngf=4, n_blocks=1, tracks=True),
+                    _builtin("resnet_generator", ngf=4, n_blocks=1, spatial_dims=2), size=(16, 16))
+    torch.manual_seed(0)
+    card = _card(layout, tmp_path, *_save_like_the_peer(randomise(layout.build()), layout, tmp_path))
+    with pytest.raises(WeightsError, match=r"running statistics for instance-norm layers \(model\.2.*"
+                                           r"norm_statistics to 'running' \(eval mode\) or 'window'"):
+        load_generator(card)

@@ -18,7 +18,8 @@ from torch import nn
 from .card import ModelCard
 from .errors import MedGANError, WeightsError, first_few
 from .forward_mode import apply_forward_mode
-from .layout_fit import clean_state_dict, describe_changes, fit_builtin, mismatches
+from .layout_fit import (clean_state_dict, describe_changes, fit_builtin, instance_norm_statistics, mismatches,
+                         track_instance_statistics)
 from .networks import build_network
 from .registry import verify_weights
 
@@ -136,7 +137,27 @@ def _shared_tensors_agree(net: nn.Module, state: Dict[str, torch.Tensor]) -> Lis
     return differing
 
 
+def _instance_statistics(net: nn.Module, state: Dict[str, torch.Tensor], card: ModelCard, path: Path) -> None:
+    """Instance-norm statistics in the file: used (eval mode) when the card says ``norm_statistics: running``,
+    ignored when it says ``window``, and refused when it says neither, since the two compute different things."""
+    names = instance_norm_statistics(net, state)
+    if not names:
+        return
+    statistics = (card.architecture.get("forward") or {}).get("norm_statistics")
+    if statistics is None:
+        raise WeightsError(
+            f"Weights {path} of {_describe(card)} hold running statistics for instance-norm layers "
+            f"({first_few(names, _SHOW_KEYS)}), saved with track_running_stats=True (old pytorch-CycleGAN-and-pix2pix, "
+            "3D-CycleGan-Pytorch-MedImaging). Their own code uses them only in eval mode (test.py --eval) and each "
+            "window's own statistics otherwise, and the outputs differ: set architecture.forward.norm_statistics to "
+            "'running' (eval mode) or 'window' (no eval) in the card."
+        )
+    if statistics == "running":
+        track_instance_statistics(net, names)
+
+
 def _load_strict(net: nn.Module, state: Dict[str, torch.Tensor], card: ModelCard, path: Path) -> None:
+    _instance_statistics(net, state, card, path)
     missing, unexpected, mismatched = mismatches(net, state)
     problems = [f"{label}: {first_few(keys, _SHOW_KEYS)}" for label, keys in
                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]

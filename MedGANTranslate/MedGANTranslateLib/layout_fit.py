@@ -27,9 +27,10 @@ def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Te
 
 
 def clean_state_dict(net: nn.Module, state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Strips DataParallel's ``module.`` prefix and drops running-stat buffers that old PyTorch versions (and
-    davidiommi's ``track_running_stats=True``) saved for InstanceNorm layers that keep none here: instance norm
-    always uses each window's own statistics, as in junyanz's and ganslate's code and davidiommi's test.py."""
+    """Strips DataParallel's ``module.`` prefix and drops the running-stat buffers of InstanceNorm layers that keep
+    none here (old PyTorch versions, and ``track_running_stats=True`` in old junyanz and in davidiommi, saved
+    them): such a layer uses each window's own statistics, as the peers' code does outside eval mode.
+    :func:`instance_norm_statistics` finds the files where that choice matters."""
     state = strip_module_prefix(state)
     stale = {
         f"{name}.{buf}"
@@ -38,6 +39,32 @@ def clean_state_dict(net: nn.Module, state: Mapping[str, torch.Tensor]) -> Dict[
         for buf in _RUNNING_STATS
     }
     return {k: v for k, v in state.items() if k not in stale}
+
+
+def instance_norm_statistics(net: nn.Module, state: Mapping[str, torch.Tensor]) -> List[str]:
+    """Names of ``net``'s InstanceNorm layers for which ``state`` holds running statistics other than the initial
+    ones (mean 0, variance 1): the peer's code uses them in eval mode and ignores them in train mode, so the two
+    give different outputs and only the card can say which the network was run in."""
+    state = strip_module_prefix(state)
+    found = []
+    for name, module in net.named_modules():
+        mean, var = state.get(f"{name}.running_mean"), state.get(f"{name}.running_var")
+        if isinstance(module, nn.modules.instancenorm._InstanceNorm) and mean is not None and var is not None:
+            if mean.abs().max() > 0 or (var - 1).abs().max() > 0:
+                found.append(name)
+    return found
+
+
+def track_instance_statistics(net: nn.Module, names: List[str]) -> None:
+    """Gives the named InstanceNorm layers running-statistics buffers, so saved statistics load and are used in
+    eval mode (PyTorch's ``track_running_stats=True``)."""
+    modules = dict(net.named_modules())
+    for name in names:
+        norm = modules[name]
+        norm.track_running_stats = True
+        norm.register_buffer("running_mean", torch.zeros(norm.num_features))
+        norm.register_buffer("running_var", torch.ones(norm.num_features))
+        norm.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
 
 def mismatches(net: nn.Module, state: Mapping[str, torch.Tensor]) -> Tuple[List[str], List[str], List[str]]:
