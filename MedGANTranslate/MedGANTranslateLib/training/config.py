@@ -13,6 +13,9 @@ from typing import Any, Dict
 from ..errors import MedGANError
 
 RECIPES = ("pix2pix", "cyclegan")
+#: Where training pairs come from: ``phantom`` (the phantoms' own images, the default) or ``template_synth``
+#: (domain-randomised T1w made from template-head and phantom label maps, :mod:`.synth`).
+SOURCES = ("phantom", "template_synth")
 
 DEFAULTS: Dict[str, Any] = {
     "seed": 0,
@@ -65,10 +68,19 @@ def complete_config(config: Dict[str, Any]) -> Dict[str, Any]:
             raise MedGANError(f"Training config: 'data.{key}' is missing.")
     if len(data["inputs"]) != len(cfg["card"].get("inputs", [])):
         raise MedGANError("Training config: 'data.inputs' needs one phantom image per card input.")
-    if set(data["train_seeds"]) & set(cfg["validation"]["seeds"]):
+    source = data.get("source", "phantom")  # not a filled default: runs made before it keep their checkpoints
+    if source not in SOURCES:
+        raise MedGANError(f"Training config: 'data.source' must be one of {', '.join(SOURCES)}, got {source!r}.")
+    if source == "template_synth":
+        from .synth import SYNTH_DEFAULTS, check_synth_config
+
+        data["synth"] = _merge(SYNTH_DEFAULTS, data.get("synth") or {})
+        check_synth_config(cfg)
+    elif set(data["train_seeds"]) & set(cfg["validation"]["seeds"]):  # template heads are not phantoms
         raise MedGANError("Training config: validation seeds overlap the training seeds.")
     selection = cfg["selection"]
-    if set(selection["seeds"]) & (set(data["train_seeds"]) | set(cfg["validation"]["seeds"])):
+    phantom_seeds = set(data["train_seeds"]) if source == "phantom" else set()
+    if set(selection["seeds"]) & (phantom_seeds | set(cfg["validation"]["seeds"])):
         raise MedGANError("Training config: selection seeds overlap the training or validation seeds; pick "
                           "phantoms used for nothing else, so the held-out numbers stay unbiased.")
     if selection["seeds"] and int(selection["every"]) <= 0:

@@ -28,10 +28,29 @@ def _training_cases(card: Dict[str, Any], data: Dict[str, Any],
         yield TrainingCase(images, *card_network_inputs(images, card))
 
 
-def training_inputs(card: Dict[str, Any], data: Dict[str, Any], cache_dir: Optional["str | Path"] = None) -> Dict[str, Any]:
-    """The ``training_inputs`` block for a card (dict) trained on the config's ``data`` section."""
+def _listed(seeds) -> str:
+    seeds = sorted(seeds)
+    if not seeds:
+        return "none"
+    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+
+
+def training_inputs(card: Dict[str, Any], data: Dict[str, Any], cache_dir: Optional["str | Path"] = None,
+                    seed: int = 0) -> Dict[str, Any]:
+    """The ``training_inputs`` block for a card (dict) trained on the config's ``data`` section (and, for synthetic
+    data, the run's ``seed``, which picks its realisations)."""
+    if data.get("source", "phantom") == "template_synth":
+        from .synth import training_cases
+
+        synth = data["synth"]
+        count = int(synth["describe_cases"])
+        source = (f"the first {count} domain-randomised T1w realisations of the run (template_synth: template "
+                  f"heads {_listed(data['train_seeds'])}, phantoms {_listed(synth['phantom_seeds'])} "
+                  f"for {float(synth['phantom_share']):.0%} of them; random contrast, resolution, bias, noise and "
+                  "field of view), as the pipeline's network_inputs prepares them")
+        return reference_statistics(training_cases(card, data, seed, cache_dir, count), source)
     seeds = sorted(data["train_seeds"])
-    listed = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+    listed = _listed(seeds)
     source = (f"{len(seeds)} training phantoms (MedGANTranslateLib.phantom, seeds {listed}, "
               f"{' x '.join(str(n) for n in data['phantom']['shape'])} voxels, inputs {', '.join(data['inputs'])}), "
               "as the pipeline's network_inputs prepares them")
@@ -48,6 +67,6 @@ def describe_model(folder: "str | Path", config: Dict[str, Any], cache_dir: Opti
                           "config the model was trained with.")
     with open(card.path, encoding="utf-8") as f:
         data = json.load(f)  # as written, not with the schema's defaults filled in
-    data["training_inputs"] = training_inputs(card.data, cfg["data"], cache_dir)
+    data["training_inputs"] = training_inputs(card.data, cfg["data"], cache_dir, seed=int(cfg["seed"]))
     weights = data["weights"]
     return save_model_folder(card.folder, data, network=None, fmt=weights["format"], weights_file=weights["file"])

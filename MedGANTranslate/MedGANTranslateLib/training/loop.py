@@ -22,6 +22,7 @@ from .data import PatchSampler, load_phantom, prepare_volume
 from .describe import training_inputs
 from .recipes import RECIPES, Recipe
 from .selection import CheckpointSelector
+from .synth import SynthSampler
 
 LogCallback = Callable[[str, str], None]
 CHECKPOINT = "checkpoint.pt"
@@ -91,11 +92,17 @@ def train(
     card = card_template(cfg)
     data = cfg["data"]
 
-    say("info", f"preparing {len(data['train_seeds'])} training phantoms")
-    focus = data["focus_threshold"] if data["focus_fraction"] > 0 else None
-    volumes = [prepare_volume(load_phantom(s, data["phantom"], cache), data["inputs"], data["target"], card, focus)
-               for s in data["train_seeds"]]
-    sampler = PatchSampler(volumes, data["patch_size"], data["body_fraction"], data["flip_axes"], data["focus_fraction"])
+    if data.get("source", "phantom") == "template_synth":
+        say("info", f"synthetic T1w on {len(data['train_seeds'])} template heads and "
+                    f"{len(data['synth']['phantom_seeds'])} phantoms, {data['synth']['pool']} at a time")
+        sampler: Any = SynthSampler(cfg, card, cache, say)
+    else:
+        say("info", f"preparing {len(data['train_seeds'])} training phantoms")
+        focus = data["focus_threshold"] if data["focus_fraction"] > 0 else None
+        volumes = [prepare_volume(load_phantom(s, data["phantom"], cache), data["inputs"], data["target"], card, focus)
+                   for s in data["train_seeds"]]
+        sampler = PatchSampler(volumes, data["patch_size"], data["body_fraction"], data["flip_axes"],
+                               data["focus_fraction"])
 
     rng = _seed_everything(int(cfg["seed"]))
     recipe = RECIPES[cfg["recipe"]](cfg, len(data["inputs"]), device)
@@ -111,6 +118,8 @@ def train(
             raise MedGANError(f"Checkpoint {ckpt_path} was made with other settings; use another --out folder or resume=False.")
         recipe.load_state_dict(state["recipe"])
         selector.load_state_dict(state["selection"])
+        if state.get("sampler") is not None:
+            sampler.load_state_dict(state["sampler"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
@@ -146,6 +155,7 @@ def train(
                 _save_checkpoint(ckpt_path, {
                     "step": step, "elapsed_s": time.perf_counter() - t0, "settings": _trained_settings(cfg),
                     "recipe": recipe.state_dict(), "selection": selector.state_dict(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
                 })
             timer.advance()
     seconds = time.perf_counter() - t0
@@ -175,7 +185,7 @@ def _publish(cfg, card, recipe: Recipe, out: Path, steps: int, seconds: float, r
     if selection:
         card["training"]["selection"] = selection
     say("info", "describing the training inputs for the scan checks")
-    card["training_inputs"] = training_inputs(card, cfg["data"], cache)
+    card["training_inputs"] = training_inputs(card, cfg["data"], cache, seed=int(cfg["seed"]))
     folder = out / MODEL_DIR
     net = copy.deepcopy(recipe.generator).to("cpu").eval()
     result = save_model_folder(folder, card, network=net, fmt="safetensors", weights_file=WEIGHTS_FILE)
