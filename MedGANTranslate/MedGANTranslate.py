@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import unittest
-from typing import Annotated, List, Optional
+from typing import Annotated, Callable, List, Optional, Type, Union
 
 import numpy as np
 import slicer
@@ -30,8 +30,9 @@ from slicer.util import VTKObservationMixin
 
 from MedGANTranslateSlicer import dependencies, models, scene
 from MedGANTranslateSlicer.engine_messages import warnings_html
+from MedGANTranslateSlicer.engine_job import EngineJob
 from MedGANTranslateSlicer.importing import ModelImportJob
-from MedGANTranslateSlicer.install import ModelInstallJob, install_problems
+from MedGANTranslateSlicer.install import ModelInstallJob, ModelStoreJob, install_problems
 from MedGANTranslateSlicer.job import DeviceQuery, TranslationJob, TranslationRequest, TranslationResult
 
 RESEARCH_ONLY = "Research use only, not for clinical decisions."
@@ -91,8 +92,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._models: List = []
-        self._job: Optional[TranslationJob] = None
-        self._install: Optional[ModelInstallJob] = None
+        self._job: Optional[Union[TranslationJob, ModelStoreJob]] = None  # the one background job at a time
         self._deviceQuery: Optional[DeviceQuery] = None
         self._devicesDetected = False
         self._updatingGui = False
@@ -310,8 +310,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.metricsTableView.setMRMLTableNode(p.metricsTable)
         self.ui.metricsTableView.visible = p.metricsTable is not None
 
-    def _installing(self) -> bool:
-        return self._install is not None and self._install.running
+    def _busy(self) -> bool:
+        return self._job is not None and self._job.running
 
     def _importForm(self) -> models.ImportForm:
         ui = self.ui
@@ -322,20 +322,17 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self) -> None:
         importProblems = models.import_problems(self._importForm())
-        self.ui.addModelButton.enabled = not importProblems and not self._installing() and not (self._job and self._job.running)
+        self.ui.addModelButton.enabled = not importProblems and not self._busy()
         self.ui.addModelButton.toolTip = " ".join(importProblems) or _(
             "Read the network's architecture from the checkpoint, write a model into your model store and run it once.")
         installProblems = install_problems(self.ui.installUrlLineEdit.text, self.ui.installSha256LineEdit.text)
-        self.ui.installModelButton.enabled = not installProblems and not self._installing() and not (self._job and self._job.running)
+        self.ui.installModelButton.enabled = not installProblems and not self._busy()
         self.ui.installModelButton.toolTip = " ".join(installProblems) or _(
             "Download the zip into your model store, check its SHA-256, unpack it safely, check its card and weights "
             "and load it once; nothing in it is run.")
-        if (self._job is not None and self._job.running) or self._installing():
+        if self._busy():
             self.ui.applyButton.text = _("Cancel")
-            self.ui.applyButton.toolTip = (
-                (_("Stop the import; nothing is added.") if isinstance(self._install, ModelImportJob)
-                 else _("Stop the install; nothing is installed.")) if self._installing()
-                else _("Stop the translation; nothing is added to the scene."))
+            self.ui.applyButton.toolTip = self._job.wording.cancel_tooltip
             self.ui.applyButton.enabled = True
             return
         self.ui.applyButton.text = _("Translate")
@@ -368,21 +365,37 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- running -----------------------------------------------------------------------------------
 
     def onApplyButton(self) -> None:
-        if self._installing():
-            self._install.cancel()
-            return
-        if self._job is not None and self._job.running:
+        if self._busy():
             self._job.cancel()
             return
-        if self._installingPackages:
+        self._startJob(TranslationJob, lambda: self.logic.startTranslation(
+            self._requestFromParameters(), onProgress=self._onProgress, onLog=self._onLog, onFinished=self._onFinished,
+            onWarning=self._onWarning))
+
+    def onInstallModel(self) -> None:
+        """Installs a model from the URL and SHA-256 given under Advanced, in the background process, with the
+        progress bar and the Cancel button of a translation; the model list is refreshed afterwards."""
+        self._startJob(ModelInstallJob, lambda: self.logic.startModelInstall(
+            self.ui.installUrlLineEdit.text, self.ui.installSha256LineEdit.text, onProgress=self._onProgress,
+            onLog=self._onLog, onFinished=self._onFinished))
+
+    def onAddModel(self) -> None:
+        """Imports the checkpoint named in the form under Advanced as a model in the user's model store, in the
+        background process (the install's progress, Cancel and error dialog); the model list is refreshed after."""
+        self._startJob(ModelImportJob, lambda: self.logic.startModelImport(
+            self._importForm(), onLog=self._onLog, onFinished=self._onFinished))
+
+    def _startJob(self, kind: Type[EngineJob], start: Callable[[], EngineJob]) -> None:
+        """Installs the Python packages the engine needs (asking first), then ``start()``s the one background job."""
+        if self._busy() or self._installingPackages:
             return
-        # Translate stays disabled while packages install: pip's output keeps Slicer's events flowing
+        # The buttons stay disabled while packages install: pip's output keeps Slicer's events flowing
         # (logProcessOutput calls processEvents), so a second click would start a second install. No wait
         # cursor here: the install asks for confirmation first.
         self._installingPackages = True
         self._checkCanApply()
         try:
-            with slicer.util.tryWithErrorDisplay(_("The translation could not start.")):
+            with slicer.util.tryWithErrorDisplay(kind.wording.could_not_start):
                 try:
                     self._setStatus(_("Checking Python packages..."))
                     self.logic.ensureDependencies()
@@ -392,81 +405,10 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             self._installingPackages = False
             self._checkCanApply()
-        with slicer.util.tryWithErrorDisplay(_("The translation could not start."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(kind.wording.could_not_start, waitCursor=True):
             self.ui.logTextEdit.clear()
-            self._job = self.logic.startTranslation(
-                self._requestFromParameters(), onProgress=self._onProgress, onLog=self._onLog, onFinished=self._onFinished,
-                onWarning=self._onWarning,
-            )
+            self._job = start()
             self._setRunning(True)
-
-    def onInstallModel(self) -> None:
-        """Installs a model from the URL and SHA-256 given under Advanced, in the background process, with the
-        progress bar and the Cancel button of a translation; the model list is refreshed afterwards."""
-        if self._installing() or (self._job is not None and self._job.running):
-            return
-        with slicer.util.tryWithErrorDisplay(_("The model install could not start."), waitCursor=True):
-            try:
-                self._setStatus(_("Checking Python packages..."))
-                self.logic.ensureDependencies()
-            except dependencies.DependencyDeclined as exc:
-                self._setStatus(str(exc))
-                return
-            self.ui.logTextEdit.clear()
-            self._install = self.logic.startModelInstall(self.ui.installUrlLineEdit.text, self.ui.installSha256LineEdit.text,
-                                                         onProgress=self._onProgress, onLog=self._onLog,
-                                                         onFinished=self._onInstallFinished)
-            self._setRunning(True)
-
-    def _onInstallFinished(self, job: ModelInstallJob) -> None:
-        self._setRunning(False)
-        self.ui.progressBar.visible = False
-        if job.cancelled:
-            self._setStatus(_("Install cancelled. Nothing was installed."))
-        elif job.error is not None:
-            self._setStatus(f"{job.error.title}: {job.error}")
-            slicer.util.errorDisplay(f"{job.error.title}.\n\n{job.error}", windowTitle=_("MedGANTranslate"), detailedText=job.error.log)
-        else:
-            self.ui.installUrlLineEdit.text = self.ui.installSha256LineEdit.text = ""
-            self._refreshModels()
-            if self._parameterNode and models.find_model(self._models, job.model_key) is not None:
-                self._parameterNode.modelKey = job.model_key
-                self._autoAssignInputs()
-            self._setStatus(job.summary())
-        self._checkCanApply()
-
-    def onAddModel(self) -> None:
-        """Imports the checkpoint named in the form under Advanced as a model in the user's model store, in the
-        background process (the install's progress, Cancel and error dialog); the model list is refreshed after."""
-        if self._installing() or (self._job is not None and self._job.running):
-            return
-        with slicer.util.tryWithErrorDisplay(_("The import could not start."), waitCursor=True):
-            try:
-                self._setStatus(_("Checking Python packages..."))
-                self.logic.ensureDependencies()
-            except dependencies.DependencyDeclined as exc:
-                self._setStatus(str(exc))
-                return
-            self.ui.logTextEdit.clear()
-            self._install = self.logic.startModelImport(self._importForm(), onLog=self._onLog,
-                                                        onFinished=self._onImportFinished)
-            self._setRunning(True)
-
-    def _onImportFinished(self, job: ModelImportJob) -> None:
-        self._setRunning(False)
-        self.ui.progressBar.visible = False
-        if job.cancelled:
-            self._setStatus(_("Import cancelled. Nothing was added."))
-        elif job.error is not None:
-            self._setStatus(f"{job.error.title}: {job.error}")
-            slicer.util.errorDisplay(f"{job.error.title}.\n\n{job.error}", windowTitle=_("MedGANTranslate"), detailedText=job.error.log)
-        else:
-            self._refreshModels()
-            if self._parameterNode and models.find_model(self._models, job.model_key) is not None:
-                self._parameterNode.modelKey = job.model_key
-                self._autoAssignInputs()
-            self._setStatus(job.summary())
-        self._checkCanApply()
 
     def _requestFromParameters(self) -> TranslationRequest:
         p = self._parameterNode
@@ -511,18 +453,31 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.warningsLabel.text = warnings_html(self._job.scan_warnings)
         self.ui.warningsLabel.visible = True
 
-    def _onFinished(self, job: TranslationJob) -> None:
+    def _onFinished(self, job: EngineJob) -> None:
         self._setRunning(False)
         if job.cancelled:
             self.ui.progressBar.visible = False
-            self._setStatus(_("Cancelled. Nothing was added to the scene."))
+            self._setStatus(job.wording.cancelled)
         elif job.error is not None:
             self.ui.progressBar.visible = False
             self._setStatus(f"{job.error.title}: {job.error}")
             slicer.util.errorDisplay(f"{job.error.title}.\n\n{job.error}", windowTitle=_("MedGANTranslate"), detailedText=job.error.log)
-        else:
+        elif isinstance(job, TranslationJob):
             self._showFinished(job.result)
+        else:
+            self._showNewModel(job)
         self._checkCanApply()
+
+    def _showNewModel(self, job: ModelStoreJob) -> None:
+        """Selects the model an install or import put into the store."""
+        self.ui.progressBar.visible = False
+        if isinstance(job, ModelInstallJob):
+            self.ui.installUrlLineEdit.text = self.ui.installSha256LineEdit.text = ""
+        self._refreshModels()
+        if self._parameterNode and models.find_model(self._models, job.model_key) is not None:
+            self._parameterNode.modelKey = job.model_key
+            self._autoAssignInputs()
+        self._setStatus(job.summary())
 
     def _showFinished(self, result: TranslationResult) -> None:
         p = self._parameterNode
@@ -566,10 +521,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.logTextEdit.visible = show
 
     def _cancelBackgroundWork(self) -> None:
-        if self._job is not None and self._job.running:
+        if self._busy():
             self._job.cancel()
-        if self._installing():
-            self._install.cancel()
         if self._deviceQuery is not None:
             self._deviceQuery.cancel()
             self._deviceQuery = None

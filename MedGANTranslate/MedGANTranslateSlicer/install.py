@@ -5,15 +5,10 @@ moves the model into the user's model store only when all pass, so a cancel or a
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Callable, Dict, List, Optional
 
-import qt
-import slicer
-
-from .engine_messages import EngineMessage, format_duration
-from .engine_process import EngineProcess, engine_command, engine_environment
-from .job import ENGINE_PARENT, POLL_INTERVAL_MS, EngineError
+from .engine_job import EngineJob, JobWording
+from .engine_messages import format_duration
 
 # Share of the bar each stage of an install gets: the download dominates.
 INSTALL_STAGE_WEIGHTS = (("download", 0.85), ("verify", 0.03), ("extract", 0.04), ("check", 0.08))
@@ -52,14 +47,6 @@ def install_problems(url: str, sha256: str) -> List[str]:
     return problems
 
 
-class ModelInstallError(EngineError):
-    """The install stopped without a model; ``kind`` is the engine's error kind, ``log`` the full output."""
-
-    @property
-    def title(self) -> str:
-        return INSTALL_ERROR_TITLES.get(self.kind, "The model cannot be installed")
-
-
 class InstallProgress:
     """What the panel's progress bar shows (the same interface as :class:`.engine_messages.ProgressTracker`)."""
 
@@ -95,102 +82,55 @@ class InstallProgress:
         return text
 
 
-class ModelInstallJob:
-    """One install. Callbacks run on the GUI thread: ``on_progress(tracker)``, ``on_log(line)`` and, once,
-    ``on_finished(job)``; afterwards :attr:`model` (the engine's description of the installed model: id, version,
-    title, license, intended_use, folder) and :attr:`status` are set, or :attr:`error`, or :attr:`cancelled`."""
+class ModelStoreJob(EngineJob):
+    """A job that writes one model into the user's model store (an install, an import). Afterwards :attr:`model`
+    (the engine's description of the model: id, version, title, license, intended_use, folder, ...) and
+    :attr:`status` are set, or :attr:`error`, or :attr:`cancelled`; a cancel or an error leaves the store as it
+    was. Progress goes to an :class:`InstallProgress`."""
+
+    def __init__(self, args: List[str], on_progress: Optional[Callable[[InstallProgress], None]] = None,
+                 on_log: Optional[Callable[[str], None]] = None,
+                 on_finished: Optional[Callable[[Any], None]] = None) -> None:
+        super().__init__(InstallProgress(), on_progress=on_progress, on_log=on_log, on_finished=on_finished)
+        self.args = args
+        self.model: Optional[Dict[str, Any]] = None
+        self.status = ""
+
+    @property
+    def model_key(self) -> str:
+        """'id@version' of the new model, as the panel's model selector keys it."""
+        return f"{self.model['id']}@{self.model['version']}" if self.model else ""
+
+    def _arguments(self) -> List[str]:
+        return self.args
+
+    def _succeed(self, done: Dict[str, Any]) -> None:
+        self.model = dict(done.get("model") or {})
+        self.status = str(done.get("status", "installed"))
+
+    def summary(self) -> str:
+        """What the panel says once the model is in the store."""
+        raise NotImplementedError
+
+
+class ModelInstallJob(ModelStoreJob):
+    """One install (a partial download is kept for the next try when it is cancelled)."""
+
+    wording = JobWording(
+        noun="install",
+        could_not_start="The model install could not start.",
+        cancelled="Install cancelled. Nothing was installed.",
+        cancel_tooltip="Stop the install; nothing is installed.",
+        failed="The model cannot be installed",
+        error_titles=INSTALL_ERROR_TITLES,
+    )
 
     def __init__(self, url: str, sha256: str, force: bool = False,
                  on_progress: Optional[Callable[[InstallProgress], None]] = None,
                  on_log: Optional[Callable[[str], None]] = None,
                  on_finished: Optional[Callable[["ModelInstallJob"], None]] = None) -> None:
-        self.args = install_arguments(url, sha256, force)
-        self.tracker = InstallProgress()
-        self.on_progress = on_progress
-        self.on_log = on_log
-        self.on_finished = on_finished
-        self.process: Optional[EngineProcess] = None
-        self.model: Optional[Dict[str, Any]] = None
-        self.status = ""
-        self.error: Optional[ModelInstallError] = None
-        self.cancelled = False
-        self._done: Optional[Dict[str, Any]] = None
-        self._error: Optional[Dict[str, Any]] = None
-        self._timer = None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.model is None and self.error is None and not self.cancelled
-
-    @property
-    def model_key(self) -> str:
-        """'id@version' of the installed model, as the panel's model selector keys it."""
-        return f"{self.model['id']}@{self.model['version']}" if self.model else ""
-
-    def start(self) -> None:
-        self.process = EngineProcess(engine_command(self.args), env=engine_environment(ENGINE_PARENT), cwd=str(ENGINE_PARENT))
-        self.process.start()
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self.poll)
-        self._timer.start()
-
-    def poll(self) -> None:
-        if self.process is None or not self.running:
-            return
-        for message in self.process.poll():
-            self._handle(message)
-        if self.process.finished:
-            self._stop_timer()
-            if self.process.returncode == 0 and self._done is not None:
-                self.model = dict(self._done.get("model") or {})
-                self.status = str(self._done.get("status", "installed"))
-            else:
-                self.error = self._engine_error()
-            self._notify()
-
-    def _handle(self, message: EngineMessage) -> None:
-        if message.kind == "progress":
-            self.tracker.update(message.data)
-            if self.on_progress:
-                self.on_progress(self.tracker)
-            return
-        if message.kind == "done":
-            self._done = message.data
-        elif message.kind == "error":
-            self._error = message.data
-        if self.on_log:
-            self.on_log(message.raw)
-
-    def _engine_error(self) -> ModelInstallError:
-        log = self.process.full_log()
-        if self._error is not None:
-            return ModelInstallError(str(self._error.get("kind", "internal")), str(self._error.get("message", "")), log)
-        tail = "\n".join(self.process.log_lines[-5:])
-        return ModelInstallError("internal", f"The engine stopped unexpectedly (exit code {self.process.returncode}) "
-                                        "without reporting an error." + (f" Last output:\n{tail}" if tail else ""), log)
-
-    def cancel(self) -> None:
-        """Stops the engine; the store is left as it was (a partial download is kept for the next try)."""
-        if not self.running:
-            return
-        self.cancelled = True
-        self.process.cancel()
-        self.process.poll()
-        self._stop_timer()
-        self._notify()
-
-    def wait(self, timeout: Optional[float] = None) -> "ModelInstallJob":
-        """Blocks until the install ends, keeping Slicer's events flowing (scripts and tests)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.running:
-            if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
-                raise TimeoutError(f"The install did not finish within {timeout} s and was cancelled.")
-            slicer.app.processEvents()
-            self.poll()
-            time.sleep(0.02)
-        return self
+        super().__init__(install_arguments(url, sha256, force), on_progress=on_progress, on_log=on_log,
+                         on_finished=on_finished)
 
     def summary(self) -> str:
         """What the panel says after an install: the model, its licence, what it is for and where it is."""
@@ -200,12 +140,3 @@ class ModelInstallJob:
         said = {"already-installed": "Already installed", "replaced": "Replaced"}.get(self.status, "Installed")
         return (f"{said}: {m.get('title', '')} ({m.get('id', '')} v{m.get('version', '')}). Licence: "
                 f"{m.get('license') or 'not stated'}. Intended use: {m.get('intended_use', '')} Folder: {m.get('folder', '')}")
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-
-    def _notify(self) -> None:
-        if self.on_finished:
-            self.on_finished(self)

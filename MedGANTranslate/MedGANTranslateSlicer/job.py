@@ -7,27 +7,17 @@ import json
 import logging
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import qt
 import slicer
 
 from MedGANTranslateLib.card import CardSummary
 
 from . import scene
+from .engine_job import STOPPING, EngineJob, JobWording, engine_process, poll_timer
 from .engine_messages import EngineMessage, ProgressTracker
-from .engine_process import EngineProcess, engine_command, engine_environment
-
-# The folder holding MedGANTranslateLib: on the child's PYTHONPATH and its working directory, so that
-# "-m MedGANTranslateLib.cli" resolves even if a launcher rewrites PYTHONPATH.
-ENGINE_PARENT = Path(__file__).resolve().parents[1]
-POLL_INTERVAL_MS = 100
-# Cancelled jobs and device queries whose engine is still stopping: kept alive here so that their timer keeps
-# polling (and kills the engine after the grace period) even when the panel has let go of them.
-_STOPPING: set = set()
 
 ERROR_TITLES = {
     "input": "The input cannot be translated",
@@ -66,19 +56,6 @@ class TranslationResult:
     scan_warnings: List[Dict[str, Any]] = field(default_factory=list)
 
 
-class EngineError(RuntimeError):
-    """The engine stopped without a result; ``kind`` is the engine's error kind, ``log`` the full output."""
-
-    def __init__(self, kind: str, message: str, log: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.log = log
-
-    @property
-    def title(self) -> str:
-        return ERROR_TITLES.get(self.kind, "The translation failed")
-
-
 def wants_difference(request: TranslationRequest) -> bool:
     return request.difference and (request.reference is not None or request.model.difference_without_reference == "minus_input")
 
@@ -110,57 +87,44 @@ def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str]
     return {"args": args, "paths": paths}
 
 
-class TranslationJob:
+class TranslationJob(EngineJob):
     """Callbacks run on the GUI thread: ``on_progress(tracker)``, ``on_log(line)``, ``on_warning(event)`` for
     each scan-check warning (a dict with code, input, message, advice; they come before the network runs) and,
     once, ``on_finished(job)``; afterwards :attr:`result` or :attr:`error` is set, or :attr:`cancelled` is True.
-    :attr:`scan_warnings` holds the warnings either way (a strict run's refusal names them too)."""
+    :attr:`scan_warnings` holds the warnings either way (a strict run's refusal names them too). A cancelled run's
+    temporary folder is removed once its engine has gone."""
+
+    wording = JobWording(
+        noun="translation",
+        could_not_start="The translation could not start.",
+        cancelled="Cancelled. Nothing was added to the scene.",
+        cancel_tooltip="Stop the translation; nothing is added to the scene.",
+        failed="The translation failed",
+        error_titles=ERROR_TITLES,
+    )
 
     def __init__(self, request: TranslationRequest,
                  on_progress: Optional[Callable[[ProgressTracker], None]] = None,
                  on_log: Optional[Callable[[str], None]] = None,
                  on_finished: Optional[Callable[["TranslationJob"], None]] = None,
                  on_warning: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+        super().__init__(ProgressTracker(), on_progress=on_progress, on_log=on_log, on_finished=on_finished)
         self.request = request
-        self.tracker = ProgressTracker()
-        self.on_progress = on_progress
-        self.on_log = on_log
-        self.on_finished = on_finished
         self.on_warning = on_warning
         self.folder: Optional[Path] = None
-        self.process: Optional[EngineProcess] = None
         self.result: Optional[TranslationResult] = None
-        self.error: Optional[EngineError] = None
-        self.cancelled = False
-        self.done_event: Optional[Dict[str, Any]] = None
-        self.error_event: Optional[Dict[str, Any]] = None
         self.warnings: List[str] = []
         self.scan_warnings: List[Dict[str, Any]] = []
         self._paths: Dict[str, Optional[str]] = {}
-        self._timer = None
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.result is None and self.error is None and not self.cancelled
-
-    def start(self) -> None:
+    def _arguments(self) -> List[str]:
         # mkdtemp: a fresh folder readable only by this user, since it holds patient images
         self.folder = Path(tempfile.mkdtemp(prefix="MedGANTranslate-", dir=slicer.app.temporaryPath))
-        try:
-            inputs = [self._export(node, f"input{i}.nrrd") for i, node in enumerate(self.request.inputs)]
-            reference = self._export(self.request.reference, "reference.nrrd") if self.request.reference is not None else None
-            command = build_arguments(self.request, self.folder, inputs, reference)
-            self._paths = command["paths"]
-            self.process = EngineProcess(engine_command(command["args"]), env=engine_environment(ENGINE_PARENT),
-                                         cwd=str(ENGINE_PARENT))
-            self.process.start()
-        except BaseException:
-            self._remove_folder()
-            raise
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self.poll)
-        self._timer.start()
+        inputs = [self._export(node, f"input{i}.nrrd") for i, node in enumerate(self.request.inputs)]
+        reference = self._export(self.request.reference, "reference.nrrd") if self.request.reference is not None else None
+        command = build_arguments(self.request, self.folder, inputs, reference)
+        self._paths = command["paths"]
+        return command["args"]
 
     def _export(self, node, filename: str) -> str:
         """Writes a volume in world coordinates (its parent transforms hardened into the copy that is written),
@@ -170,93 +134,20 @@ class TranslationJob:
             raise RuntimeError(f"Could not save '{node.GetName()}' to a temporary file for the engine ({path}).")
         return path
 
-    def poll(self) -> None:
-        if self.process is None:
-            return
-        if self.cancelled:
-            self._reap()
-            return
-        if not self.running:
-            return
-        for message in self.process.poll():
-            self._handle(message)
-        if self.process.finished:
-            self._finish()
-
-    def _handle(self, message: EngineMessage) -> None:
-        if message.kind == "progress":
-            self.tracker.update(message.data)
-            if self.on_progress:
-                self.on_progress(self.tracker)
-            return
-        if message.kind == "done":
-            self.done_event = message.data
-        elif message.kind == "error":
-            self.error_event = message.data
-        elif message.kind == "log" and message.data.get("level") == "warning":
+    def _on_event(self, message: EngineMessage) -> None:
+        if message.kind == "log" and message.data.get("level") == "warning":
             self.warnings.append(str(message.data.get("message", "")))
         elif message.kind == "warning":
             self.scan_warnings.append(message.data)
             if self.on_warning:
                 self.on_warning(message.data)
-        if self.on_log:
-            self.on_log(message.raw)
 
-    def cancel(self) -> None:
-        """Discards the run without waiting: no node is created and ``on_finished`` runs at once. The engine
-        is asked to stop (it removes its partial outputs) and killed after a grace period; the timer keeps
-        polling until it has gone, then the temporary folder is removed."""
-        if not self.running:
-            return
-        self.cancelled = True
-        self.process.cancel()
-        _STOPPING.add(self)
-        self._reap()
-        self._notify()
-
-    def _reap(self) -> None:
-        self.process.poll()
-        if self.process.finished:
-            self._stop_timer()
-            self._remove_folder()
-            _STOPPING.discard(self)
-
-    def wait(self, timeout: Optional[float] = None) -> "TranslationJob":
-        """Blocks until the job ends, keeping Slicer's events flowing (scripts and self-tests)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.running:
-            if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
-                raise TimeoutError(f"The translation did not finish within {timeout} s and was cancelled.")
-            slicer.app.processEvents()
-            self.poll()
-            time.sleep(0.02)
-        return self
-
-    def _finish(self) -> None:
-        self._stop_timer()
+    def _succeed(self, done: Dict[str, Any]) -> None:
         try:
-            if self.process.returncode == 0 and self.done_event is not None:
-                self.result = self._import_results()
-            else:
-                self.error = self._engine_error()
+            self.result = self._import_results()
         except Exception as exc:
             logging.exception("MedGANTranslate: could not load the engine's results")
-            self.error = EngineError("internal", f"The results could not be loaded into the scene: {exc}", self.full_log())
-        finally:
-            self._remove_folder()
-        self._notify()
-
-    def _engine_error(self) -> EngineError:
-        if self.error_event is not None:
-            return EngineError(str(self.error_event.get("kind", "internal")), str(self.error_event.get("message", "")), self.full_log())
-        tail = "\n".join(self.process.log_lines[-5:])
-        return EngineError(
-            "internal",
-            f"The engine stopped unexpectedly (exit code {self.process.returncode}) without reporting an error."
-            + (f" Last output:\n{tail}" if tail else ""),
-            self.full_log(),
-        )
+            self.error = self._error("internal", f"The results could not be loaded into the scene: {exc}")
 
     def _import_results(self) -> TranslationResult:
         """Creates the nodes (on the input's grid, under its linear transform); on any failure removes those
@@ -292,22 +183,10 @@ class TranslationJob:
         return TranslationResult(synthetic, difference, table, metrics, provenance, list(self.warnings),
                                  list(self.scan_warnings))
 
-    def full_log(self) -> str:
-        return self.process.full_log() if self.process is not None else ""
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-
-    def _remove_folder(self) -> None:
+    def _clean_up(self) -> None:
         if self.folder is not None and self.folder.exists():
             shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
-
-    def _notify(self) -> None:
-        if self.on_finished:
-            self.on_finished(self)
 
 
 class DeviceQuery:
@@ -317,12 +196,9 @@ class DeviceQuery:
     def __init__(self, on_done: Callable[[Optional[List[Dict[str, str]]]], None]) -> None:
         self.on_done = on_done
         self.cancelled = False
-        self.process = EngineProcess(engine_command(["devices", "--json"]), env=engine_environment(ENGINE_PARENT),
-                                     cwd=str(ENGINE_PARENT))
+        self.process = engine_process(["devices", "--json"])
         self.log = ""
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self.poll)
+        self._timer = poll_timer(self.poll)
 
     def start(self) -> None:
         self.process.start()
@@ -333,7 +209,7 @@ class DeviceQuery:
         if not self.process.finished:
             return
         self._timer.stop()
-        _STOPPING.discard(self)
+        STOPPING.discard(self)
         self.log = self.process.full_log()
         if not self.cancelled:
             self.on_done(parse_devices(self.process.log_lines) if self.process.returncode == 0 else None)
@@ -344,7 +220,7 @@ class DeviceQuery:
             return
         self.cancelled = True
         self.process.cancel()
-        _STOPPING.add(self)
+        STOPPING.add(self)
 
 
 def parse_devices(lines: List[str]) -> Optional[List[Dict[str, str]]]:

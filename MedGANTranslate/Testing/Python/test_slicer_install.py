@@ -102,7 +102,7 @@ def _start_install(slicer, widget, url: str, sha256: str):
     widget.ui.installUrlLineEdit.text = url
     widget.ui.installSha256LineEdit.text = sha256
     widget.ui.installModelButton.click()
-    job = widget._install
+    job = widget._job
     assert job is not None and job.running
     assert widget.ui.applyButton.text == "Cancel" and widget.ui.applyButton.enabled
     assert not widget.ui.installModelButton.enabled and not widget.ui.advancedCollapsibleButton.enabled
