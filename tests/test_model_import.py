@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import io
 import json
 import os
-import signal
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import pytest
@@ -22,7 +19,6 @@ import torch
 from monai.networks import nets
 from torch import nn
 
-from MedGANTranslateLib import cli
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.checkpoints import export_onnx, export_torchscript, load_generator
 from MedGANTranslateLib.layers import bias_rule
@@ -30,6 +26,7 @@ from MedGANTranslateLib.model_import import ImportOptions, ImportRefused, import
 from MedGANTranslateLib.monai_bundle import read_bundle
 from MedGANTranslateLib.networks import _BUILTINS
 
+from cli_in_process import process_settings_kept, run
 from peer_networks import randomise, resnet, save_like_the_peer
 from test_peer_layouts import LAYOUTS, _peer_output
 
@@ -37,22 +34,9 @@ ATOL = 1e-5
 
 
 @pytest.fixture(autouse=True)
-def engine_in_this_process(monkeypatch):
-    """``cli.main`` installs a malloc setting: keep the test process's own, and its threads and handlers."""
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(cli, "keep_freed_memory", lambda: None)
-    yield
-    torch.set_num_threads(threads)
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-
-
-def run(*args) -> Tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli.main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+def engine_in_this_process():
+    with process_settings_kept():
+        yield
 
 
 def answers(channels: int = 1, roi: Sequence[int] = (), model_id: str = "imported") -> List[str]:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import signal
 import stat
 import threading
 import zipfile
-from contextlib import redirect_stderr, redirect_stdout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -18,10 +16,12 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 import torch
 
-from MedGANTranslateLib import cli, model_install, registry
+from MedGANTranslateLib import model_install, registry
 from MedGANTranslateLib.errors import Cancelled, CardError, InstallError, WeightsError
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.networks import build_network
+
+from cli_in_process import process_settings_kept, run
 
 MODEL_ID = "tiny-install"
 
@@ -157,22 +157,9 @@ def assert_nothing_installed(store: Path, part_kept: bool = False) -> None:
 
 
 @pytest.fixture(autouse=True)
-def engine_in_this_process(monkeypatch):
-    """``cli.main`` installs signal handlers and a malloc setting: keep the test process's own."""
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(cli, "keep_freed_memory", lambda: None)
-    yield
-    torch.set_num_threads(threads)
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-
-
-def run(*args) -> Tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli.main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+def engine_in_this_process():
+    with process_settings_kept():
+        yield
 
 
 def run_json(*args) -> Tuple[int, List[Dict]]:

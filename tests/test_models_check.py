@@ -1,38 +1,22 @@
 """``medgan-translate models check``: the bare network's output on a saved array against the training code's."""
 from __future__ import annotations
 
-import io
 import json
-import signal
-from contextlib import redirect_stderr, redirect_stdout
-from typing import Tuple
 
 import numpy as np
 import pytest
 import torch
 
-from MedGANTranslateLib import cli
 from MedGANTranslateLib.checkpoints import load_generator
 from MedGANTranslateLib.model_check import check_model
 
+from cli_in_process import process_settings_kept, run
+
 
 @pytest.fixture(autouse=True)
-def engine_in_this_process(monkeypatch):
-    """``cli.main`` installs a malloc setting: keep the test process's own, and its threads and handlers."""
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(cli, "keep_freed_memory", lambda: None)
-    yield
-    torch.set_num_threads(threads)
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-
-
-def run(*args) -> Tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli.main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+def engine_in_this_process():
+    with process_settings_kept():
+        yield
 
 
 @pytest.fixture

@@ -11,19 +11,17 @@ takes a few seconds and the failures can be provoked with monkeypatching.
 """
 from __future__ import annotations
 
-import io
 import json
-import signal
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
 import SimpleITK as sitk
-import torch
 
 from MedGANTranslateLib import cli
 from MedGANTranslateLib.phantom import make_phantom, save_phantom
+
+from cli_in_process import process_settings_kept, run
 
 CT_MODEL = "mr-t1-to-ct-pix2pix"
 PET_MODEL = "mr-t1t2-to-pet-pix2pix"
@@ -32,25 +30,8 @@ TERMINAL = ("done", "error")
 
 @pytest.fixture(autouse=True, scope="module")
 def engine_in_this_process():
-    """``cli.main`` installs signal handlers, a malloc setting and a torch thread count: keep the test process's
-    own (no malloc setting at all), and give them back afterwards."""
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    threads = torch.get_num_threads()
-    patch = pytest.MonkeyPatch()
-    patch.setattr(cli, "keep_freed_memory", lambda: None)
-    yield
-    patch.undo()
-    torch.set_num_threads(threads)
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-
-
-def run(*args) -> Tuple[int, str, str]:
-    """``medgan-translate ARGS`` in this process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli.main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+    with process_settings_kept():
+        yield
 
 
 def run_json(*args) -> Tuple[int, List[Dict], str]:
