@@ -10,6 +10,7 @@ Options come from the ``standin`` marker: ``@pytest.mark.standin(version="5.12",
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,6 +89,13 @@ def tiny_models(tmp_path_factory):
     make("tiny-pet", model_id="tiny-pet", output_modality="PET", edit=pet_difference)
     make("tiny-two", model_id="tiny-two", inputs=2, output_modality="PET", edit=two_inputs)
     return root
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    """The user's model store, here a temporary one; the engine's process inherits the variable."""
+    monkeypatch.setenv("MEDGAN_TRANSLATE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home" / "models"
 
 
 @pytest.fixture

@@ -80,6 +80,16 @@ def _script(body: str):
     return [sys.executable, "-c", textwrap.dedent(body)]
 
 
+def _started(body: str) -> EngineProcess:
+    """The script's process, once it has printed its first line (so its signal handlers are in place)."""
+    process = EngineProcess(_script(body))
+    process.start()
+    deadline = time.monotonic() + 30
+    while not process.poll() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process
+
+
 def test_process_delivers_json_and_text_lines_and_exit_code():
     process = EngineProcess(_script("""
         import json, sys
@@ -117,17 +127,13 @@ def _alive(pid: int) -> bool:
 def test_cancel_ends_the_whole_process_tree(tmp_path):
     """The engine's own children (data loaders, launchers) go too; nothing is left running."""
     pid_file = tmp_path / "grandchild.pid"
-    process = EngineProcess(_script(f"""
+    process = _started(f"""
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         open({str(pid_file)!r}, "w").write(str(child.pid))
         print('{{"event": "progress", "stage": "infer", "done": 0, "total": 9}}', flush=True)
         time.sleep(60)
-    """))
-    process.start()
-    deadline = time.monotonic() + 30
-    while not process.poll() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    """)
     grandchild = int(pid_file.read_text())
     assert _alive(grandchild)
     process.cancel(grace_s=0.5)
@@ -144,16 +150,12 @@ def test_cancel_ends_the_whole_process_tree(tmp_path):
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
 def test_cancel_returns_at_once_and_the_next_polls_kill_an_engine_that_ignores_the_request():
     """Cancel runs on Slicer's GUI thread: it used to wait up to ~6 s (busy wait, process wait, thread joins)."""
-    process = EngineProcess(_script("""
+    process = _started("""
         import signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("ready", flush=True)
         time.sleep(60)
-    """))
-    process.start()
-    deadline = time.monotonic() + 30
-    while not process.poll() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    """)
     started = time.monotonic()
     process.cancel(grace_s=0.5)
     assert time.monotonic() - started < 0.1
@@ -169,16 +171,12 @@ def test_cancel_returns_at_once_and_the_next_polls_kill_an_engine_that_ignores_t
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
 def test_cancel_lets_the_engine_stop_by_itself_first():
-    process = EngineProcess(_script("""
+    process = _started("""
         import signal, sys, time
         signal.signal(signal.SIGTERM, lambda *a: (print("cleaning up", flush=True), sys.exit(130)))
         print("ready", flush=True)
         time.sleep(60)
-    """))
-    process.start()
-    deadline = time.monotonic() + 30
-    while not process.poll() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    """)
     process.cancel(grace_s=30)
     process.wait(timeout=10)
     assert process.returncode == 130 and "cleaning up" in process.full_log()

@@ -13,13 +13,6 @@ TESTS = Path(__file__).resolve().parents[3] / "tests"
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> Path:
-    """The user's model store, here a temporary one; the engine's process inherits the variable."""
-    monkeypatch.setenv("MEDGAN_TRANSLATE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home" / "models"
-
-
-@pytest.fixture
 def checkpoint(tmp_path) -> Path:
     """A junyanz 3D ResNet's latest_net_G.pth, as its training code saves it."""
     import torch

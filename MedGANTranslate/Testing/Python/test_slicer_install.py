@@ -16,13 +16,6 @@ TIMEOUT = 180
 MODEL_ID = "tiny-remote"
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> Path:
-    """The user's model store, here a temporary one; the engine's process inherits the variable."""
-    monkeypatch.setenv("MEDGAN_TRANSLATE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home" / "models"
-
-
 @pytest.fixture(scope="module")
 def model_zip(tmp_path_factory) -> bytes:
     import torch
