@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 # Share of the whole run each engine stage gets on the progress bar; inference dominates.
 STAGE_WEIGHTS = (
@@ -85,20 +85,53 @@ def format_duration(seconds: Optional[float]) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-class ProgressTracker:
-    """Maps per-stage progress events to one percentage for the whole run, plus a label with the ETA.
+class StagedProgress:
+    """What the panel's progress bar shows for an engine command whose stages get fixed shares of the bar
+    (``weights``: (stage, share) in order; ``titles``: each stage's name in the panel): :attr:`percent` of the
+    whole, :meth:`label` with the ETA, and the status line :attr:`message`. A subclass maps the progress events
+    (:meth:`update`)."""
+
+    def __init__(self, weights: Sequence[Tuple[str, float]], titles: Dict[str, str]) -> None:
+        self._order = [name for name, _ in weights]
+        self._weights = dict(weights)
+        self._titles = titles
+        self.stage = ""
+        self.fraction = 0.0
+        self.eta_s: Optional[float] = None
+        self.message = ""
+
+    def update(self, data: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _stage_base(self, stage: str) -> float:
+        """The share of the bar the stages before ``stage`` fill."""
+        return sum(self._weights[name] for name in self._order[:self._order.index(stage)])
+
+    def _title(self, stage: str) -> str:
+        return self._titles.get(stage, stage.capitalize())
+
+    @property
+    def percent(self) -> int:
+        return int(round(100 * self.fraction))
+
+    def label(self, percent_text: str = "") -> str:
+        """'Translating: 45%, about 1 min 20 s left'; ``percent_text`` replaces the number (Qt's '%p%')."""
+        text = f"{self._title(self.stage) or 'Starting'}: {percent_text or str(self.percent) + '%'}"
+        if self.eta_s:
+            text += f", about {format_duration(self.eta_s)} left"
+        return text
+
+
+class ProgressTracker(StagedProgress):
+    """Maps a translation's per-stage progress events to one percentage for the whole run, plus a label with the
+    ETA.
 
     Stages reached later never lower the bar; a stage that restarts (the engine retries inference on the CPU
     after a GPU out-of-memory) moves it back within that stage only, which is what really happens.
     """
 
     def __init__(self) -> None:
-        self._order = [name for name, _ in STAGE_WEIGHTS]
-        self._weights = dict(STAGE_WEIGHTS)
-        self.stage = ""
-        self.fraction = 0.0
-        self.eta_s: Optional[float] = None
-        self.message = ""
+        super().__init__(STAGE_WEIGHTS, STAGE_TITLES)
         self._base = 0.0
         self._stage_message = ""
 
@@ -110,8 +143,7 @@ class ProgressTracker:
             fraction = (data.get("done", 0) / total) if total else 0.0
         fraction = min(1.0, max(0.0, float(fraction)))
         if stage in self._weights:
-            index = self._order.index(stage)
-            base = sum(self._weights[name] for name in self._order[:index])
+            base = self._stage_base(stage)
             if base >= self._base:
                 self._base = base
                 self.fraction = base + self._weights[stage] * fraction
@@ -136,19 +168,7 @@ class ProgressTracker:
                 detail = counted + detail[len(start):]
             else:
                 detail = counted + (f" ({detail})" if detail else "")
-        title = STAGE_TITLES.get(self.stage, self.stage.capitalize())
+        title = self._title(self.stage)
         if not title:
             return detail
         return f"{title}: {detail}" if detail else f"{title}..."
-
-    @property
-    def percent(self) -> int:
-        return int(round(100 * self.fraction))
-
-    def label(self, percent_text: str = "") -> str:
-        """'Translating: 45%, about 1 min 20 s left'; ``percent_text`` replaces the number (Qt's '%p%')."""
-        title = STAGE_TITLES.get(self.stage, self.stage.capitalize() or "Starting")
-        text = f"{title}: {percent_text or str(self.percent) + '%'}"
-        if self.eta_s is not None:
-            text += f", about {format_duration(self.eta_s)} left"
-        return text

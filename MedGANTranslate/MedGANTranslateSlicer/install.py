@@ -8,7 +8,7 @@ import re
 from typing import Any, Callable, Dict, List, Optional
 
 from .engine_job import EngineJob, JobWording
-from .engine_messages import format_duration
+from .engine_messages import StagedProgress
 
 # Share of the bar each stage of an install gets: the download dominates.
 INSTALL_STAGE_WEIGHTS = (("download", 0.85), ("verify", 0.03), ("extract", 0.04), ("check", 0.08))
@@ -47,39 +47,22 @@ def install_problems(url: str, sha256: str) -> List[str]:
     return problems
 
 
-class InstallProgress:
-    """What the panel's progress bar shows (the same interface as :class:`.engine_messages.ProgressTracker`)."""
+class InstallProgress(StagedProgress):
+    """An install's progress bar (an import's too): the bar never goes back; the ETA is the download's."""
 
     def __init__(self) -> None:
-        self._weights = dict(INSTALL_STAGE_WEIGHTS)
-        self._order = [name for name, _ in INSTALL_STAGE_WEIGHTS]
-        self.stage = ""
-        self.fraction = 0.0
-        self.eta_s: Optional[float] = None
-        self.message = ""
+        super().__init__(INSTALL_STAGE_WEIGHTS, INSTALL_STAGE_TITLES)
 
     def update(self, data: Dict[str, Any]) -> None:
         stage = str(data.get("stage", ""))
         fraction = min(1.0, max(0.0, float(data.get("fraction") or 0.0)))
         if stage in self._weights:
-            base = sum(self._weights[name] for name in self._order[:self._order.index(stage)])
-            self.fraction = max(self.fraction, base + self._weights[stage] * fraction)
+            self.fraction = max(self.fraction, self._stage_base(stage) + self._weights[stage] * fraction)
         self.stage = stage
         self.eta_s = data.get("eta_s") if stage == "download" and fraction < 1.0 else None
-        title = INSTALL_STAGE_TITLES.get(stage, stage.capitalize())
+        title = self._title(stage)
         detail = str(data.get("message", ""))
         self.message = f"{title}: {detail}" if detail else f"{title}..."
-
-    @property
-    def percent(self) -> int:
-        return int(round(100 * self.fraction))
-
-    def label(self, percent_text: str = "") -> str:
-        title = INSTALL_STAGE_TITLES.get(self.stage, self.stage.capitalize() or "Starting")
-        text = f"{title}: {percent_text or str(self.percent) + '%'}"
-        if self.eta_s:
-            text += f", about {format_duration(self.eta_s)} left"
-        return text
 
 
 class ModelStoreJob(EngineJob):
