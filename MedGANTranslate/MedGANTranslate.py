@@ -389,9 +389,9 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Installs the Python packages the engine needs (asking first), then ``start()``s the one background job."""
         if self._busy() or self._installingPackages:
             return
-        # The buttons stay disabled while packages install: pip's output keeps Slicer's events flowing
-        # (logProcessOutput calls processEvents), so a second click would start a second install. No wait
-        # cursor here: the install asks for confirmation first.
+        # Nothing starts while packages install (Translate is disabled meanwhile): pip's output keeps Slicer's
+        # events flowing (logProcessOutput calls processEvents), so a second click would start a second install.
+        # No wait cursor here: the install asks for confirmation first.
         self._installingPackages = True
         self._checkCanApply()
         try:
