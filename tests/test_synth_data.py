@@ -216,3 +216,23 @@ def test_training_on_synthetic_data_runs_resumes_exactly_and_describes_its_input
     inputs = full.data["training_inputs"]
     assert inputs["cases"] == 2 and "template_synth" in inputs["source"]
     assert full.data["training"]["config"]["data"]["synth"]["phantom_share"] == 1.0
+
+
+def test_the_default_models_synthetic_recipe_loads_and_matches_its_shipped_recipe():
+    """models/mr-t1-to-ct-pix2pix/train_synth.yaml retrains the default model on synthetic data: the same network,
+    grid, normalisation, inference and output mapping as train.yaml (the shipped weights' recipe), so its weights
+    can replace them unchanged."""
+    from pathlib import Path
+
+    from MedGANTranslateLib.training.config import load_config
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "mr-t1-to-ct-pix2pix"
+    synthetic, shipped = load_config(folder / "train_synth.yaml"), load_config(folder / "train.yaml")
+    assert synthetic["data"]["source"] == "template_synth" and synthetic["data"]["synth"]["phantom_share"] == 0.25
+    for key in ("generator", "discriminator", "losses", "seed", "cpu_bfloat16"):
+        assert synthetic[key] == shipped[key], key
+    for key in ("id", "inputs", "output", "preprocessing", "inference", "postprocessing", "display"):
+        assert synthetic["card"][key] == shipped["card"][key], key
+    for key in ("patch_size", "batch_size", "flip_axes", "inputs", "target", "phantom"):
+        assert synthetic["data"][key] == shipped["data"][key], key
+    assert synthetic["card"]["version"] != shipped["card"]["version"]
