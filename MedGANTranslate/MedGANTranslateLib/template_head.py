@@ -397,8 +397,16 @@ def _template_labels(f: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.n
     for side in (1.0, -1.0):
         eyes |= _ellipsoid_depth(q, (side * 29.5, -76.0, -17.0), (11.0, 11.5, 11.0)) > 0.0
     labels[eyes & soft] = EYES
+    orbit_fat = np.zeros(hu.shape, bool)
+    orbit_wall = np.zeros(hu.shape, bool)
+    for side in (1.0, -1.0):  # the orbits' thin bony walls, which the average blurs away, open in front of the eye
+        depth = _ellipsoid_depth(q, (side * 29.0, -62.0, -19.0), (16.0, 24.0, 16.0))
+        orbit_fat |= (depth > 0) & soft & ~eyes
+        orbit_wall |= (depth <= 0) & (depth > -max(1.5, 1.5 * spacing)) & (y > -78.0) & hull
+    labels[orbit_fat] = FAT
     labels[bone] = CORTICAL
     labels[bone & _erode(bone, max(1, int(round(p.cortical_mm / spacing))))] = DIPLOE
+    labels[orbit_wall & ~bone & ~eyes & ~brainy] = CORTICAL
     labels[air] = SINUS
     labels[~hull] = AIR
 
@@ -473,11 +481,13 @@ def _lower_head(labels: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.n
     jaw_axes = (60.0 * m + 30.0 * flare, 90.0 * m + 10.0 * flare)
     jaw = _inside((x, y), (0.0, 4.0), jaw_axes) & (z > menton + 0.25 * np.maximum(y + 80.0 * m, 0.0))
     neck = _inside((x, y), (0.0, 45.0), (p.neck_axes[0] + 30.0 * flare, p.neck_axes[1] + 12.0 * flare))
-    body = below & (jaw | neck) & (lab != AIR)
+    body = below & (jaw | neck)
     lab[below & ~body] = AIR
     # the extruded template keeps only its air spaces (maxillary sinuses, nasopharynx) and fat down to the palate
-    keep = ((lab == SINUS) | (lab == FAT)) & (z > p.palate_z)
+    cavities = body & ((lab == SINUS) | (lab == AIR)) & (z > p.palate_z)
+    keep = cavities | ((lab == FAT) & (z > p.palate_z))
     lab[body & ~keep] = SOFT
+    lab[cavities] = SINUS
     head = body | (~below & (lab != AIR))  # the head above the slab counts, so its top face is not skin
     inner = _erode(head, 1)
     fat_layer = body & ~_erode(head, max(1, int(round(p.scalp_fat_mm))))
