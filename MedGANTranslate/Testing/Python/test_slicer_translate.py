@@ -312,9 +312,11 @@ def test_self_test_runs_a_real_translation(slicer_standin, module):
 
 
 @pytest.mark.standin(testing=True, main_window=False)
-def test_self_test_skips_instead_of_installing_packages(slicer_standin, module, monkeypatch):
-    """ctest py_MedGANTranslate must not download torch and MONAI: it reports a skip that says why."""
+def test_self_test_skips_instead_of_installing_packages(slicer_standin, module, monkeypatch, caplog):
+    """ctest py_MedGANTranslate must not download torch and MONAI: it reports a skip that says why. So does the
+    module's Reload and Test (slicer.selfTests, MedGANTranslateTest.runTest), instead of raising the skip."""
     import importlib.metadata
+    import logging
     import unittest
 
     real_version = importlib.metadata.version
@@ -329,5 +331,11 @@ def test_self_test_skips_instead_of_installing_packages(slicer_standin, module, 
         unittest.TestLoader().loadTestsFromTestCase(module.MedGANTranslateTest))
     assert result.wasSuccessful() and len(result.skipped) == 1
     assert "monai>=1.3" in result.skipped[0][1] and "click Translate once" in result.skipped[0][1]
+    with caplog.at_level(logging.INFO):
+        try:
+            slicer_standin.selfTests["MedGANTranslate"](msec=0)
+        except unittest.SkipTest as raised:  # pytest would count it as this test's own skip
+            pytest.fail(f"Reload and Test raised the skip instead of reporting it: {raised}")
+    assert "Test skipped: the engine's Python packages are not installed (monai>=1.3)" in caplog.text
     state = slicer_standin._standin.state
     assert state.pip_calls == [] and state.pip_ensure_calls == [] and state.torch_calls == []

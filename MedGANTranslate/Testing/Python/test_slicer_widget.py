@@ -194,6 +194,25 @@ def test_entering_again_and_closing_the_scene_add_no_connections_on_slicer_58(sl
     assert widget._parameterNode.roiX == 48
 
 
+def test_leaving_and_entering_again_removes_no_observer_twice(slicer_standin, widget):
+    """exit() removed the parameter node's observer but kept the node, so the next enter()'s setParameterNode
+    removed it a second time (slicer.util's VTKObservationMixin warns "does not have observer")."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            widget.exit()
+            widget.enter()
+        slicer_standin.mrmlScene.Clear()
+        widget.enter()
+    assert not [str(w.message) for w in caught if "observer" in str(w.message)]
+    widget._parameterNode.roiX = 40  # still observed, and connected both ways
+    assert widget.ui.roiXSpinBox.value == 40
+    widget.ui.roiXSpinBox.value = 48
+    assert widget._parameterNode.roiX == 48
+
+
 def test_the_parameter_node_writing_the_view_box_does_not_switch_layouts(slicer_standin, widget):
     """Loading a scene (or any write into the parameter node) sets the side-by-side box; only a click by the
     user may change the views."""
@@ -232,11 +251,26 @@ def test_label_maps_and_vector_volumes_are_not_picked_as_the_input(slicer_standi
         panel.cleanup()
 
 
+def test_a_label_map_is_not_preselected_when_no_name_pattern_picks_the_input(slicer_standin, module):
+    """'MRHead' matches no model's pattern (*t1*), so the panel's pre-selection of the scene's first volume
+    (initializeParameterNode) decides: GetFirstNodeByClass gave the label map added before it."""
+    slicer = slicer_standin
+    slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "MRHead-label")
+    slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "MRHead-rgb")
+    head = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MRHead")
+    panel = slicer._standin.create_widget("MedGANTranslate")
+    try:
+        assert panel._parameterNode.inputVolume is head and panel.ui.inputSelector.currentNode() is head
+    finally:
+        panel.cleanup()
+
+
 @pytest.mark.standin(version="5.8")
 def test_translate_is_disabled_while_packages_install_and_no_wait_cursor_covers_the_question(slicer_standin, widget, tiny_models,
                                                                                            monkeypatch):
     """Slicer 5.8's pip_install processes events for each line pip prints: a second click on Translate then
-    started a second install."""
+    started a second install. Install model (enabled whenever its URL and SHA-256 are given) starts the same way,
+    through the packages: a click on it meanwhile must not start a second install either."""
     import importlib.metadata
 
     import qt
@@ -259,7 +293,9 @@ def test_translate_is_disabled_while_packages_install_and_no_wait_cursor_covers_
 
     def installing(requirements):
         during.append((widget.ui.applyButton.enabled, widget.ui.applyButton.toolTip))
-        widget.ui.applyButton.click()  # the user clicks again while pip runs
+        if len(during) == 1:
+            widget.ui.applyButton.click()  # the user clicks again while pip runs
+            widget.ui.installModelButton.click()  # or another button that starts an engine job
         missing.clear()
 
     state.on_pip_install = installing
@@ -268,6 +304,8 @@ def test_translate_is_disabled_while_packages_install_and_no_wait_cursor_covers_
     widget.ui.inputSelector.setCurrentNode(
         slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR"))
     widget._parameterNode.device = "cpu"
+    widget.ui.installUrlLineEdit.text = "http://127.0.0.1:9/model.zip"  # refused at once, should a job start
+    widget.ui.installSha256LineEdit.text = "0" * 64
     widget.ui.applyButton.click()
     try:
         assert len(state.pip_calls) == 1 and cursors_when_asked == [None]
