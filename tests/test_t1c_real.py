@@ -113,6 +113,18 @@ def test_phantom_white_matter_sits_at_the_constant():
     assert nawm_value(t1, nawm_mask(t1, brain)) == pytest.approx(PHANTOM_NAWM_T1, rel=0.05)
 
 
+def test_fine_tuning_starts_from_the_shipped_weights():
+    import torch
+
+    from MedGANTranslateLib.training.init_weights import load_initial_weights
+    from MedGANTranslateLib.training.recipes import _generator
+
+    card = resolve_model("mr-t1-to-t1c-pix2pix")
+    net = _generator(card.data["architecture"], torch.device("cpu"))
+    digest = load_initial_weights(net, "models/mr-t1-to-t1c-pix2pix/weights.safetensors")
+    assert digest == card.data["weights"]["sha256"]
+
+
 def test_a_model_is_never_measured_on_a_pair_it_was_trained_on():
     class Card:
         data = {"training": {"config": {"data": {"real_pairs": {"pairs": ["open_ms_patient07"]}}}}}
@@ -158,3 +170,40 @@ def test_shipped_model_on_the_open_ms_pair_as_the_benchmark_measures_it():
     assert shipped["captured"] < 0.2
     assert np.isfinite(shipped["mae"]) and 0 < shipped["ssim"] < 1
 
+
+RECIPES = {"brats_gli_00001": "train_real_pairs_heldout_brats.yaml",
+           "open_ms_patient07": "train_real_pairs_heldout_open_ms.yaml"}
+
+
+@pytest.mark.parametrize("held_out", sorted(RECIPES))
+def test_fold_recipes_train_on_the_other_pair_only(held_out):
+    from MedGANTranslateLib.training import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "models" / "mr-t1-to-t1c-pix2pix" / RECIPES[held_out])
+    pairs = cfg["data"]["real_pairs"]["pairs"]
+    assert held_out not in pairs and len(pairs) == 1 and pairs[0] in PAIRS
+    assert cfg["init_weights"] == "models/mr-t1-to-t1c-pix2pix/weights.safetensors"
+    assert cfg["card"]["version"] != resolve_model("mr-t1-to-t1c-pix2pix").version
+    assert "Research use only" in cfg["card"]["intended_use"]
+
+
+def test_a_real_pair_becomes_a_training_volume_on_the_network_scale():
+    from MedGANTranslateLib.training import load_config
+    from MedGANTranslateLib.training.loop import card_template
+    from MedGANTranslateLib.training.real_pairs import real_pair_volumes
+
+    real_file(PAIRS["open_ms_patient07"].t1)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "models" / "mr-t1-to-t1c-pix2pix" / RECIPES["brats_gli_00001"])
+    card = card_template(cfg)
+    (volume,) = real_pair_volumes({"pairs": ["open_ms_patient07"]}, card, ["t1"], "t1c", 0.2)
+    pair = prepare_pair("open_ms_patient07", check=False)
+    assert volume.inputs.shape[1:] == volume.target.shape == volume.mask.shape
+    assert volume.mask.sum() >= pair.brain.sum() * 0.9  # the pipeline's body mask of a brain-only scan: the brain
+    # the network grid is the scan reoriented to LPS: the same tissue voxels, on the card's 0-1600 -> [-1, 1] scale
+    tissue = sitk.GetArrayFromImage(pair.t1)
+    tissue = tissue[tissue > 40.0]
+    network = volume.inputs[0][volume.inputs[0] > 40.0 / 800.0 - 1.0]
+    assert np.median(network) == pytest.approx(np.median(np.minimum(tissue, 1600.0)) / 800.0 - 1.0, abs=0.005)
+    target = volume.target[volume.target > 40.0 / 800.0 - 1.0]
+    assert np.median(target) > np.median(network) - 0.1  # the T1c on the same scale: white matter stays put
+    assert 0 < volume.focus_index.size < volume.body_index.size

@@ -101,6 +101,12 @@ def train(
         focus = data["focus_threshold"] if data["focus_fraction"] > 0 else None
         volumes = [prepare_volume(load_phantom(s, data["phantom"], cache), data["inputs"], data["target"], card, focus)
                    for s in data["train_seeds"]]
+        if data.get("real_pairs"):  # real T1/T1c pairs beside the phantoms (.real_pairs)
+            from .real_pairs import real_pair_volumes, with_share
+
+            say("info", f"preparing real pairs {', '.join(data['real_pairs']['pairs'])}")
+            volumes = with_share(volumes, real_pair_volumes(data["real_pairs"], card, data["inputs"], data["target"],
+                                                            focus), data["real_pairs"].get("share"))
         sampler = PatchSampler(volumes, data["patch_size"], data["body_fraction"], data["flip_axes"],
                                data["focus_fraction"])
 
@@ -124,6 +130,10 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
         say("info", f"resumed from {ckpt_path} at step {step}")
+    elif cfg.get("init_weights"):  # fine-tuning: a fresh run starts from these weights (.init_weights)
+        from .init_weights import load_initial_weights
+
+        load_initial_weights(recipe.generator, cfg["init_weights"], say)
     rows = _read_log(log_path, step)
     log_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
