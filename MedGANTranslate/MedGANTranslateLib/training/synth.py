@@ -438,6 +438,10 @@ class SynthSampler:
         t0 = time.perf_counter()
         r = realise(index, self.seed, self.data, self.cache)
         volume = prepare_volume({"t1": r.mr, "ct": r.ct}, ["t1"], "ct", self.card)
+        if any(n < p for n, p in zip(volume.mask.shape, self._patches.size)):
+            raise MedGANError(f"Realisation {index} ({r.anatomy}) is {list(volume.mask.shape[::-1])} voxels on the "
+                              f"network grid, smaller than the patch {list(self.patch_size)}; raise "
+                              "data.synth.fov_height_mm or lower data.patch_size.")
         self.seconds += time.perf_counter() - t0
         self.log("info", f"realisation {index}: {r.anatomy}, {r.acquisition.description} "
                          f"({time.perf_counter() - t0:.1f} s)")
