@@ -229,12 +229,16 @@ def test_aliased_keys_with_different_values_are_refused(tmp_path):
 @pytest.mark.parametrize("statistics, peer_mode", [("running", "eval"), ("window", "train")])
 def test_saved_instance_norm_statistics_are_used_or_ignored_as_the_card_says(statistics, peer_mode, tmp_path):
     """Older junyanz code tracks instance-norm statistics: its test.py --eval uses them, without --eval it does
-    not. The card says which; both compute the peer's output."""
+    not. The card says which; both compute the peer's output, also for a layer whose saved statistics are still
+    the initial ones (eval mode uses those too)."""
     layout = Layout(lambda: resnet("junyanz", 2, 1, 1, ngf=4, n_blocks=1, tracks=True),
                     _builtin("resnet_generator", {"norm_statistics": statistics}, ngf=4, n_blocks=1, spatial_dims=2),
                     peer_mode=peer_mode, size=(16, 16))
     torch.manual_seed(0)
     peer = randomise(layout.build())
+    untrained = peer.model[2]
+    untrained.running_mean.zero_()
+    untrained.running_var.fill_(1.0)
     card = _card(layout, tmp_path, *_save_like_the_peer(peer, layout, tmp_path))
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():

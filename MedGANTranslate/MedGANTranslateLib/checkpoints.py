@@ -138,12 +138,13 @@ def _shared_tensors_agree(net: nn.Module, state: Dict[str, torch.Tensor]) -> Lis
 
 
 def _instance_statistics(net: nn.Module, state: Dict[str, torch.Tensor], card: ModelCard, path: Path) -> None:
-    """Instance-norm statistics in the file: used (eval mode) when the card says ``norm_statistics: running``,
-    ignored when it says ``window``, and refused when it says neither, since the two compute different things."""
-    names = instance_norm_statistics(net, state)
-    if not names:
-        return
+    """Instance-norm statistics in the file: all used (eval mode) when the card says ``norm_statistics: running``,
+    ignored when it says ``window``, and refused when it says neither and they were trained, since the two compute
+    different things."""
+    names, trained = instance_norm_statistics(net, state)
     statistics = (card.architecture.get("forward") or {}).get("norm_statistics")
+    if not names or (statistics is None and not trained):  # initial values, as PyTorch 0.4 conversions leave
+        return
     if statistics is None:
         raise WeightsError(
             f"Weights {path} of {_describe(card)} hold running statistics for instance-norm layers "

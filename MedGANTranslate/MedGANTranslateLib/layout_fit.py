@@ -41,18 +41,18 @@ def clean_state_dict(net: nn.Module, state: Mapping[str, torch.Tensor]) -> Dict[
     return {k: v for k, v in state.items() if k not in stale}
 
 
-def instance_norm_statistics(net: nn.Module, state: Mapping[str, torch.Tensor]) -> List[str]:
-    """Names of ``net``'s InstanceNorm layers for which ``state`` holds running statistics other than the initial
-    ones (mean 0, variance 1): the peer's code uses them in eval mode and ignores them in train mode, so the two
-    give different outputs and only the card can say which the network was run in."""
+def instance_norm_statistics(net: nn.Module, state: Mapping[str, torch.Tensor]) -> Tuple[List[str], bool]:
+    """Names of ``net``'s InstanceNorm layers for which ``state`` holds running statistics, and whether any of them
+    differs from the initial ones (mean 0, variance 1). The peer's code uses them in eval mode and ignores them in
+    train mode, so trained statistics give two different outputs and only the card can say which was run."""
     state = strip_module_prefix(state)
-    found = []
+    names, trained = [], False
     for name, module in net.named_modules():
         mean, var = state.get(f"{name}.running_mean"), state.get(f"{name}.running_var")
         if isinstance(module, nn.modules.instancenorm._InstanceNorm) and mean is not None and var is not None:
-            if mean.abs().max() > 0 or (var - 1).abs().max() > 0:
-                found.append(name)
-    return found
+            names.append(name)
+            trained = trained or bool(mean.abs().max() > 0 or (var - 1).abs().max() > 0)
+    return names, trained
 
 
 def track_instance_statistics(net: nn.Module, names: List[str]) -> None:
