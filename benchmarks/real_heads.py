@@ -71,6 +71,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from MedGANTranslateLib.template_head import cormack_to_hounsfield
+
 BONE_HU = 300.0  #: bone: above this
 CLOSED_SHARE = 0.25  #: a ring is closed when what it encloses is at least this share of the head's section
 HEAD_Z = (-40.0, 65.0)  #: template heights (MNI mm) of the head region
@@ -147,13 +149,6 @@ def wasserstein_hu(values: np.ndarray, reference: np.ndarray, hu_range: Tuple[in
 
 
 # ---------------------------------------------------------------------------------------------- template space
-
-
-def cormack_to_hounsfield(values: np.ndarray) -> np.ndarray:
-    """Cormack units (Rorden's compressed CT scale, neurolabusc/Clinical ``clinical_c2h.m``) to HU: 0..900 is
-    -1024..-124 HU, 900..3100 is -124..+76 HU expanded elevenfold, above 3100 HU = units - 3024."""
-    c = np.asarray(values, np.float32)
-    return np.where(c <= 900, c - 1024, np.where(c <= 3100, -124 + (c - 900) / 11, c - 3024)).astype(np.float32)
 
 
 def _image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
