@@ -147,6 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         tta=args.tta,
         strict=args.strict,
         on_warning=out.warning,
+        report=args.report,
+        report_options=_report_options(args),
     )
     report = result.report
     if out.json:
@@ -162,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"Synthetic {result.provenance['MedGANTranslate.Modality']} written to {result.outputs['synthetic']}")
     if result.outputs.get("difference"):
         print(f"Difference map written to {result.outputs['difference']}")
+    if result.outputs.get("report"):
+        print(f"QA report written to {result.outputs['report']}")
     print(
         f"Model {result.provenance['MedGANTranslate.ModelId']} v{result.provenance['MedGANTranslate.ModelVersion']} "
         f"on {report.device}: {result.seconds:.1f} s, {report.windows_computed} of {report.windows_total} windows computed "
@@ -172,6 +176,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.metrics_omitted:
         print(result.metrics_omitted)
     return 0
+
+
+def _report_options(args: argparse.Namespace):
+    """The QA report's options from the command line (input names, uncertainty threshold); None when none given."""
+    from .report import ReportOptions
+
+    if not (args.report_input_name or args.report_reference_name or args.report_uncertainty_threshold is not None):
+        return None
+    return ReportOptions(tuple(args.report_input_name), args.report_reference_name or "",
+                         args.report_uncertainty_threshold)
 
 
 def format_metrics(metrics: Dict[str, Optional[float]]) -> str:
@@ -460,6 +474,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true",
                      help="refuse (exit 2, nothing written) a scan the checks warn about: wrong modality, skull-stripped "
                           "input to a whole-head model, field of view, spacing or contrast far from the training inputs")
+    run.add_argument("--report", metavar="FILE.html",
+                     help="write a QA report, one self-contained HTML page (inputs, model, warnings, pictures, "
+                          "histogram, metrics, uncertainty, run), with the other outputs")
+    run.add_argument("--report-input-name", action="append", default=[], metavar="NAME",
+                     help="how the report names an input (default: its path); once per -i, in the same order")
+    run.add_argument("--report-reference-name", metavar="NAME", help="how the report names the reference")
+    run.add_argument("--report-uncertainty-threshold", type=float, metavar="VALUE",
+                     help="the report gives the share of the body whose uncertainty is above VALUE, in output units "
+                          "(default 100 for HU; a tenth of the display window for other outputs)")
     run.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores on small machines, one free on larger)")
     run.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
     run.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")

@@ -116,7 +116,10 @@ class OutputSet:
 
     def stage_json(self, path: Path, role: str, data: Mapping) -> Path:
         """Stages ``data`` as an indented JSON file for ``path``."""
-        text = json_text(data)
+        return self.stage_text(path, role, json_text(data))
+
+    def stage_text(self, path: Path, role: str, text: str) -> Path:
+        """Stages ``text`` as a UTF-8 file for ``path`` (a metrics file, a QA report)."""
         return self.stage(path, role, lambda staging: write_text(staging / path.name, text), len(text.encode()))
 
     def commit(self) -> None:

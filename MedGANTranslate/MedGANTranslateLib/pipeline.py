@@ -50,6 +50,7 @@ from .outputs import OutputSet
 from .preprocessing import NetworkGrid, cast_output, map_output, network_inputs, to_input_grid, to_network_grid
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
+from .report import ReportOptions, check_report_path, make_report, report_inputs
 from .resources import check_fits, estimate_job_bytes, traced_activation_bytes_per_voxel
 from .scan_checks import (
     COVERED_SHARE,
@@ -418,10 +419,14 @@ def translate_files(
     tta: bool = False,
     strict: bool = False,
     on_warning: Optional[WarningCallback] = None,
+    report: Optional[str] = None,
+    report_options: Optional[ReportOptions] = None,
 ) -> TranslationResult:
     """Reads, translates and writes; every output appears complete or not at all. ``tta``: average with the
     mirror images the card declares (about twice the inference time). ``strict``: refuse, writing nothing, a
-    scan the checks warn about; ``on_warning`` receives each warning (see :class:`Translator`)."""
+    scan the checks warn about; ``on_warning`` receives each warning (see :class:`Translator`). ``report``: a
+    QA report (:mod:`.report`, an .html file) written with the other outputs; ``report_options`` name the inputs
+    in it and set its uncertainty threshold."""
     card = resolve_model(model, models_dirs, log=log)
     all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
     if len(inputs) != len(card.inputs):
@@ -431,7 +436,9 @@ def translate_files(
             "with -i; repeat -i once per input, in that order."
         )
     images = {role: path for role, path in (("synthetic image", output), ("difference map", diff)) if path}
-    check_output_paths(images, {"metrics file": metrics_path} if metrics_path else {}, all_inputs)
+    files = {role: path for role, path in (("metrics file", metrics_path), ("QA report", report)) if path}
+    _check_report_request(report, report_options, len(inputs))
+    check_output_paths(images, files, all_inputs)
     if (diff or metrics_path) and not reference and card.difference.get("without_reference") != "minus_input":
         raise MedGANError(
             f"A difference map or metrics need a reference volume of the target modality ({card.output['modality']}); "
@@ -466,7 +473,7 @@ def translate_files(
     record = result.metrics_record()
     with OutputSet(cancel) as outputs:  # every output staged and verified, then all moved into place
         result.outputs = {"synthetic": str(stage_image(outputs, result.synthetic, output, meta, "synthetic image")),
-                          "difference": None, "metrics": None}
+                          "difference": None, "metrics": None, "report": None}
         if diff and result.difference is not None:
             difference = stage_image(outputs, result.difference, diff, _difference_metadata(meta, reference),
                                      "difference map")
@@ -475,9 +482,28 @@ def translate_files(
             metrics = outputs.stage_json(Path(os.path.abspath(metrics_path)), "metrics file",
                                          {**record, "model": card.id, "version": card.version})
             result.outputs["metrics"] = str(metrics)
+        if report:
+            described, ref_described = report_inputs(card, images, inputs, ref_image, reference, report_options)
+            page = make_report(card, result, described, ref_described, report_options)
+            result.outputs["report"] = str(outputs.stage_text(Path(os.path.abspath(report)), "QA report", page))
         outputs.commit()
     stage.finish()
     return result
+
+
+def _check_report_request(report: Optional[str], options: Optional[ReportOptions], n_inputs: int) -> None:
+    """Refuses, before any work, a report path that is not .html, report options without a report, and a count
+    of input names that is not one per input."""
+    if report:
+        check_report_path(report)
+    if options is None or not (options.input_names or options.reference_name
+                               or options.uncertainty_threshold is not None):
+        return
+    if not report:
+        raise MedGANError("Input names and the uncertainty threshold only change the QA report; add --report FILE.html.")
+    if options.input_names and len(options.input_names) != n_inputs:
+        raise MedGANError(f"Give one report input name per input: {n_inputs} input(s) but "
+                          f"{len(options.input_names)} name(s).")
 
 
 def _difference_metadata(metadata: Dict[str, str], reference: Optional[str]) -> Dict[str, str]:

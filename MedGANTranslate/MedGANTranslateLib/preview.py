@@ -32,9 +32,10 @@ def _display_range(panel: Panel, array: np.ndarray) -> Tuple[float, float]:
     return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
 
-def _planes(array: np.ndarray, spacing: Sequence[float]):
-    """Axial, coronal and sagittal planes through the centre, with their aspect ratios (array is z, y, x)."""
-    z, y, x = (n // 2 for n in array.shape)
+def _planes(array: np.ndarray, spacing: Sequence[float], centre: Optional[Sequence[int]] = None):
+    """Axial, coronal and sagittal planes through ``centre`` (z, y, x; the array's centre by default), with their
+    aspect ratios (array is z, y, x)."""
+    z, y, x = (n // 2 for n in array.shape) if centre is None else (int(c) for c in centre)
     sx, sy, sz = spacing
     return [
         ("axial", array[z, :, :], sy / sx),
