@@ -97,6 +97,34 @@ def _check_consistency(data: Dict[str, Any], source: str) -> None:
         raise CardError(
             f"Model card {source}: weights.format '{fmt}' is a self-contained network; set architecture.type to '{fmt}'."
         )
+    _check_ensemble(data, source)
+
+
+def _check_ensemble(data: Dict[str, Any], source: str) -> None:
+    """Each ensemble member is a weights file (file and sha256, a format the architecture can load) or another
+    model (model alone), listed once, and not the card's own weights."""
+    arch, seen = data["architecture"]["type"], {data["weights"]["file"]: "the card's own weights (weights.file)"}
+    for index, member in enumerate(data.get("ensemble") or []):
+        where = f"Model card {source}: field 'ensemble.{index}'"
+        weights_keys = sorted(set(member) - {"model"})
+        if "model" in member and weights_keys:
+            raise CardError(f"{where} names both a model ('model') and weights ({', '.join(weights_keys)}); a "
+                            "member is either another model or a weights file of this one's architecture.")
+        if "model" in member:
+            key = f"model {member['model']}"
+        elif "file" not in member or "sha256" not in member:
+            raise CardError(f"{where} needs 'file' and 'sha256' (a weights file of the same architecture), or "
+                            "'model' (another model's id); found " + (", ".join(sorted(member)) or "neither") + ".")
+        else:
+            key = member["file"]
+            fmt = member.get("format", data["weights"]["format"])
+            if (arch in ("torchscript", "onnx")) != (fmt in ("torchscript", "onnx")) or (
+                    arch in ("torchscript", "onnx") and fmt != arch):
+                raise CardError(f"{where}: weights format '{fmt}' cannot be loaded as architecture '{arch}'; "
+                                "members given as files share the card's architecture.")
+        if key in seen:
+            raise CardError(f"{where} repeats {seen[key]}; list each member once.")
+        seen[key] = f"ensemble member {index} ({key})"
 
 
 def _fill_defaults(data: Any, schema: Dict[str, Any], root: Dict[str, Any]) -> Any:
@@ -265,6 +293,8 @@ class CardSummary:
     display: Dict[str, Any] = field(default_factory=dict)
     difference_without_reference: str = "none"
     test_time_mirror: Sequence[str] = ()
+    uncertainty_passes: int = 0  # network passes of the default uncertainty map; 0: nothing to vary
+    uncertainty_text: str = ""  # what its variants are ('std over 4 variants: ...'), or why there are none
 
 
 def _listing_field(data: Dict[str, Any], key: str, path: Path) -> str:
@@ -286,6 +316,9 @@ def read_card_summary(path: "str | Path") -> CardSummary:
     if path.is_dir():
         path = path / CARD_FILENAME
     data = _read_json(path)
+    from .uncertainty import card_variation  # numpy and the standard library only, as the panel has them
+
+    variation = card_variation(data)
     try:
         runtime = data.get("runtime", {})
         output = data["output"]
@@ -309,6 +342,8 @@ def read_card_summary(path: "str | Path") -> CardSummary:
             display=data.get("display", {}),
             difference_without_reference=data.get("difference", {}).get("without_reference", "none"),
             test_time_mirror=tuple(data.get("inference", {}).get("test_time_mirror", ())),
+            uncertainty_passes=variation[0],
+            uncertainty_text=variation[1],
         )
     except (KeyError, TypeError) as exc:
         raise CardError(f"Model card {path} lacks a required field or has a wrong type ({exc}); run 'medgan-translate models verify'.") from exc

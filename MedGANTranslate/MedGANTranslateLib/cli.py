@@ -135,6 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.output,
         reference=args.reference,
         diff=args.diff,
+        uncertainty=args.uncertainty,
+        uncertainty_variants=args.uncertainty_variants,
         metrics_path=args.metrics,
         device=args.device,
         roi=args.roi,
@@ -175,6 +177,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(format_metrics(result.metrics))
     if result.metrics_omitted:
         print(result.metrics_omitted)
+    if result.outputs.get("uncertainty"):
+        seconds = ", ".join(f"{label} {t:.2f} s" for label, t in result.variant_seconds)
+        print(f"Uncertainty map ({result.provenance['MedGANTranslate.Uncertainty']}; "
+              f"{result.provenance['MedGANTranslate.Unit']}) written to {result.outputs['uncertainty']}. "
+              f"Inference per variant: {seconds}")
     return 0
 
 
@@ -461,6 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reference", help="real volume of the target modality: enables the difference map and metrics")
     run.add_argument("--diff", help="difference map to write (synthetic minus reference)")
     run.add_argument("--metrics", help="JSON file for MAE, ME, RMSE, PSNR, SSIM inside the body")
+    run.add_argument("--uncertainty", metavar="FILE",
+                     help="also write an uncertainty map: per voxel, the standard deviation (in output units, HU for "
+                          "CT) of the model's output over test-time variants (the mirror images the card declares, "
+                          "shifts of the window grid, Monte-Carlo dropout draws, ensemble members the card lists); the "
+                          "synthetic image is then their mean. Costs one inference per variant (default 4 for the "
+                          "bundled models)")
+    run.add_argument("--uncertainty-variants", type=positive_int, metavar="N",
+                     help="test-time variants per ensemble member for --uncertainty: the scan as is, then its mirror "
+                          "images, then window-grid shifts (default: as is, each mirror image and 2 shifts)")
     run.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N, mps")
     run.add_argument("--roi", type=int, nargs="+", metavar="N",
                      help="sliding-window size in voxels: X Y Z, or the two in-plane sides for a 2D model (default: the "

@@ -737,6 +737,8 @@ def _label(metadata: Mapping[str, str]) -> str:
     if metadata.get("MedGANTranslate.Kind") == "difference":
         return _clean(f"DIFFERENCE {metadata.get('MedGANTranslate.Difference', '')} "
                       f"{metadata.get('MedGANTranslate.Unit', '')}")
+    if metadata.get("MedGANTranslate.Kind") == "uncertainty":  # the spread of the variants, not an image of anatomy
+        return _clean(f"UNCERTAINTY std {metadata.get('MedGANTranslate.Unit', '')}")
     return f"SYNTHETIC {metadata.get('MedGANTranslate.Modality', '')}".strip()
 
 

@@ -62,7 +62,12 @@ class InferenceSettings:
     ``planes`` (a 2D network) ``roi_size`` is a slice's window in array order of the plane's two axes.
 
     Settings made in code run one window at a time in float32 unless told otherwise; :meth:`from_card` applies
-    the card's defaults (``sw_batch_size`` and ``cpu_precision`` ``"auto"``)."""
+    the card's defaults (``sw_batch_size`` and ``cpu_precision`` ``"auto"``).
+
+    ``grid_shift`` (voxels per array axis, z, y, x; empty: none) moves the window grid towards the start of each
+    axis relative to the anatomy, for the uncertainty map's shifted variants (:mod:`.uncertainty`): the volume
+    is padded at its start, so MONAI's windows fall that much earlier on the anatomy, and a fully convolutional
+    network's large windows start that much before their usual place (:func:`plan_body_windows`)."""
 
     roi_size: Tuple[int, int, int]
     overlap: "float | Tuple[float, float, float]" = 0.25
@@ -79,6 +84,7 @@ class InferenceSettings:
     window_context: int = 16
     test_time_mirror: Tuple[str, ...] = ()
     planes: Tuple[str, ...] = ()
+    grid_shift: Tuple[int, ...] = ()
 
     @classmethod
     def from_card(
@@ -334,16 +340,32 @@ def _round_up(value: int, divisor: int) -> int:
     return -(-value // divisor) * divisor
 
 
-def plan_body_windows(shape: Sequence[int], mask: Optional[np.ndarray], settings: InferenceSettings) -> BodyWindows:
+def plan_body_windows(shape: Sequence[int], mask: Optional[np.ndarray], settings: InferenceSettings,
+                      shift: Sequence[int] = ()) -> BodyWindows:
     """Large windows over the voxels of ``mask`` (the whole volume without one): the body's bounding box is
     split along its longest side until one window holds at most ``max_window_voxels``; neighbouring windows
     overlap by ``window_context`` voxels on each side, and every side is a multiple of the network's divisor.
-    For a 2D network, ``shape`` and ``mask`` are a slice's (the mask: of every slice of a pass together)."""
-    dims = range(len(shape))
+    For a 2D network, ``shape`` and ``mask`` are a slice's (the mask: of every slice of a pass together).
+
+    ``shift`` (voxels per axis): the usual box is moved that much towards the start of each axis and grown at
+    its end by the shift rounded up to the divisor, so it still covers the body with sides that suit the
+    network; the caller leaves room for it (:func:`run_windows` pads the volume)."""
+    if any(shift):
+        plan = plan_body_windows(shape, mask, settings)
+        divisor = settings.divisor
+        lo = [max(0, b.start - s) for b, s in zip(plan.box, shift)]
+        hi = [min(int(n), a + (b.stop - b.start) + _round_up(s, divisor)) for a, b, s, n in zip(lo, plan.box, shift, shape)]
+        return _windows_over(shape, lo, hi, settings)
     if mask is not None and mask.any():
         lo, hi = foreground_bounds(mask)
     else:
         lo, hi = [0] * len(shape), [int(n) for n in shape]
+    return _windows_over(shape, lo, hi, settings)
+
+
+def _windows_over(shape: Sequence[int], lo: Sequence[int], hi: Sequence[int], settings: InferenceSettings) -> BodyWindows:
+    """:func:`plan_body_windows` for the box from ``lo`` to ``hi`` (one past the end) along each axis."""
+    dims = range(len(shape))
     size = [b - a for a, b in zip(lo, hi)]
     counts = [1] * len(shape)
     context, divisor = settings.window_context, settings.divisor
@@ -685,13 +707,15 @@ class PlanePass:
 
 
 def plan_plane_passes(
-    shape: Sequence[int], mask: Optional[np.ndarray], settings: InferenceSettings, axes: Sequence[int]
+    shape: Sequence[int], mask: Optional[np.ndarray], settings: InferenceSettings, axes: Sequence[int],
+    shift: Sequence[int] = (),
 ) -> List[PlanePass]:
     """The passes of a 2D network over a volume of ``shape`` (z, y, x), one per plane of ``settings.planes``
     along the matching array axis of ``axes``. With ``mask`` (and ``skip_background``) only the slices holding
     body voxels are computed. A fully convolutional network runs on large in-plane windows over the body's
     bounding box in the slices (:func:`plan_body_windows`), as many slices per call as ``max_window_voxels``
-    allows (at most :data:`AUTO_BATCH_MAX_PLANAR`)."""
+    allows (at most :data:`AUTO_BATCH_MAX_PLANAR`). ``shift`` (z, y, x): a shifted window grid's in-plane parts
+    move those large windows (:func:`plan_body_windows`)."""
     passes = []
     for plane, axis in zip(settings.planes, axes):
         in_plane = tuple(int(shape[d]) for d in range(3) if d != axis)
@@ -704,7 +728,9 @@ def plan_plane_passes(
         box: Tuple[slice, ...] = tuple(slice(0, n) for n in in_plane)
         windows, weights = settings, None
         if settings.fully_convolutional:
-            plan = plan_body_windows(in_plane, None if stacked is None else stacked[lo:hi].any(axis=0), settings)
+            moved = tuple(shift[d] for d in range(3) if d != axis) if any(shift) else ()
+            plan = plan_body_windows(in_plane, None if stacked is None else stacked[lo:hi].any(axis=0), settings,
+                                     moved)
             per_call = max(1, min(AUTO_BATCH_MAX_PLANAR, settings.max_window_voxels // math.prod(plan.roi_size)))
             windows = replace(settings, roi_size=plan.roi_size, overlap=plan.overlap, sw_batch_size=per_call,
                               blend="constant", fully_convolutional=False)
@@ -727,6 +753,7 @@ def run_planes(
     mirror: Sequence[int] = (),
     stitch_device: Optional[torch.device] = None,
     slice_axes: Optional[Sequence[int]] = None,
+    shift: Sequence[int] = (),
 ) -> Tuple[np.ndarray, InferenceReport]:
     """A 2D network over ``volume`` (channels, z, y, x) slice by slice in each plane of ``settings.planes``,
     stacked along the array axes ``slice_axes`` (default: axial 0, coronal 1, sagittal 2, as on an LPS grid;
@@ -734,13 +761,14 @@ def run_planes(
     MONAI's 2D sliding window over batches of slices; slices without body voxels give ``background_out``. The
     passes' outputs are averaged (z, y, x). ``mirror`` (array axes): test-time mirroring of each slice along
     those of its two axes (mirroring along the slice axis would change nothing). Progress counts the windows of
-    every pass together, so it rises steadily to the end of the last."""
+    every pass together, so it rises steadily to the end of the last. ``shift``: the grid shift the volume was
+    padded for (:func:`run_windows`), which moves a fully convolutional network's in-plane windows."""
     if volume.ndim != 4:
         raise ValueError(f"volume must be (channels, z, y, x), got shape {volume.shape}")
     stitch_device = stitch_device or device
     axes = tuple(slice_axes) if slice_axes else plane_axes(_IDENTITY, settings.planes)
     skip = mask is not None and settings.skip_background
-    passes = plan_plane_passes(volume.shape[1:], mask, settings, axes)
+    passes = plan_plane_passes(volume.shape[1:], mask, settings, axes, shift)
     total = sum(p.windows for p in passes)
     timer = StageTimer("infer", total, progress, cancel)
     network = network.to(device)
@@ -900,14 +928,37 @@ def run_windows(
 ) -> Tuple[np.ndarray, InferenceReport]:
     """:func:`run_sliding_window` with the card's windows, or, for a fully convolutional network, with the large
     windows of :func:`plan_body_windows` over the body's box (``background_out`` elsewhere), stitched by
-    :func:`core_weights`; a 2D network runs slice by slice in its planes (:func:`run_planes`)."""
+    :func:`core_weights`; a 2D network runs slice by slice in its planes (:func:`run_planes`). With
+    ``settings.grid_shift`` the volume is padded by the shift at the start of each axis (and, for a fully
+    convolutional network's grown box, by the shift rounded up to the divisor at the end) and the output cut
+    back to the volume's voxels: for card windows exactly the output for the scan moved by the shift, moved back."""
+    shift = tuple(int(v) for v in settings.grid_shift)
+    if not any(shift):
+        return _run_windows(network, volume, settings, device, mask, background_out, progress, cancel, mirror,
+                            stitch_device, slice_axes)
+    if len(shift) != 3 or min(shift) < 0:
+        raise ValueError(f"grid_shift must be three voxel counts >= 0 (z, y, x), got {shift}")
+    grown = settings.fully_convolutional  # only the large windows' box grows at its end (plan_body_windows)
+    after = [_round_up(v, settings.divisor) if grown else 0 for v in shift]
+    pad = [(v, a) for v, a in zip(shift, after)]
+    padded = np.pad(volume, [(0, 0)] + pad, constant_values=settings.padding_value)
+    padded_mask = None if mask is None else np.pad(np.asarray(mask, dtype=bool), pad)
+    out, report = _run_windows(network, padded, settings, device, padded_mask, background_out, progress, cancel,
+                               mirror, stitch_device, slice_axes, shift)
+    inside = tuple(slice(v, v + n) for v, n in zip(shift, volume.shape[1:]))
+    return np.ascontiguousarray(out[inside]), report
+
+
+def _run_windows(network, volume, settings, device, mask, background_out, progress, cancel, mirror, stitch_device,
+                 slice_axes, shift: Sequence[int] = ()) -> Tuple[np.ndarray, InferenceReport]:
+    """:func:`run_windows` on a volume already padded for ``shift`` (a fully convolutional plan moves by it)."""
     if settings.planes:
         return run_planes(network, volume, settings, device, mask, background_out, progress, cancel, mirror,
-                          stitch_device, slice_axes)
+                          stitch_device, slice_axes, shift)
     if not settings.fully_convolutional:
         return run_sliding_window(network, volume, settings, device, mask, background_out, progress, cancel,
                                   mirror=mirror, stitch_device=stitch_device)
-    plan = plan_body_windows(volume.shape[1:], mask, settings)
+    plan = plan_body_windows(volume.shape[1:], mask, settings, shift)
     windows = replace(settings, roi_size=plan.roi_size, overlap=plan.overlap, sw_batch_size=1, blend="constant",
                       fully_convolutional=False)
     whole = all(s.start == 0 and s.stop == n for s, n in zip(plan.box, volume.shape[1:]))

@@ -2,7 +2,9 @@
 
 Steps: check inputs → move to the card's grid (orientation, spacing) → body mask → optional N4 →
 normalise → scan checks (warnings, or a refusal in strict mode) → sliding-window inference → inverse intensity mapping → back to the input grid → background
-outside the body → clip and cast → difference map and metrics against a reference.
+outside the body → clip and cast → difference map and metrics against a reference. With ``uncertainty`` the
+inference step runs once per test-time variant (:mod:`.uncertainty`): the synthetic image is their mean, and
+their per-voxel standard deviation comes back on the input grid too, in output units, zero outside the body.
 
 :class:`Translator` keeps a loaded network for several volumes; :func:`translate_files` is the file-based
 entry point the CLI and the Slicer module use: it validates paths, refuses jobs that cannot fit in memory
@@ -14,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -51,7 +53,7 @@ from .preprocessing import NetworkGrid, cast_output, map_output, network_inputs,
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
 from .report import ReportOptions, check_report_path, make_report, report_inputs
-from .resources import check_fits, estimate_job_bytes, traced_activation_bytes_per_voxel
+from .resources import check_fits, estimate_job_bytes, network_grid_voxels, traced_activation_bytes_per_voxel
 from .scan_checks import (
     COVERED_SHARE,
     ScanReport,
@@ -62,6 +64,7 @@ from .scan_checks import (
     field_points,
     share_inside,
 )
+from .uncertainty import Member, UncertaintyEstimator, UncertaintyRun, has_dropout, member_cards
 
 
 @dataclass
@@ -76,6 +79,10 @@ class TranslationResult:
     outputs: Dict[str, Optional[str]] = field(default_factory=dict)
     scan: ScanReport = field(default_factory=ScanReport)  # the scan checks' warnings, skipped checks, measurements
     metrics_omitted: str = ""  # why a reference was given but metrics and difference map were left out
+    #: float32 on the input grid, in output units (HU for CT): the standard deviation of the test-time variants
+    #: (provenance ``MedGANTranslate.Uncertainty`` names them), 0 outside the body; None unless asked for
+    uncertainty: Optional[sitk.Image] = None
+    variant_seconds: List[Tuple[str, float]] = field(default_factory=list)  # each variant's inference time
 
     def metrics_record(self) -> Optional[Dict[str, object]]:
         """What the metrics file holds: the metrics, or why they were left out; None without a reference."""
@@ -125,9 +132,15 @@ class Translator:
         tta: bool = False,
         strict: bool = False,
         on_warning: Optional[WarningCallback] = None,
+        uncertainty: bool = False,
+        uncertainty_variants: Optional[int] = None,
+        models_dirs: Sequence[str] = (),
     ) -> None:
         """``strict``: refuse a scan the checks warn about (:mod:`.scan_checks`), before the network runs;
-        ``on_warning`` receives each warning (without it, warnings go to ``log``)."""
+        ``on_warning`` receives each warning (without it, warnings go to ``log``). ``uncertainty``: run the
+        test-time variants (:mod:`.uncertainty`; ``uncertainty_variants`` per ensemble member, None: the
+        default), the synthetic image their mean and :attr:`TranslationResult.uncertainty` their spread; an
+        ensemble member given by model id is looked up in ``models_dirs`` too."""
         self.card = card
         self.log = log
         self.strict = strict
@@ -135,6 +148,14 @@ class Translator:
         configure_threads(threads)
         self.device = select_device(device)
         self.settings = inference_settings(card, roi, overlap)
+        if uncertainty_variants is not None and not uncertainty:
+            raise MedGANError("A number of uncertainty variants was given without asking for the uncertainty map; "
+                              "add --uncertainty FILE, or drop --uncertainty-variants.")
+        if uncertainty and tta:
+            raise MedGANError(
+                "--tta and --uncertainty were both given: the uncertainty map's variants already include the mirror "
+                "image, and its synthetic image is the mean of all variants. Drop --tta."
+            )
         if tta and not self.settings.test_time_mirror:
             raise MedGANError(
                 f"Model '{card.id}' declares no test-time mirror axes (card inference.test_time_mirror): it was not "
@@ -148,6 +169,20 @@ class Translator:
         self.inference_network = optimise_for_inference(
             self.network, compute_precision(self.settings, self.device), self.device.type
         )
+        self.uncertainty = self._estimator(uncertainty_variants, roi, overlap, models_dirs) if uncertainty else None
+
+    def _estimator(self, count: Optional[int], roi, overlap, models_dirs: Sequence[str]) -> UncertaintyEstimator:
+        """The uncertainty map's variants: this card's network first, then each ensemble member's, loaded here."""
+        members = [Member(f"{self.card.weights['file']}", None, self.settings)]
+        for label, member in member_cards(self.card, models_dirs):
+            settings = replace(inference_settings(member, roi, overlap), grid_shift=())
+            network = load_generator(member, device=str(self.device))
+            check_network_rank(network, settings)
+            check_fully_convolutional(network, settings)
+            members.append(Member(label, optimise_for_inference(network, compute_precision(settings, self.device),
+                                                                self.device.type), settings))
+        dropout = has_dropout(self.network) or any(has_dropout(m.network) for m in members[1:])
+        return UncertaintyEstimator(self.card, members, count, dropout)
 
     def translate(
         self,
@@ -182,7 +217,14 @@ class Translator:
         # A 2D network's planes, found on the network grid; passed only for it, so overrides of infer written for
         # 3D networks (the benchmark's) keep working.
         planar = {"slice_axes": plane_axes(grid.direction, self.settings.planes)} if self.settings.planes else {}
-        out, report = self.infer(volume, mask, progress, cancel, mirror, **planar)
+        varied: Optional[UncertaintyRun] = None
+        if self.uncertainty is not None:
+            varied = self.uncertainty.run(self.run_network, self.inference_network, volume, mask, grid.direction,
+                                          self.device, progress, cancel, planar.get("slice_axes"))
+            out, report = varied.mean, varied.report
+            varied.mean = None  # type: ignore[assignment]  # out alone holds it: dropped after use like the rest
+        else:
+            out, report = self.infer(volume, mask, progress, cancel, mirror, **planar)
         # Full-size arrays are dropped as soon as they are used: peak memory grows with the volume (~22 B/voxel).
         minus_input = reference is None and card.difference.get("without_reference") == "minus_input"
         normalised_input = volume[0] if minus_input else None
@@ -197,6 +239,7 @@ class Translator:
         del out
         mask_image = self._on_input_grid(mask.astype(np.uint8), grid, images[0], 0, sitk.sitkNearestNeighbor)
         del mask
+        uncertainty = self._spread(varied, grid, images[0], mask_image) if varied is not None else None
         if background is not None:
             synthetic_image = sitk.Mask(synthetic_image, mask_image, outsideValue=float(background))
         synthetic = cast_output(synthetic_image, card.output["dtype"], valid)
@@ -217,9 +260,24 @@ class Translator:
             provenance["MedGANTranslate.TestTimeMirror"] = ", ".join(self.settings.test_time_mirror)
         if report.planes:
             provenance["MedGANTranslate.Planes"] = planes_text(report.planes)
+        if varied is not None:
+            provenance["MedGANTranslate.Uncertainty"] = varied.description
         stage.finish()
+        timing = [(v.label(), t) for v, t in zip(varied.variants, varied.seconds)] if varied is not None else []
         return TranslationResult(synthetic, difference, metrics, provenance, report, seconds, mask_image, scan=scan,
-                                 metrics_omitted=omitted)
+                                 metrics_omitted=omitted, uncertainty=uncertainty, variant_seconds=timing)
+
+    def _spread(self, varied: UncertaintyRun, grid: NetworkGrid, target: sitk.Image, mask_image: sitk.Image) -> sitk.Image:
+        """The variants' standard deviation on the input grid (float32), in output units: network units times the
+        output mapping's scale, resampled as the synthetic image is, 0 outside the body."""
+        mapping = self.card.postprocessing["output_mapping"]
+        (s0, s1), (t0, t1) = mapping["source_range"], mapping["target_range"]
+        std = varied.std
+        varied.std = None  # type: ignore[assignment]
+        std *= abs((t1 - t0) / (s1 - s0))
+        spread = self._on_input_grid(std, grid, target, 0.0)
+        del std
+        return sitk.Cast(sitk.Mask(spread, mask_image, outsideValue=0.0), sitk.sitkFloat32)
 
     def check(self, images: Sequence[sitk.Image], volume: np.ndarray, mask: np.ndarray, grid: NetworkGrid) -> ScanReport:
         """The scan checks on the prepared inputs: each warning reported, the checks that could not run logged,
@@ -304,13 +362,21 @@ class Translator:
         (z, y, x) in, output (z, y, x) in the network's range out; ``mirror``: array axes of test-time
         mirroring; ``slice_axes``: a 2D network's array axis per plane. The benchmark replaces it to compare
         inference strategies inside the same pipeline."""
+        return self.run_network(self.inference_network, self.settings, volume, mask, progress, cancel, slice_axes,
+                                mirror)
+
+    def run_network(self, network, settings: InferenceSettings, volume: np.ndarray, mask: np.ndarray,
+                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+                    slice_axes: Optional[Sequence[int]] = None, mirror: Sequence[int] = ()) -> Tuple[np.ndarray, InferenceReport]:
+        """:meth:`infer` with this ``network`` and window ``settings`` (an uncertainty variant's, an ensemble
+        member's)."""
         try:
             return run_inference(
-                self.inference_network,
+                network,
                 volume,
-                self.settings,
+                settings,
                 self.device,
-                mask=mask if self.settings.skip_background else None,
+                mask=mask if settings.skip_background else None,
                 background_out=normalised_background_output(self.card.postprocessing),
                 progress=progress,
                 cancel=cancel,
@@ -421,12 +487,16 @@ def translate_files(
     on_warning: Optional[WarningCallback] = None,
     report: Optional[str] = None,
     report_options: Optional[ReportOptions] = None,
+    uncertainty: Optional[str] = None,
+    uncertainty_variants: Optional[int] = None,
 ) -> TranslationResult:
     """Reads, translates and writes; every output appears complete or not at all. ``tta``: average with the
     mirror images the card declares (about twice the inference time). ``strict``: refuse, writing nothing, a
     scan the checks warn about; ``on_warning`` receives each warning (see :class:`Translator`). ``report``: a
     QA report (:mod:`.report`, an .html file) written with the other outputs; ``report_options`` name the inputs
-    in it and set its uncertainty threshold."""
+    in it and set its uncertainty threshold. ``uncertainty``: where the uncertainty map goes (the variants' standard
+    deviation in output units, :mod:`.uncertainty`; ``uncertainty_variants`` per ensemble member, None: the
+    card's default), written with the other outputs; the synthetic image is then the variants' mean."""
     card = resolve_model(model, models_dirs, log=log)
     all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
     if len(inputs) != len(card.inputs):
@@ -436,6 +506,8 @@ def translate_files(
             "with -i; repeat -i once per input, in that order."
         )
     images = {role: path for role, path in (("synthetic image", output), ("difference map", diff)) if path}
+    if uncertainty:
+        images["uncertainty map"] = uncertainty
     files = {role: path for role, path in (("metrics file", metrics_path), ("QA report", report)) if path}
     _check_report_request(report, report_options, len(inputs))
     check_output_paths(images, files, all_inputs)
@@ -452,13 +524,16 @@ def translate_files(
     width = int((card.architecture.get("params") or {}).get("ngf", 64))
     spacing = card.preprocessing.get("spacing")
     needed = estimate_job_bytes(headers, spacing, estimate_window_bytes(settings, len(headers), width))
+    # an uncertainty map: the variants' running mean and variance and one variant's output, then the map itself
+    extra = 12 * network_grid_voxels(headers[0], spacing) + 4 * int(np.prod(headers[0].size)) if uncertainty else 0
     size = " × ".join(str(n) for n in headers[0].size)
-    check_fits(needed, f"Translating {inputs[0]} ({size} voxels)",
-               refine=lambda: traced_job_bytes(card, headers, settings) or needed)
+    check_fits(needed + extra, f"Translating {inputs[0]} ({size} voxels)",
+               refine=lambda: (traced_job_bytes(card, headers, settings) or needed) + extra)
 
     stage = _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
     translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta,
-                            strict=strict, on_warning=on_warning)
+                            strict=strict, on_warning=on_warning, uncertainty=bool(uncertainty),
+                            uncertainty_variants=uncertainty_variants, models_dirs=models_dirs)
     stage.finish()
     stage = _stage(progress, cancel, "read", "reading input volume(s)")
     roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]
@@ -478,6 +553,10 @@ def translate_files(
             difference = stage_image(outputs, result.difference, diff, _difference_metadata(meta, reference),
                                      "difference map")
             result.outputs["difference"] = str(difference)
+        result.outputs["uncertainty"] = None
+        if uncertainty and result.uncertainty is not None:
+            result.outputs["uncertainty"] = str(stage_image(outputs, result.uncertainty, uncertainty,
+                                                            _uncertainty_metadata(meta), "uncertainty map"))
         if metrics_path and record is not None:
             metrics = outputs.stage_json(Path(os.path.abspath(metrics_path)), "metrics file",
                                          {**record, "model": card.id, "version": card.version})
@@ -504,6 +583,12 @@ def _check_report_request(report: Optional[str], options: Optional[ReportOptions
     if options.input_names and len(options.input_names) != n_inputs:
         raise MedGANError(f"Give one report input name per input: {n_inputs} input(s) but "
                           f"{len(options.input_names)} name(s).")
+
+
+def _uncertainty_metadata(metadata: Dict[str, str]) -> Dict[str, str]:
+    """The uncertainty map's provenance: the synthetic image's, plus what it is (kind ``uncertainty``: the
+    standard deviation of the variants ``MedGANTranslate.Uncertainty`` names, in ``MedGANTranslate.Unit``)."""
+    return {**metadata, "MedGANTranslate.Kind": "uncertainty", "MedGANTranslate.Statistic": "standard deviation"}
 
 
 def _difference_metadata(metadata: Dict[str, str], reference: Optional[str]) -> Dict[str, str]:
