@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import pydicom
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -211,6 +212,19 @@ def test_a_missing_slice_is_named_and_interpolated(tmp_path):
 def test_unknown_slice_thickness_is_said(tmp_path):
     folder = write_ramp_series(tmp_path / "ct", gantry_series([2.0, 3.0, 2.0], tilt=0.0), thickness=None)
     assert "slice thickness not recorded, so missing slices cannot be ruled out" in read_image(folder).GetMetaData(INPUT_WARNING)
+
+
+@pytest.mark.parametrize("tilt", [0.0, 15.0], ids=["stacked", "regularised"])
+def test_a_latin1_patient_name_is_read(tmp_path, tilt):
+    """GDCM hands over a tag's raw bytes: a Latin-1 name (ISO_IR 100, as European scanners write) made the
+    reader fail with a TypeError; the tags are now taken as pydicom decodes them."""
+    folder = write_ramp_series(tmp_path / "ct", gantry_series([4.0] * 3, tilt=tilt))
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(str(path))
+        ds.SpecificCharacterSet, ds.PatientName = "ISO_IR 100", "Müller^Anna"
+        save(ds, path)
+    image = read_image(folder)
+    assert image.GetMetaData("0010|0010") == "Müller^Anna" and image.GetMetaData("0010|0020") == "RAMP1"
 
 
 def test_a_regular_series_reads_exactly_as_itk_stacks_it(tmp_path):

@@ -24,6 +24,8 @@ import SimpleITK as sitk
 from isal import igzip
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
 
 from . import __version__, dicom_geometry, file_checks
 from .errors import InputError, OutputError
@@ -227,11 +229,15 @@ def _layout(planes: Optional[List[dicom_geometry.Plane]], source: Path, role: st
         raise InputError(f"The {role} DICOM series in {source} {exc}") from exc
 
 
-def _copy_tags(image: sitk.Image, lookup: Callable[[str], str]) -> sitk.Image:
-    """Keeps the study/series tags the engine uses (``lookup`` gives a tag's value, '' when absent)."""
-    for tag in DICOM_STUDY_TAGS + DICOM_SERIES_TAGS:
-        if lookup(tag).strip():
-            image.SetMetaData(tag, lookup(tag).strip())
+def _copy_tags(image: sitk.Image, header: Dataset) -> sitk.Image:
+    """Keeps the study/series tags the engine uses, from the pydicom ``header``: decoded in the file's
+    character set (GDCM gives a tag's raw bytes, and a Latin-1 patient name would not pass into ITK)."""
+    for key in DICOM_STUDY_TAGS + DICOM_SERIES_TAGS:
+        element = header.get(Tag(*(int(part, 16) for part in key.split("|"))))
+        value = None if element is None else element.value
+        text = "\\".join(str(v) for v in value) if isinstance(value, MultiValue) else str(value or "")
+        if text.strip():
+            image.SetMetaData(key, text.strip())
     return image
 
 
@@ -256,7 +262,7 @@ def _volume(values: np.ndarray, layout: dicom_geometry.Layout, source: Path, rol
     return image
 
 
-def _read_stack(files: Sequence[str], folder: Path, role: str) -> sitk.Image:
+def _read_stack(files: Sequence[str], folder: Path, role: str, header: Dataset) -> sitk.Image:
     """A regular series (or one without recorded geometry) as ITK stacks it."""
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(files))
@@ -269,27 +275,26 @@ def _read_stack(files: Sequence[str], folder: Path, role: str) -> sitk.Image:
         ) from exc
     for key in image.GetMetaDataKeys():  # ITK's own keys (e.g. its spacing note): only the tags below are kept
         image.EraseMetaData(key)
-    return _copy_tags(image, lambda tag: reader.GetMetaData(0, tag) if reader.HasMetaDataKey(0, tag) else "")
+    return _copy_tags(image, header)
 
 
-def _read_slice(name: str, role: str) -> Tuple[np.ndarray, sitk.ImageFileReader]:
+def _read_slice(name: str, role: str) -> np.ndarray:
     """One slice's values as float32 (with its own rescale: ITK's series reader would cast every slice to the
-    first one's pixel type) and its reader (for the tags)."""
+    first one's pixel type)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(name)
     try:
-        return sitk.GetArrayFromImage(reader.Execute()).astype(np.float32), reader
+        return sitk.GetArrayFromImage(reader.Execute()).astype(np.float32)
     except RuntimeError as exc:
         raise InputError(f"Cannot read the {role} DICOM file {name}: {_itk_reason(exc)}. Re-export the series.") from exc
 
 
-def _read_slices(files: Sequence[str], layout: dicom_geometry.Layout, folder: Path, role: str) -> sitk.Image:
+def _read_slices(files: Sequence[str], layout: dicom_geometry.Layout, folder: Path, role: str,
+                 header: Dataset) -> sitk.Image:
     """An irregular series, read slice by slice and regularised."""
-    slices = [_read_slice(name, role) for name in files]
     shape = layout.planes[0].size[::-1]
-    image = _volume(np.stack([values.reshape(shape) for values, _ in slices]), layout, folder, role)
-    first = slices[0][1]
-    return _copy_tags(image, lambda tag: first.GetMetaData(tag) if first.HasMetaDataKey(tag) else "")
+    image = _volume(np.stack([_read_slice(name, role).reshape(shape) for name in files]), layout, folder, role)
+    return _copy_tags(image, header)
 
 
 def _read_dicom_folder(folder: Path, role: str) -> sitk.Image:
@@ -299,8 +304,8 @@ def _read_dicom_folder(folder: Path, role: str) -> sitk.Image:
         return _read_enhanced(Path(files[0]), role)
     layout = _layout(dicom_geometry.instance_planes(headers), folder, role)
     if layout is None or layout.regular:
-        return _read_stack(files, folder, role)
-    return _read_slices(files, layout, folder, role)
+        return _read_stack(files, folder, role, headers[0])
+    return _read_slices(files, layout, folder, role, headers[0])
 
 
 def _stored_dtype(ds: Dataset) -> np.dtype:
@@ -376,11 +381,10 @@ def _multiframe_dataset(path: Path, role: str, pixels: bool = False) -> Dataset:
 
 def _read_enhanced(path: Path, role: str) -> sitk.Image:
     """An enhanced (multi-frame) DICOM file as the 3D volume its frames make, geometry from the per-frame
-    functional groups; the study/series tags as ITK reads them from the file's top level."""
+    functional groups; the study/series tags from the file's top level."""
     ds = _multiframe_dataset(path, role, pixels=True)
     image = _volume(_frame_values(ds, path, role), _enhanced_layout(ds, path, role), path, role)
-    reader = _information(str(path), role)
-    return _copy_tags(image, lambda tag: reader.GetMetaData(tag) if reader.HasMetaDataKey(tag) else "")
+    return _copy_tags(image, ds)
 
 
 def _is_dicom_file(path: Path) -> bool:
