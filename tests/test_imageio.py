@@ -154,7 +154,7 @@ def test_dicom_tags_mark_a_derived_synthetic_series(tmp_path):
     out = write_image(image, tmp_path / "sct", metadata)
     tags = [slice_tags(out, k) for k in range(4)]
     first = tags[0]
-    assert first["0008|0008"] == "DERIVED\\SECONDARY"
+    assert first["0008|0008"] == "DERIVED\\SECONDARY\\AXIAL\\SYNTHETIC"
     assert first["0008|103e"].startswith("SYNTHETIC CT mr-to-ct-head v1.2.3")
     assert first["0008|0060"] == "CT"
     assert first["0020|000d"] == "1.2.826.0.1.3680043.2.1125.42"
@@ -162,7 +162,7 @@ def test_dicom_tags_mark_a_derived_synthetic_series(tmp_path):
     assert "MedGANTranslate.WeightsSHA256=" + "0123456789abcdef" * 4 in first["0020|4000"]
     assert "mr-to-ct-head" in first["0008|2111"]
     assert float(first["0018|0050"]) == pytest.approx(2.5)
-    assert (float(first["0028|1053"]), float(first["0028|1052"])) == (1.0, 0.0)
+    assert (float(first["0028|1053"]), float(first["0028|1052"]), first["0028|1054"]) == (1.0, -1024.0, "HU")
     assert len({t["0020|000e"] for t in tags}) == 1
     assert len({t["0008|0018"] for t in tags}) == 4
     assert first["0020|000e"] != first["0020|000d"]

@@ -11,8 +11,6 @@ import errno
 import os
 import shutil
 import struct
-import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from . import __version__, dicom_geometry, file_checks
+from . import dicom_geometry, dicom_output, file_checks
 from .errors import InputError, OutputError
 from .outputs import OutputSet, StagingError, json_text, write_text
 
@@ -41,8 +39,9 @@ _FORMATS_HINT = (
 )
 _DATA_FILE_EXTENSIONS = (".raw", ".zraw")
 
-#: Patient/study tags read from a DICOM input and copied into a DICOM output, so the synthetic series joins
-#: the input's study and frame of reference (it is aligned voxel for voxel with the input).
+#: Patient/study tags read from a DICOM input into the image's metadata (and so into NRRD/MetaImage headers and
+#: NIfTI sidecars). A DICOM output written without its DICOM source (:func:`dicom_source`) takes them from there
+#: to join the input's study and frame of reference (it is aligned voxel for voxel with the input).
 DICOM_STUDY_TAGS = (
     "0010|0010",  # PatientName
     "0010|0020",  # PatientID
@@ -59,7 +58,6 @@ DICOM_STUDY_TAGS = (
 )
 #: Series tags also copied from a DICOM input into the image's metadata (for display, never re-written).
 DICOM_SERIES_TAGS = ("0008|0060", "0008|103e", "0020|000e")
-_DICOM_MODALITY = {"PET": "PT", "SPECT": "NM", "CBCT": "CT"}
 _PIXEL_DATA = 0x7FE00010
 #: What pydicom raises on a file cut inside its header (at once, or when a value is first used).
 _DICOM_DAMAGE = (InvalidDicomError, BytesLengthException, OSError, ValueError, EOFError, struct.error)
@@ -488,6 +486,19 @@ def study_tags(image: sitk.Image) -> Dict[str, str]:
     return {tag: image.GetMetaData(tag) for tag in DICOM_STUDY_TAGS if image.HasMetaDataKey(tag)}
 
 
+def dicom_source(path: PathLike, role: str = "input") -> Optional[dicom_output.Source]:
+    """The DICOM series (or enhanced file) at ``path`` as a DICOM output derived from it refers to it: its
+    patient/study header, series and images (headers only, pixel data left unread); None for an image file."""
+    path = Path(path)
+    if path.is_dir():
+        headers = _dicom_headers(dicom_series(path, role), role)
+    elif _extension(path) not in READABLE_EXTENSIONS:
+        headers = [_multiframe_dataset(path, role)]
+    else:
+        return None
+    return dicom_output.source_from_headers(headers)
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     """Geometry and pixel type of an image file, read without its voxels (for memory estimates)."""
@@ -859,116 +870,46 @@ def _write_file(image: sitk.Image, staged: Path, metadata: Mapping[str, str]) ->
     _check_written(back, sitk.GetArrayViewFromImage(image), image, header)
 
 
-def _new_uid() -> str:
-    """A globally unique DICOM UID derived from a random UUID (the ISO/ITU '2.25' root)."""
-    return f"2.25.{uuid.uuid4().int}"
-
-
-def _ds(value: float) -> str:
-    """A DICOM decimal string (at most 16 characters) with as many digits as fit."""
-    return next(text for text in (f"{value:.{digits}g}" for digits in range(15, 5, -1)) if len(text) <= 16)
-
-
-def _dicom_pixels(image: sitk.Image) -> Tuple[np.ndarray, Dict[str, str]]:
-    """Pixel values and the storage tags for them: whole numbers that fit int16 or uint16 are stored as they
-    are; anything else is stored as int16 with a rescale slope/intercept over its range (ITK applies the
-    inverse mapping when writing, so the values given are physical)."""
-    values = sitk.GetArrayFromImage(image)
-    low, high = float(values.min()), float(values.max())
-    whole = values.dtype.kind in "iu" or bool(np.all(np.round(values) == values))
-    tags = {"0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|1052": "0", "0028|1053": "1"}
-    if whole and -32768 <= low and high <= 32767:
-        return values.astype(np.int16), dict(tags, **{"0028|0103": "1"})
-    if whole and 0 <= low and high <= 65535:
-        return values.astype(np.uint16), dict(tags, **{"0028|0103": "0"})
-    slope = (high - low) / 65535.0 or 1.0
-    rescale = {"0028|0103": "1", "0028|1053": _ds(slope), "0028|1052": _ds(low + 32768 * slope)}
-    return values.astype(np.float32), dict(tags, **rescale)
-
-
-def _dicom_text(metadata: Mapping[str, str], limit: int) -> str:
-    return "; ".join(f"{k}={_clean(v)}" for k, v in sorted(metadata.items()) if "|" not in k)[:limit]
-
-
-def _write_dicom(image: sitk.Image, folder: Path, metadata: Mapping[str, str]) -> None:
-    """Writes one 2D file per slice with its own position, so any DICOM reader rebuilds the 3D geometry, then
-    reads the series back to check it (values within one step of a rescaled float's storage)."""
+def _write_dicom(image: sitk.Image, folder: Path, metadata: Mapping[str, str],
+                 source: Optional[dicom_output.Source], window: Optional[Tuple[float, float]]) -> None:
+    """Writes one 2D file per slice with its own position (see :mod:`.dicom_output`), so any DICOM reader
+    rebuilds the 3D geometry, then reads the series back to check it (values within one step of a rescaled
+    float's storage)."""
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise OutputError(
             f"DICOM output needs a scalar 3D image, got {image.GetDimension()}D with "
             f"{image.GetNumberOfComponentsPerPixel()} component(s); write NIfTI or NRRD instead."
         )
-    values, storage = _dicom_pixels(image)
-    name = metadata.get("MedGANTranslate.Modality", "")
-    modality = _DICOM_MODALITY.get(name, name) or "OT"
-    model = f"{metadata.get('MedGANTranslate.ModelId', '')} v{metadata.get('MedGANTranslate.ModelVersion', '?')}"
-    label = _label(metadata)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    orientation = "\\".join(_ds(v) for v in list(direction[:, 0]) + list(direction[:, 1]))
-    spacing = image.GetSpacing()
-    now_date, now_time = time.strftime("%Y%m%d"), time.strftime("%H%M%S")
-    tags = {
-        "0020|000d": _new_uid(),
-        "0020|0052": _new_uid(),
-        **{tag: _clean(v) for tag, v in metadata.items() if tag in DICOM_STUDY_TAGS},
-        "0008|0008": "DERIVED\\SECONDARY",
-        "0008|0060": modality,
-        "0008|0021": now_date,
-        "0008|0031": now_time,
-        "0008|0023": now_date,
-        "0008|0033": now_time,
-        "0020|000e": _new_uid(),
-        "0008|103e": f"{label} {model}".replace("\\", "/")[:64],
-        "0008|2111": f"{label} by MedGANTranslate model {model}. {metadata.get('MedGANTranslate.IntendedUse', '')}"[:1024],
-        "0020|4000": _dicom_text(metadata, 10240),
-        "0018|1020": f"MedGANTranslate {__version__}",
-        "0020|0037": orientation,
-        "0018|0050": _ds(spacing[2]),
-        "0018|0088": _ds(spacing[2]),
-        **storage,
-    }
-    if modality == "CT":
-        tags["0028|1054"] = "HU"
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    files = [str(folder / f"IM{k + 1:05d}.dcm") for k in range(values.shape[0])]
-    for k, file_name in enumerate(files):
-        slice_image = sitk.GetImageFromArray(values[k])
-        slice_image.SetSpacing(spacing[:2])
-        for tag, value in tags.items():
-            slice_image.SetMetaData(tag, value)
-        position = image.TransformIndexToPhysicalPoint((0, 0, k))
-        slice_image.SetMetaData("0020|0032", "\\".join(_ds(p) for p in position))
-        slice_image.SetMetaData("0020|0013", str(k + 1))
-        slice_image.SetMetaData("0008|0018", _new_uid())
-        writer.SetFileName(file_name)
-        with _itk_writing():
-            writer.Execute(slice_image)
-    step = float(storage["0028|1053"]) if values.dtype.kind == "f" else 0.0
-    _check_written(_read_back(lambda: sitk.ReadImage(files)), values, image, {}, tolerance=step)
+    written = dicom_output.write_series(image, folder, metadata, _label(metadata), source, window)
+    back = _read_back(lambda: sitk.ReadImage([str(name) for name in written.files]))
+    _check_written(back, written.values, image, {}, tolerance=written.step)
 
 
 def stage_image(outputs: OutputSet, image: sitk.Image, path: PathLike, metadata: Mapping[str, str],
-                role: str = "output") -> Path:
+                role: str = "output", source: Optional[dicom_output.Source] = None,
+                window: Optional[Tuple[float, float]] = None) -> Path:
     """Stages ``image`` with its provenance ``metadata`` for ``path`` in ``outputs``: written beside it, read
     back and compared with what was meant; ``outputs.commit()`` moves it into place. Returns the absolute path.
 
     NRRD and MetaImage headers get every key; NIfTI gets a short summary in ``descrip`` plus a JSON sidecar
-    ``<name>.json`` with every key; DICOM slices get derived-image tags (see :func:`_write_dicom`), and keep
-    the patient/study tags in ``metadata`` (keys such as ``0020|000d``, see :func:`study_tags`)."""
+    ``<name>.json`` with every key; a DICOM folder gets a derived series (see :mod:`.dicom_output`) in the
+    patient/study/frame of reference of ``source`` (the DICOM input, :func:`dicom_source`), else of the tags in
+    ``metadata`` (keys such as ``0020|000d``, see :func:`study_tags`), else a new study; ``window`` (centre,
+    width) is its display window."""
     path = check_output_path(path, [], role)
     voxel_bytes = image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
     if is_dicom_output(path):
         slice_bytes = voxel_bytes // max(1, image.GetSize()[-1])
-        return outputs.stage(path, role, lambda folder: _write_dicom(image, folder, metadata), voxel_bytes,
-                             largest=slice_bytes, folder=True)
+        return outputs.stage(path, role, lambda folder: _write_dicom(image, folder, metadata, source, window),
+                             voxel_bytes, largest=slice_bytes, folder=True)
     return outputs.stage(path, role, lambda folder: _write_file(image, folder / path.name, metadata), voxel_bytes)
 
 
-def write_image(image: sitk.Image, path: PathLike, metadata: Mapping[str, str]) -> Path:
+def write_image(image: sitk.Image, path: PathLike, metadata: Mapping[str, str],
+                source: Optional[dicom_output.Source] = None, window: Optional[Tuple[float, float]] = None) -> Path:
     """Writes ``image`` with provenance ``metadata`` to a file or a DICOM folder (see :func:`stage_image`),
     verified and atomically: on any failure, whatever was at ``path`` stays as it was."""
     with OutputSet() as outputs:
-        written = stage_image(outputs, image, path, metadata)
+        written = stage_image(outputs, image, path, metadata, source=source, window=window)
         outputs.commit()
     return written

@@ -24,11 +24,21 @@ import numpy as np
 import SimpleITK as sitk
 from monai.utils import OptionalImportError
 
-from . import __version__
+from . import __version__, dicom_output
 from .card import ModelCard
 from .checkpoints import load_generator
 from .errors import CardError, InputError, MedGANError
-from .imageio import ImageHeader, check_output_paths, check_volume, read_header, read_image, stage_image, study_tags
+from .imageio import (
+    ImageHeader,
+    check_output_paths,
+    check_volume,
+    dicom_source,
+    is_dicom_output,
+    read_header,
+    read_image,
+    stage_image,
+    study_tags,
+)
 from .inference import (
     InferenceReport,
     InferenceSettings,
@@ -539,6 +549,7 @@ def translate_files(
     roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]
     images = [read_image(p, role) for p, role in zip(inputs, roles)]
     ref_image = read_image(reference, "reference") if reference else None
+    source = _dicom_source(inputs[0], roles[0], images[0], [output, diff, uncertainty], log)
     stage.finish()
     result = translator.translate(images, ref_image, progress=progress, cancel=cancel)
 
@@ -547,16 +558,17 @@ def translate_files(
     meta["MedGANTranslate.Source"] = ", ".join(os.path.basename(p) for p in inputs)
     record = result.metrics_record()
     with OutputSet(cancel) as outputs:  # every output staged and verified, then all moved into place
-        result.outputs = {"synthetic": str(stage_image(outputs, result.synthetic, output, meta, "synthetic image")),
+        result.outputs = {"synthetic": str(stage_image(outputs, result.synthetic, output, meta, "synthetic image",
+                                                       source, _display_window(card))),
                           "difference": None, "metrics": None, "report": None}
         if diff and result.difference is not None:
             difference = stage_image(outputs, result.difference, diff, _difference_metadata(meta, reference),
-                                     "difference map")
+                                     "difference map", source, _display_window(card, difference=True))
             result.outputs["difference"] = str(difference)
         result.outputs["uncertainty"] = None
         if uncertainty and result.uncertainty is not None:
             result.outputs["uncertainty"] = str(stage_image(outputs, result.uncertainty, uncertainty,
-                                                            _uncertainty_metadata(meta), "uncertainty map"))
+                                                            _uncertainty_metadata(meta), "uncertainty map", source))
         if metrics_path and record is not None:
             metrics = outputs.stage_json(Path(os.path.abspath(metrics_path)), "metrics file",
                                          {**record, "model": card.id, "version": card.version})
@@ -589,6 +601,34 @@ def _uncertainty_metadata(metadata: Dict[str, str]) -> Dict[str, str]:
     """The uncertainty map's provenance: the synthetic image's, plus what it is (kind ``uncertainty``: the
     standard deviation of the variants ``MedGANTranslate.Uncertainty`` names, in ``MedGANTranslate.Unit``)."""
     return {**metadata, "MedGANTranslate.Kind": "uncertainty", "MedGANTranslate.Statistic": "standard deviation"}
+
+
+def _dicom_source(path: str, role: str, image: sitk.Image, outputs: Sequence[Optional[str]],
+                  log: Optional[LogCallback]) -> Optional[dicom_output.Source]:
+    """The DICOM input a DICOM output derives from (None without a DICOM output or input); warns when such an
+    output cannot join the input's study and frame of reference (an input that is not DICOM)."""
+    folders = [out for out in outputs if out and is_dicom_output(out)]
+    if not folders:
+        return None
+    source = dicom_source(path, role)
+    new = dicom_output.new_identifiers(source, study_tags(image))
+    if new and log is not None:
+        log("warning", f"The {role} {path} is not a DICOM series with a study and frame of reference, so the "
+                       f"DICOM output {', '.join(folders)} gets a new {' and a new '.join(new)}: a planning system "
+                       "will not put it in the scan's study, nor carry structures drawn on the scan over to it. Give "
+                       "the input as its DICOM series to place the output in that patient, study and frame of reference.")
+    return source
+
+
+def _display_window(card: ModelCard, difference: bool = False) -> Optional[Tuple[float, float]]:
+    """The card's display window as (centre, width); a difference map's is centred on 0."""
+    display = card.display
+    if difference:
+        half = display.get("difference_window")
+        return None if half is None else (0.0, 2.0 * float(half))
+    if display.get("window") is None or display.get("level") is None:
+        return None
+    return float(display["level"]), float(display["window"])
 
 
 def _difference_metadata(metadata: Dict[str, str], reference: Optional[str]) -> Dict[str, str]:
