@@ -14,6 +14,7 @@ import unittest
 from typing import Annotated, Callable, List, Optional, Type, Union
 
 import numpy as np
+import qt
 import slicer
 import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
@@ -28,7 +29,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from MedGANTranslateSlicer import dependencies, models, scene
+from MedGANTranslateSlicer import dependencies, models, reports, scene
 from MedGANTranslateSlicer.engine_messages import warnings_html
 from MedGANTranslateSlicer.engine_job import EngineJob
 from MedGANTranslateSlicer.importing import ModelImportJob
@@ -97,6 +98,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._devicesDetected = False
         self._updatingGui = False
         self._installingPackages = False
+        self._lastResult: Optional[TranslationResult] = None  # its QA report is what Save report... writes
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -120,6 +122,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.detectDevicesButton.connect("clicked(bool)", self.onDetectDevices)
         self.ui.modelsFolderLineEdit.connect("currentPathChanged(QString)", self.onModelsFolderChanged)
         self.ui.showResultButton.connect("clicked(bool)", self.onShowResult)
+        self.ui.saveReportButton.connect("clicked(bool)", self.onSaveReport)
         # clicked, not toggled: the parameter node writes the box too (scene load, scene close), and that must not
         # switch the layout
         self.ui.sideBySideCheckBox.connect("clicked(bool)", self.onViewModeChanged)
@@ -160,6 +163,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelBackgroundWork()
+        self._lastResult = None
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -330,6 +334,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installModelButton.toolTip = " ".join(installProblems) or _(
             "Download the zip into your model store, check its SHA-256, unpack it safely, check its card and weights "
             "and load it once; nothing in it is run.")
+        self.ui.saveReportButton.enabled = self._lastResult is not None and bool(self._lastResult.report_html) \
+            and not self._busy()
         if self._busy():
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = self._job.wording.cancel_tooltip
@@ -480,6 +486,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setStatus(job.summary())
 
     def _showFinished(self, result: TranslationResult) -> None:
+        self._lastResult = result
         p = self._parameterNode
         with slicer.util.NodeModify(p):
             p.syntheticVolume = result.synthetic
@@ -507,6 +514,23 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is not None and p.syntheticVolume is not None:
             self.logic.showResults(p.syntheticVolume, p.showSideBySide, p.overlayOpacity)
+
+    def onSaveReport(self) -> None:
+        """Saves the QA report the engine wrote during the last translation where the user chooses."""
+        result = self._lastResult
+        if result is None or not result.report_html:
+            return
+        chosen = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save QA report"),
+                                                reports.suggested_file_name(result.synthetic.GetName()),
+                                                _("Web page (*.html)"))
+        if not chosen:
+            return
+        try:
+            saved = reports.save_report(result.report_html, chosen)
+        except reports.OutputError as exc:
+            slicer.util.errorDisplay(_("The QA report could not be saved.") + f"\n\n{exc}", windowTitle=_("MedGANTranslate"))
+            return
+        self._setStatus(_("QA report saved to {path}").format(path=saved))
 
     def onViewModeChanged(self, sideBySide: bool) -> None:
         p = self._parameterNode

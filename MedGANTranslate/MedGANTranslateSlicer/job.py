@@ -54,6 +54,7 @@ class TranslationResult:
     provenance: Dict[str, Any] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     scan_warnings: List[Dict[str, Any]] = field(default_factory=list)
+    report_html: str = ""  # the engine's QA report of this run (reports.py: why the engine writes it every run)
 
 
 def wants_difference(request: TranslationRequest) -> bool:
@@ -61,8 +62,10 @@ def wants_difference(request: TranslationRequest) -> bool:
 
 
 def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str], reference: Optional[str]) -> Dict[str, Any]:
-    """The engine command line (``run`` sub-command) and the output paths it will write."""
-    paths = {"synthetic": str(folder / "synthetic.nrrd"), "difference": None, "metrics": None}
+    """The engine command line (``run`` sub-command) and the output paths it will write. The QA report names the
+    inputs and the reference by their node names (``--name=value``: a name may start with '-')."""
+    paths = {"synthetic": str(folder / "synthetic.nrrd"), "difference": None, "metrics": None,
+             "report": str(folder / "report.html")}
     args = ["run", "--model", str(request.model.path.parent), "--progress", "json", "--device", request.device]
     for path in inputs:
         args += ["-i", path]
@@ -84,6 +87,9 @@ def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str]
         args += ["--strict"]
     if request.models_dir:
         args += ["--models-dir", request.models_dir]
+    args += ["--report", paths["report"]] + [f"--report-input-name={node.GetName()}" for node in request.inputs]
+    if reference:
+        args += [f"--report-reference-name={request.reference.GetName()}"]
     return {"args": args, "paths": paths}
 
 
@@ -155,6 +161,7 @@ class TranslationJob(EngineJob):
         request, done = self.request, self.done_event
         outputs = done.get("outputs") or {}
         provenance = dict(done.get("provenance") or {})
+        report_html = Path(outputs["report"]).read_text(encoding="utf-8") if outputs.get("report") else ""
         input_node = request.inputs[0]
         names = scene.output_names(input_node.GetName(), request.model.output_label, request.model.id, request.model.version)
         created: List[Any] = []
@@ -181,7 +188,7 @@ class TranslationJob(EngineJob):
             scene.remove_nodes(created)
             raise
         return TranslationResult(synthetic, difference, table, metrics, provenance, list(self.warnings),
-                                 list(self.scan_warnings))
+                                 list(self.scan_warnings), report_html)
 
     def _clean_up(self) -> None:
         if self.folder is not None and self.folder.exists():

@@ -44,6 +44,7 @@ EXPECTED_CLASSES = {
     "sideBySideCheckBox": "QCheckBox",
     "opacitySliderWidget": "ctkSliderWidget",
     "showResultButton": "QPushButton",
+    "saveReportButton": "QPushButton",
     "applyButton": "QPushButton",
     "progressBar": "QProgressBar",
     "statusLabel": "QLabel",

@@ -592,6 +592,21 @@ class QMessageBox(QDialog):
     NoIcon, Information, Warning, Critical, Question = 0, 1, 2, 3, 4
 
 
+class QFileDialog(QDialog):
+    """Only the static ``getSaveFileName``, as PythonQt returns it: the chosen path as a string, '' when the user
+    cancels. The stand-in records the call in its dialog list (kind 'saveFile') and answers with
+    ``slicer._standin.state.save_file_answer``."""
+
+    @staticmethod
+    def getSaveFileName(parent=None, caption: str = "", dir: str = "", filter: str = "", selectedFilter=None,
+                        options=0) -> str:
+        from slicer import _standin
+
+        _standin.state.dialogs.append({"kind": "saveFile", "text": "", "windowTitle": caption, "detailedText": "",
+                                       "dir": dir, "filter": filter})
+        return _standin.state.save_file_answer
+
+
 class QCursor:
     def __init__(self, shape: int = 0) -> None:
         self._shape = shape

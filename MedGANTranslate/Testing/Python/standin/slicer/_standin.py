@@ -51,6 +51,7 @@ def _fresh_state(version: str, main_window: bool) -> SimpleNamespace:
         torch_calls=[],
         confirm_answer=True,
         torch_answer=True,
+        save_file_answer="",
         on_pip_install=None,
         pip_ensure_error=None,
     )
