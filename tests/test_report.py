@@ -290,3 +290,21 @@ def test_png_encoder_round_trips_grey_and_colour():
     for pixels in (rng.integers(0, 256, (7, 5), dtype=np.uint8), rng.integers(0, 256, (4, 9, 3), dtype=np.uint8)):
         decoded = np.asarray(Image.open(io.BytesIO(png_bytes(pixels))))
         np.testing.assert_array_equal(decoded, pixels)
+
+
+def test_a_run_with_an_uncertainty_map_reports_it(model, mr, tmp_path):
+    """The engine's own uncertainty map (--uncertainty) reaches the report: its column, the share above the
+    threshold computed from the map that was written, and the variants it is the spread of."""
+    report = tmp_path / "qa.html"
+    with process_settings_kept():
+        code, _, err = run("run", "-m", model.folder, "-i", mr, "-o", tmp_path / "s.nrrd", "--uncertainty",
+                           tmp_path / "u.nrrd", "--report", report, "--report-uncertainty-threshold", "200",
+                           "--device", "cpu", "--progress", "none")
+    assert code == 0, err
+    page = report.read_text(encoding="utf-8")
+    assert len(images_of(page)) == 3 * 4  # input | synthetic | uncertainty: three planes and a colour bar each
+    uncertainty = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "u.nrrd")))
+    body = uncertainty[sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "s.nrrd"))) != -1000]  # background
+    share = float(re.search(r"<b>([0-9.]+) %</b> of the body has an uncertainty above 200 HU", page).group(1))
+    assert 10 < share < 90 and share == pytest.approx(100 * np.mean(body > 200), abs=0.051)
+    assert "Uncertainty: std over" in page
