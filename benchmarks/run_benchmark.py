@@ -8,6 +8,8 @@ pipeline with its inference step replaced by plain ``monai.inferers.sliding_wind
 see ``bench_lib.MonaiBaseline``), the baseline once more with its windows moved by half a step (how much its
 own output depends on where its windows fall, ``bench_lib.MovedBaseline``), and a probe of the network's
 throughput on body-covering blocks (the compute floor). End to end = read + preprocess + infer + postprocess + write; the model is loaded before timing.
+On the 1 mm head a fifth child times the uncertainty map (``uncertainty_eval.time_variants``): the inference step of
+each of its test-time variants beside the plain inference step (``--no-uncertainty`` skips it).
 Prints a table and writes ``benchmarks/results.json`` (one object per model; other head sizes nested).
 """
 from __future__ import annotations
@@ -44,6 +46,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                         "with the same baseline, e.g. cpu_precision=float32 sw_batch_size=1 "
                         "overlap=0+roi_size=96,96,96")
     p.add_argument("--seed", type=int, default=0, help="phantom seed")
+    p.add_argument("--no-uncertainty", dest="uncertainty", action="store_false",
+                   help="skip timing the uncertainty map's variants (on the 1 mm head)")
     p.add_argument("--work-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "medgan-bench"),
                    help="where phantoms (cached) and outputs go")
     p.add_argument("--out", default=str(HERE / "results.json"), help="JSON results file")
@@ -73,6 +77,10 @@ def _run_child(argv: Sequence[str]) -> None:
                                            spec["threads"], spec.get("overrides")))
     elif kind == "floor":
         bench_lib.emit(bench_lib.child_floor(card, spec["inputs"], spec["threads"], spec["precisions"]))
+    elif kind == "uncertainty":
+        import uncertainty_eval
+
+        bench_lib.emit(uncertainty_eval.time_variants(card, spec["inputs"], spec["repeats"], spec["threads"]))
     else:
         raise SystemExit(f"unknown child kind {kind!r}")
 
@@ -114,6 +122,11 @@ def bench_model(card, size: str, args: argparse.Namespace, work: Path, variants:
     _child("run", strategy="baseline_moved", output=str(out_dir / "baseline-moved.nii.gz"), **dict(common, repeats=1))
     print(f"[{card.id} {size}] compute floor ...", file=sys.stderr, flush=True)
     floor = _child("floor", model=str(card.folder), inputs=inputs, threads=args.threads, precisions=_precisions())
+    uncertainty = None
+    if args.uncertainty and size == "1mm":
+        print(f"[{card.id} {size}] uncertainty variants ...", file=sys.stderr, flush=True)
+        uncertainty = _child("uncertainty", model=str(card.folder), inputs=inputs, repeats=args.repeats,
+                             threads=args.threads)
     inside = bench_lib.body_mask_on_input(card, Path(inputs[0]))
     accuracy = bench_lib.compare(out_dir / "ours.nii.gz", out_dir / "baseline.nii.gz", inside,
                                  paths[target] if target else None)
@@ -166,6 +179,7 @@ def bench_model(card, size: str, args: argparse.Namespace, work: Path, variants:
         "baseline_stages_s": _median_stages(base["runs"]),
         "floor_blocks": floor["blocks"],
         "variants": variant_rows,
+        "uncertainty": uncertainty,
     }
 
 
@@ -261,6 +275,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"{row['model']} variant {v['variant']}: {v['ours_s']:.2f} s ({v['ratio_vs_baseline']:.2f}x), "
                       f"infer {v['ours_infer_s']:.2f} s, {v['windows_computed']} windows, mean|d| "
                       f"{v['mean_abs_diff']:.3g}, p99|d| {v['p99_abs_diff']:.3g} {row['unit']}")
+    for entry in results:
+        for row in [entry] + entry["other_sizes"]:
+            timing = row.get("uncertainty")
+            if timing:
+                print(f"{row['model']} uncertainty map ({timing['description']}): inference per variant "
+                      + ", ".join(f"{v['variant']} {v['infer_s']:.2f} s" for v in timing["variants"])
+                      + f"; plain inference {timing['plain_infer_s']:.2f} s; whole translation "
+                      f"{timing['plain_total_s']:.2f} s plain, {timing['uncertainty_total_s']:.2f} s with the map")
     for entry in results:
         for row in entry.get("memory_scaling", []):
             print(f"{entry['model']} ours on {'x'.join(map(str, row['size']))}: peak RSS {row['peak_rss_mb']:.0f} MB, "

@@ -347,19 +347,20 @@ def plan_body_windows(shape: Sequence[int], mask: Optional[np.ndarray], settings
     overlap by ``window_context`` voxels on each side, and every side is a multiple of the network's divisor.
     For a 2D network, ``shape`` and ``mask`` are a slice's (the mask: of every slice of a pass together).
 
-    ``shift`` (voxels per axis): the usual box is moved that much towards the start of each axis and grown at
-    its end by the shift rounded up to the divisor, so it still covers the body with sides that suit the
-    network; the caller leaves room for it (:func:`run_windows` pads the volume)."""
-    if any(shift):
-        plan = plan_body_windows(shape, mask, settings)
-        divisor = settings.divisor
-        lo = [max(0, b.start - s) for b, s in zip(plan.box, shift)]
-        hi = [min(int(n), a + (b.stop - b.start) + _round_up(s, divisor)) for a, b, s, n in zip(lo, plan.box, shift, shape)]
-        return _windows_over(shape, lo, hi, settings)
+    ``shift`` (voxels per axis): the usual box is moved that much towards the start of each axis and, where the
+    body then reaches past its end, grown there by a multiple of the divisor, so it still covers the body with
+    sides that suit the network; the caller leaves room for it (:func:`run_windows` pads the volume by the shift
+    rounded up to the divisor at the end)."""
     if mask is not None and mask.any():
         lo, hi = foreground_bounds(mask)
     else:
         lo, hi = [0] * len(shape), [int(n) for n in shape]
+    if any(shift):
+        plan = _windows_over(shape, lo, hi, settings)
+        start = [max(0, b.start - s) for b, s in zip(plan.box, shift)]
+        stop = [min(int(n), a + (b.stop - b.start) + _round_up(max(0, end - (a + b.stop - b.start)), settings.divisor))
+                for a, b, end, n in zip(start, plan.box, hi, shape)]
+        return _windows_over(shape, start, stop, settings)
     return _windows_over(shape, lo, hi, settings)
 
 
