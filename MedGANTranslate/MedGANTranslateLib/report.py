@@ -11,9 +11,9 @@ threshold; run time, device, precision, engine version and date.
 
 Self-contained: pictures are inline base64 PNGs, the histogram inline SVG, the style inline CSS; nothing is
 fetched (no script, font, link or remote image), so the file can be mailed, archived and printed as it is.
-The pictures are drawn with NumPy and written by a small PNG encoder here rather than with matplotlib: matplotlib
-is an optional extra of the engine and is not installed into Slicer, whose panel saves the same report, so one
-drawing path serves both and needs no optional package. Every text that comes from outside (file and node
+The pictures are drawn with NumPy and written as PNG by SimpleITK rather than with matplotlib: matplotlib is an
+optional extra of the engine and is not installed into Slicer, whose panel saves the same report, so one drawing
+path serves both and needs no optional package. Every text that comes from outside (file and node
 names, the card, warnings) is HTML-escaped. Apart from the date the page is a function of its arguments.
 """
 from __future__ import annotations
@@ -21,8 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-import struct
-import zlib
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -183,20 +182,14 @@ def uncertain_share(uncertainty: sitk.Image, mask: Optional[sitk.Image], thresho
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
-    """A PNG file of 8-bit pixels, (height, width) grey or (height, width, 3) RGB: each row 'Up'-filtered,
-    deflated; the same bytes for the same pixels."""
+    """A PNG file of 8-bit pixels, (height, width) grey or (height, width, 3) RGB, written by SimpleITK (the
+    engine's image library, also in Slicer): the same bytes for the same pixels."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    height, width = pixels.shape[:2]
-    rows = pixels.reshape(height, -1)
-    up = rows.copy()
-    up[1:] = rows[1:] - rows[:-1]  # uint8 wraps modulo 256, as the filter wants
-    raw = np.hstack([np.full((height, 1), 2, dtype=np.uint8), up]).tobytes()
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2 if pixels.ndim == 3 else 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    image = sitk.GetImageFromArray(pixels, isVector=pixels.ndim == 3)
+    with tempfile.TemporaryDirectory(prefix="medgan-report-") as folder:
+        path = Path(folder) / "picture.png"
+        sitk.WriteImage(image, str(path), useCompression=True)
+        return path.read_bytes()
 
 
 def _lookup(kind: str) -> np.ndarray:
