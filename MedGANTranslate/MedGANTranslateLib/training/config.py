@@ -90,7 +90,26 @@ def complete_config(config: Dict[str, Any]) -> Dict[str, Any]:
     if not float(emphasis["weight"]) >= 1.0 or int(emphasis["radius"]) < 0:
         raise MedGANError("Training config: 'losses.l1_emphasis' needs a weight of at least 1 (1 turns it off) "
                           "and a radius of 0 or more voxels.")
+    _check_structure(cfg["losses"].get("structure"))
     return cfg
+
+
+def _check_structure(spec: Any) -> None:
+    """``losses.structure`` is optional and not filled in, so runs made before it keep resuming."""
+    if spec is None:
+        return
+    from .structure_losses import STRUCTURE_LOSSES
+
+    if not isinstance(spec, dict) or spec.get("kind") not in STRUCTURE_LOSSES or not float(spec.get("weight", -1)) >= 0:
+        raise MedGANError(f"Training config: 'losses.structure' needs a kind ({', '.join(STRUCTURE_LOSSES)}) and a "
+                          f"weight of 0 or more, got {spec!r}.")
+    import inspect
+
+    accepted = set(inspect.signature(STRUCTURE_LOSSES[spec["kind"]]).parameters)
+    unknown = sorted(set(spec) - {"kind", "weight"} - accepted)
+    if unknown:
+        raise MedGANError(f"Training config: 'losses.structure' of kind {spec['kind']} takes {', '.join(sorted(accepted))}; "
+                          f"unknown: {', '.join(unknown)}.")
 
 
 def load_config(path: "str | Path") -> Dict[str, Any]:

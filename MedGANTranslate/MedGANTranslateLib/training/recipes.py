@@ -20,6 +20,7 @@ from ..fastconv import use_space_to_depth
 from ..inference import cpu_bfloat16_native
 from ..networks import build_network
 from .data import PatchSampler, to_network_range
+from .structure_losses import structure_loss
 
 
 def _generator(architecture: Dict[str, Any], device: torch.device) -> nn.Module:
@@ -236,10 +237,16 @@ class CycleGAN(Recipe):
     When the target holds less information than the source (CT barely separates grey from white matter, which
     T1w shows clearly), a full A→B→A cycle rewards a generator that smuggles the source's contrast into its
     output; a small ``cycle_source`` leaves that choice to the target's discriminator, while B→A→B still ties
-    each output to its input."""
+    each output to its input.
+
+    ``losses.structure`` (``{kind: mind|gradient, weight, …}``, :mod:`.structure_losses`) adds a structure-consistency
+    term between each generator's input and output, weighted like the cycle loss it complements."""
 
     def __init__(self, cfg: Dict[str, Any], in_channels: int, device: torch.device) -> None:
         super().__init__(cfg, device)
+        spec = self.losses.get("structure") or {"weight": 0.0}
+        self.structure_weight = float(spec["weight"])
+        self.structure = structure_loss(spec) if self.structure_weight > 0 else None
         g = cfg["generator"]
         params = dict(g["params"])
         if float(self.losses["identity"]) > 0 and params["in_channels"] != params["out_channels"]:
@@ -271,6 +278,10 @@ class CycleGAN(Recipe):
             cycle_b = torch.mean(torch.abs(self.generator(fake_a).float() - b))
             adv = self._adv(self.d_b, fake_b, True, False) + self._adv(self.d_a, fake_a, True, False)
             loss_g = wa * adv + lc_a * cycle_a + lc * cycle_b
+            structure = torch.zeros((), device=a.device)
+            if self.structure is not None:
+                structure = self.structure(a, fake_b) + self.structure(b, fake_a)
+                loss_g = loss_g + self.structure_weight * structure
             idt = torch.zeros((), device=a.device)
             if li > 0:
                 idt = torch.mean(torch.abs(self.generator(b).float() - b)) + torch.mean(torch.abs(self.g_back(a).float() - a))
@@ -285,7 +296,7 @@ class CycleGAN(Recipe):
         self._backward(loss_d, self.optimizers["D"])
         self._end_step()
         return {"G": loss_g.item(), "G_adv": adv.item(), "cycle_a": cycle_a.item(), "cycle_b": cycle_b.item(),
-                "identity": idt.item(), "D": loss_d.item()}
+                "identity": idt.item(), "structure": structure.item(), "D": loss_d.item()}
 
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
