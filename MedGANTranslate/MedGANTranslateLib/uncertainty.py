@@ -323,8 +323,9 @@ class _VariantProgress:
         total = self.unit * self.variants
         done = min(total, int(round(self.index * self.unit + self.unit * event.done / event.total)))
         message = ""
-        if event.message:
-            detail = event.message.split(" ", 2)[-1] if event.message.split(" ", 2)[1:2] == ["windows"] else event.message
+        if event.message:  # a variant's first event, '146 windows on cpu': the windows of all variants instead
+            words = event.message.split(" ", 2)
+            detail = words[2] if len(words) == 3 and words[1] == "windows" else event.message
             message = f"{total} windows {detail}: variant {self.index + 1} of {self.variants} ({self.label})"
         elapsed = time.perf_counter() - self.start
         eta = elapsed / done * (total - done) if 0 < done < total else (0.0 if done >= total else None)
