@@ -76,12 +76,14 @@ class MedGANTranslateParameterNode:
     roiZ: Annotated[int, WithinRange(0, 1024)] = 0
     overlap: Annotated[float, WithinRange(0.0, 0.95)] = 0.0
     testTimeMirror: bool = False
+    estimateUncertainty: bool = False
     strictChecks: bool = False
     createDifference: bool = True
     showSideBySide: bool = True
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     syntheticVolume: vtkMRMLScalarVolumeNode
     differenceVolume: vtkMRMLScalarVolumeNode
+    uncertaintyVolume: vtkMRMLScalarVolumeNode
     metricsTable: vtkMRMLTableNode
 
 
@@ -127,6 +129,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # switch the layout
         self.ui.sideBySideCheckBox.connect("clicked(bool)", self.onViewModeChanged)
         self.ui.opacitySliderWidget.connect("valueChanged(double)", self.onOpacityChanged)
+        self.ui.uncertaintyThresholdSliderWidget.connect("valueChanged(double)", self.onUncertaintyThresholdChanged)
         self.ui.showLogButton.connect("toggled(bool)", self.onShowLog)
         self.ui.installModelButton.connect("clicked(bool)", self.onInstallModel)
         for lineEdit in (self.ui.installUrlLineEdit, self.ui.installSha256LineEdit):
@@ -311,6 +314,10 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             self.ui.modelInfoLabel.text = models.model_details_html(summary)
         self.ui.opacitySliderWidget.enabled = not p.showSideBySide
+        slider = self.ui.uncertaintyThresholdSliderWidget
+        slider.enabled = p.uncertaintyVolume is not None
+        if p.uncertaintyVolume is not None:  # the display node holds the threshold (saved with the scene)
+            slider.maximum, slider.value = scene.uncertainty_slider(p.uncertaintyVolume)
         self.ui.metricsTableView.setMRMLTableNode(p.metricsTable)
         self.ui.metricsTableView.visible = p.metricsTable is not None
 
@@ -357,12 +364,18 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         self.ui.differenceCheckBox.enabled = differencePossible
         self.ui.differenceCheckBox.toolTip = "" if differencePossible else _("A difference map needs a reference volume.")
+        uncertaintyPossible = summary is not None and summary.uncertainty_passes > 0
+        self.ui.uncertaintyCheckBox.enabled = uncertaintyPossible
+        self.ui.uncertaintyCheckBox.toolTip = models.uncertainty_tooltip(summary)
         mirrorPossible = summary is not None and bool(summary.test_time_mirror)
-        self.ui.mirrorCheckBox.enabled = mirrorPossible
+        self.ui.mirrorCheckBox.enabled = mirrorPossible and not (uncertaintyPossible and p.estimateUncertainty)
         self.ui.mirrorCheckBox.toolTip = (
             _("Average the result with that of the scan's mirror image ({axes}): more accurate, about twice the "
               "inference time.").format(axes=", ".join(summary.test_time_mirror)) if mirrorPossible
             else _("This model was not trained with mirrored scans, so mirror averaging would make it worse."))
+        if mirrorPossible and not self.ui.mirrorCheckBox.enabled:
+            self.ui.mirrorCheckBox.toolTip = _("The uncertainty map's variants include the mirror image, and the "
+                                               "synthetic image is then their mean.")
         if self._installingPackages:
             reasons.append(_("Installing the Python packages the translation needs..."))
         self.ui.applyButton.enabled = not reasons
@@ -420,6 +433,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         summary = self._currentModel()
         roi = (p.roiX, p.roiY, p.roiZ)
+        uncertainty = p.estimateUncertainty and summary.uncertainty_passes > 0
         return TranslationRequest(
             model=summary,
             inputs=[p.inputVolume, p.input2Volume, p.input3Volume, p.input4Volume][:len(summary.inputs)],
@@ -429,7 +443,8 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             roi=roi if all(roi) else None,
             overlap=p.overlap if p.overlap > 0 else None,
             models_dir=p.modelsFolder,
-            tta=p.testTimeMirror and bool(summary.test_time_mirror),
+            tta=p.testTimeMirror and bool(summary.test_time_mirror) and not uncertainty,
+            uncertainty=uncertainty,
             strict=p.strictChecks,
         )
 
@@ -491,6 +506,7 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.NodeModify(p):
             p.syntheticVolume = result.synthetic
             p.differenceVolume = result.difference
+            p.uncertaintyVolume = result.uncertainty
             p.metricsTable = result.metrics_table
         self.ui.progressBar.value = 100
         self.ui.progressBar.format = _("Done")
@@ -540,6 +556,10 @@ class MedGANTranslateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onOpacityChanged(self, value: float) -> None:
         if self._parameterNode is not None:
             self.logic.setOverlayOpacity(self._parameterNode.syntheticVolume, value)
+
+    def onUncertaintyThresholdChanged(self, value: float) -> None:
+        if self._parameterNode is not None and not self._updatingGui:
+            self.logic.setUncertaintyThreshold(self._parameterNode.uncertaintyVolume, value)
 
     def onShowLog(self, show: bool) -> None:
         self.ui.logTextEdit.visible = show
@@ -609,11 +629,16 @@ class MedGANTranslateLogic(ScriptedLoadableModuleLogic):
             return
         if sideBySide:
             scene.show_side_by_side(volumes)
+            scene.overlay_uncertainty(syntheticVolume)
         else:
             scene.show_overlay(volumes[0], syntheticVolume, opacity)
 
     def setOverlayOpacity(self, syntheticVolume, opacity: float) -> None:
         scene.set_overlay_opacity(syntheticVolume, opacity)
+
+    def setUncertaintyThreshold(self, uncertaintyVolume, threshold: float) -> None:
+        """Voxels of the uncertainty map below ``threshold`` (output units) are not coloured in the overlay."""
+        scene.set_uncertainty_threshold(uncertaintyVolume, threshold)
 
 
 class MedGANTranslateTest(ScriptedLoadableModuleTest):

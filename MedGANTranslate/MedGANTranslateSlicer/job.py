@@ -43,6 +43,7 @@ class TranslationRequest:
     models_dir: str = ""
     tta: bool = False
     strict: bool = False
+    uncertainty: bool = False  # also the uncertainty map (the synthetic image is then the variants' mean)
 
 
 @dataclass
@@ -55,6 +56,11 @@ class TranslationResult:
     warnings: List[str] = field(default_factory=list)
     scan_warnings: List[Dict[str, Any]] = field(default_factory=list)
     report_html: str = ""  # the engine's QA report of this run (reports.py: why the engine writes it every run)
+
+    @property
+    def uncertainty(self) -> Any:
+        """The uncertainty map's node, when the run made one (linked from the synthetic volume)."""
+        return scene.uncertainty_of(self.synthetic)
 
 
 def wants_difference(request: TranslationRequest) -> bool:
@@ -81,7 +87,10 @@ def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str]
         args += ["--roi"] + [str(int(v)) for v in request.roi]
     if request.overlap is not None:
         args += ["--overlap", str(request.overlap)]
-    if request.tta:
+    if request.uncertainty:  # its variants include the mirror image: --tta with it is refused
+        paths["uncertainty"] = str(folder / "uncertainty.nrrd")
+        args += ["--uncertainty", paths["uncertainty"]]
+    elif request.tta:
         args += ["--tta"]
     if request.strict:
         args += ["--strict"]
@@ -176,6 +185,12 @@ class TranslationJob(EngineJob):
                 created.append(difference)
                 scene.set_provenance(difference, provenance, {"MedGANTranslate.Kind": "difference"})
                 scene.apply_difference_display(difference, self.request.model.display)
+            uncertainty = None
+            if outputs.get("uncertainty"):
+                uncertainty = scene.volume_from_file(outputs["uncertainty"], input_node, names["uncertainty"])
+                created.append(uncertainty)
+                scene.set_provenance(uncertainty, provenance, {"MedGANTranslate.Kind": "uncertainty"})
+                scene.apply_uncertainty_display(uncertainty)
             table = None
             metrics = done.get("metrics")
             if metrics:
@@ -183,7 +198,7 @@ class TranslationJob(EngineJob):
                 created.append(table)
                 scene.set_provenance(table, provenance)
             scene.place_with_input(created, input_node)
-            scene.link_results(synthetic, input_node, request.reference, difference, table)
+            scene.link_results(synthetic, input_node, request.reference, difference, table, uncertainty)
         except BaseException:
             scene.remove_nodes(created)
             raise

@@ -77,6 +77,21 @@ def model_details_html(summary: CardSummary) -> str:
     return "<br>".join(lines)
 
 
+def uncertainty_tooltip(summary: Optional[CardSummary]) -> str:
+    """The Uncertainty map box's tool tip: what the map is for this model and what it costs, or why the model
+    cannot make one."""
+    if summary is None:
+        return "Choose a model."
+    if summary.uncertainty_passes <= 0:
+        return f"This model cannot make an uncertainty map. {summary.uncertainty_text}"
+    variants = re.sub(r"^std over (\d+) variants: ", r"\1 test-time variants: ", summary.uncertainty_text)
+    return (f"Also make an uncertainty map: per voxel, the standard deviation ({summary.output_unit}) of the model's "
+            f"output over {variants}. The synthetic image is then their mean. The network runs "
+            f"{summary.uncertainty_passes} times instead of once: about {summary.uncertainty_passes}x the inference "
+            "time." + (" Mirror averaging is then off: the variants include the mirror image."
+                       if summary.test_time_mirror else ""))
+
+
 def auto_assign(patterns: Sequence[str], candidates: Sequence[Tuple[str, str]]) -> List[Optional[str]]:
     """For each input's glob (case-insensitive, on node names), the first matching candidate key not already
     taken; ``candidates`` are (key, name) pairs in scene order. Inputs without a pattern get None."""

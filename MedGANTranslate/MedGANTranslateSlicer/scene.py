@@ -1,5 +1,5 @@
 """Puts engine results into the MRML scene: new nodes on the input's grid, provenance, display presets,
-subject hierarchy placement, the metrics table and the review layouts."""
+subject hierarchy placement, the metrics table, the uncertainty map's overlay and the review layouts."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +13,11 @@ SEPARATOR = " · "
 THREE_PANE_LAYOUT_ID = 7201  # registered once per session; Slicer's own layouts stay below 101
 PANES = ("Red", "Yellow", "Green")
 DIVERGING_COLOR = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
+#: The uncertainty map's colour map: Slicer's Inferno (black, purple, orange, yellow), PET-Heat where a Slicer lacks it.
+UNCERTAINTY_COLORS = ("Inferno", "PET-Heat")
+#: The overlay's lower threshold at first: the most uncertain 5 % of the body show (benchmarks/uncertainty_eval.py).
+UNCERTAINTY_SHOWN_PERCENT = 5.0
+UNCERTAINTY_OPACITY = 0.7
 GEOMETRY_TOLERANCE = 1e-3  # mm and direction cosines: what survives a round trip through a file header
 
 # Node reference roles linking a synthetic volume to what it was made from, so any earlier result can be
@@ -20,6 +25,7 @@ GEOMETRY_TOLERANCE = 1e-3  # mm and direction cosines: what survives a round tri
 INPUT_ROLE = "MedGANTranslateInput"
 REFERENCE_ROLE = "MedGANTranslateReference"
 DIFFERENCE_ROLE = "MedGANTranslateDifference"
+UNCERTAINTY_ROLE = "MedGANTranslateUncertainty"
 METRICS_ROLE = "MedGANTranslateMetrics"
 
 _PANE_COLORS = {"Red": "#F34A33", "Yellow": "#EDD54C", "Green": "#6EB04B"}
@@ -30,6 +36,7 @@ def output_names(input_name: str, output_label: str, model_id: str, version: str
     return {
         "synthetic": f"{input_name}{SEPARATOR}{output_label} ({model_id} v{version})",
         "difference": f"{input_name}{SEPARATOR}difference",
+        "uncertainty": f"{input_name}{SEPARATOR}uncertainty",
         "metrics": f"{input_name}{SEPARATOR}metrics",
     }
 
@@ -110,10 +117,16 @@ def set_provenance(node, provenance: Dict[str, Any], extra: Optional[Dict[str, s
     node.SetDescription(f"Synthetic image made by MedGANTranslate with model {model} v{version}. Research use only, not for clinical decisions.")
 
 
-def link_results(synthetic, input_node, reference=None, difference=None, table=None) -> None:
-    for role, node in ((INPUT_ROLE, input_node), (REFERENCE_ROLE, reference), (DIFFERENCE_ROLE, difference), (METRICS_ROLE, table)):
+def link_results(synthetic, input_node, reference=None, difference=None, table=None, uncertainty=None) -> None:
+    for role, node in ((INPUT_ROLE, input_node), (REFERENCE_ROLE, reference), (DIFFERENCE_ROLE, difference),
+                       (METRICS_ROLE, table), (UNCERTAINTY_ROLE, uncertainty)):
         if node is not None:
             synthetic.SetNodeReferenceID(role, node.GetID())
+
+
+def uncertainty_of(synthetic):
+    """The uncertainty map made with a synthetic volume, or None."""
+    return None if synthetic is None else synthetic.GetNodeReference(UNCERTAINTY_ROLE)
 
 
 def review_volumes(synthetic) -> List:
@@ -178,6 +191,75 @@ def apply_difference_display(node, display: Dict[str, Any]) -> None:
     display_node.SetAndObserveColorNodeID(DIVERGING_COLOR)
     display_node.AutoWindowLevelOff()
     display_node.SetWindowLevelMinMax(-half_width, half_width)
+
+
+def uncertainty_range(node) -> tuple:
+    """(largest value shown, lower threshold at first) of an uncertainty map: the 99.5th percentile of its body
+    voxels (those above 0), and the value above which the most uncertain :data:`UNCERTAINTY_SHOWN_PERCENT` of
+    them lie."""
+    values = slicer.util.arrayFromVolume(node)
+    body = values[values > 0]
+    if body.size == 0:
+        return 1.0, 0.0
+    top = float(np.percentile(body, 99.5))
+    return max(top, 1e-6), float(np.percentile(body, 100.0 - UNCERTAINTY_SHOWN_PERCENT))
+
+
+def apply_uncertainty_display(node) -> float:
+    """A warm colour map from 0 to the map's 99.5th percentile, and a lower threshold (voxels below it are
+    transparent, so the overlay shows only the uncertain parts) at the most uncertain 5 % of the body; returns
+    that threshold."""
+    display_node = node.GetScalarVolumeDisplayNode()
+    if display_node is None:
+        return 0.0
+    color_id = next((found for found in (color_node_id(name) for name in UNCERTAINTY_COLORS) if found), None)
+    if color_id is not None:
+        display_node.SetAndObserveColorNodeID(color_id)
+    top, threshold = uncertainty_range(node)
+    display_node.AutoWindowLevelOff()
+    display_node.SetWindowLevelMinMax(0.0, top)
+    set_uncertainty_threshold(node, threshold)
+    return threshold
+
+
+def set_uncertainty_threshold(node, value: float) -> None:
+    """Voxels of the uncertainty map below ``value`` become transparent in the slice views."""
+    display_node = None if node is None else node.GetScalarVolumeDisplayNode()
+    if display_node is None:
+        return
+    display_node.SetApplyThreshold(1)
+    display_node.SetThreshold(float(value), max(float(value), float(slicer.util.arrayFromVolume(node).max())))
+
+
+def uncertainty_threshold(node) -> float:
+    """The overlay's lower threshold now (0 when none is applied)."""
+    display_node = None if node is None else node.GetScalarVolumeDisplayNode()
+    if display_node is None or not display_node.GetApplyThreshold():
+        return 0.0
+    return float(display_node.GetLowerThreshold())
+
+
+def uncertainty_slider(node) -> tuple:
+    """(maximum, value) of the panel's threshold slider for an uncertainty map: its display's upper end (or
+    largest value) and its lower threshold now."""
+    display_node = node.GetScalarVolumeDisplayNode()
+    top = float(display_node.GetWindowLevelMax()) if display_node is not None else 0.0
+    if top <= 0:
+        top = float(slicer.util.arrayFromVolume(node).max())
+    value = uncertainty_threshold(node)
+    return max(top, value, 1e-6), value
+
+
+def overlay_uncertainty(synthetic) -> None:
+    """The synthetic volume's uncertainty map over it, thresholded, in every view showing the synthetic volume
+    (the side-by-side pane); nothing without a map."""
+    uncertainty = uncertainty_of(synthetic)
+    if uncertainty is None:
+        return
+    for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+        if composite.GetBackgroundVolumeID() == synthetic.GetID():
+            composite.SetForegroundVolumeID(uncertainty.GetID())
+            composite.SetForegroundOpacity(UNCERTAINTY_OPACITY)
 
 
 def _flatten(metrics: Dict[str, Any], prefix: str = "") -> List[tuple]:

@@ -201,3 +201,59 @@ def test_only_plain_scalar_volumes_are_offered_as_inputs(slicer_standin, scene_m
     assert len(slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")) == 5
     assert slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode").GetName() == "case_t1_labels"
     assert scene_module.scalar_volumes() == [t1]
+
+
+def _uncertainty_node(slicer, name="MR · uncertainty"):
+    """A map like the engine's: 0 outside an ellipsoid, 1 to 100 inside, one value per body voxel."""
+    values = np.zeros((10, 20, 24), np.float32)
+    body = head_array() > 200
+    values[body] = np.linspace(1.0, 100.0, int(body.sum()), dtype=np.float32)
+    return slicer.util.addVolumeFromArray(values, ijkToRAS=oblique_ijk_to_ras(), name=name), values[body]
+
+
+def test_the_uncertainty_map_is_warm_and_shows_its_most_uncertain_5_percent(slicer_standin, scene_module):
+    node, body = _uncertainty_node(slicer_standin)
+    threshold = scene_module.apply_uncertainty_display(node)
+    display = node.GetScalarVolumeDisplayNode()
+    assert display.GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat", "this Slicer has no Inferno"
+    assert threshold == pytest.approx(np.percentile(body, 95)) and (body >= threshold).mean() == pytest.approx(0.05, abs=0.01)
+    assert display.GetApplyThreshold() and display.GetLowerThreshold() == pytest.approx(threshold)
+    assert display.GetUpperThreshold() == pytest.approx(100.0)
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, pytest.approx(np.percentile(body, 99.5)))
+    assert scene_module.uncertainty_slider(node) == (pytest.approx(np.percentile(body, 99.5)), pytest.approx(threshold))
+    scene_module.set_uncertainty_threshold(node, 40.0)
+    assert scene_module.uncertainty_threshold(node) == 40.0 and display.GetUpperThreshold() == pytest.approx(100.0)
+
+
+def test_inferno_is_the_uncertainty_colour_map_where_slicer_has_it(slicer_standin, scene_module):
+    """Slicer's colour logic adds Inferno from its colour files (singleton tag 'FileInferno.txt'); the stand-in's
+    copy of those files lacks it, so the node is made here the way the logic makes it."""
+    slicer = slicer_standin
+    inferno = slicer.vtkMRMLColorTableNode()
+    inferno.SetSingletonTag("FileInferno.txt")
+    inferno.SetName("Inferno")
+    slicer.mrmlScene.AddNode(inferno)
+    assert inferno.GetID() == "vtkMRMLColorTableNodeFileInferno.txt"
+    node, _ = _uncertainty_node(slicer)
+    scene_module.apply_uncertainty_display(node)
+    assert node.GetScalarVolumeDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeFileInferno.txt"
+
+
+def test_the_uncertainty_map_overlays_the_synthetic_volume_where_it_is_shown(slicer_standin, scene_module):
+    slicer = slicer_standin
+    matrix = oblique_ijk_to_ras()
+    mr = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=matrix, name="MR")
+    synthetic = slicer.util.addVolumeFromArray(head_array(1), ijkToRAS=matrix, name="MR · synthetic CT")
+    uncertainty, _ = _uncertainty_node(slicer)
+    scene_module.overlay_uncertainty(synthetic)  # not linked yet: nothing to show
+    assert scene_module.uncertainty_of(synthetic) is None
+    scene_module.link_results(synthetic, mr, uncertainty=uncertainty)
+    assert scene_module.uncertainty_of(synthetic) is uncertainty
+    assert scene_module.output_names("MR", "synthetic CT", "m", "1.0.0")["uncertainty"] == "MR · uncertainty"
+    scene_module.show_side_by_side(scene_module.review_volumes(synthetic))
+    scene_module.overlay_uncertainty(synthetic)
+    panes = {name: slicer.app.layoutManager().sliceWidget(name).mrmlSliceCompositeNode() for name in ("Red", "Yellow")}
+    assert panes["Red"].GetBackgroundVolumeID() == mr.GetID() and panes["Red"].GetForegroundVolumeID() is None
+    assert panes["Yellow"].GetBackgroundVolumeID() == synthetic.GetID()
+    assert panes["Yellow"].GetForegroundVolumeID() == uncertainty.GetID()
+    assert panes["Yellow"].GetForegroundOpacity() == pytest.approx(scene_module.UNCERTAINTY_OPACITY)

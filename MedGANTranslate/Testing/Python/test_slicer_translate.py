@@ -176,6 +176,56 @@ def test_two_input_pet_model_without_reference(slicer_standin, widget, tiny_mode
     assert t2.GetID() not in {c.GetBackgroundVolumeID() for c in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode")}
 
 
+def test_translation_with_an_uncertainty_map(slicer_standin, widget, tiny_models):
+    slicer = slicer_standin
+    matrix = oblique_ijk_to_ras()
+    values = head_array()
+    input_node = slicer.util.addVolumeFromArray(values, ijkToRAS=matrix, name="MRHead")
+    _prepare(widget, tiny_models, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(input_node)
+    widget.ui.uncertaintyCheckBox.checked = True
+    progress, messages, shown = [], [], widget._onProgress
+    widget._onProgress = lambda tracker: (messages.append(tracker.message), shown(tracker))
+    job = _run(slicer, widget, progress)
+
+    assert job.error is None, job.error and job.error.log
+    assert "--uncertainty" in job.process.args and "--tta" not in job.process.args
+    synthetic, uncertainty = job.result.synthetic, job.result.uncertainty
+    assert uncertainty.GetName() == "MRHead · uncertainty"
+    assert _volume_names(slicer) == sorted(["MRHead", synthetic.GetName(), uncertainty.GetName()])
+    np.testing.assert_array_equal(_ijk_to_ras(slicer, uncertainty), matrix)
+    spread = slicer.util.arrayFromVolume(uncertainty)
+    assert spread.shape == values.shape and spread.dtype == np.float32 and spread.max() > 0 and spread.min() == 0
+    described = "std over 4 variants: as is, mirror left-right, 2 window-grid shifts (5 and 11 voxels)"
+    for node in (synthetic, uncertainty):
+        assert node.GetAttribute("MedGANTranslate.Uncertainty") == described
+        assert node.GetAttribute("MedGANTranslate.ModelId") == "tiny-ct" and node.GetAttribute("MedGANTranslate.Unit") == "HU"
+    assert uncertainty.GetAttribute("MedGANTranslate.Kind") == "uncertainty"
+    assert synthetic.GetAttribute("MedGANTranslate.Kind") is None
+    # colour map and the overlay's threshold: the most uncertain 5 % of the body, then the panel's slider
+    display = uncertainty.GetScalarVolumeDisplayNode()
+    assert display.GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat" and display.GetApplyThreshold()
+    body = spread[spread > 0]
+    assert display.GetLowerThreshold() == pytest.approx(np.percentile(body, 95), rel=1e-4)
+    assert widget._parameterNode.uncertaintyVolume is uncertainty
+    slider = widget.ui.uncertaintyThresholdSliderWidget
+    assert slider.enabled and slider.value == pytest.approx(display.GetLowerThreshold(), abs=0.05)
+    assert slider.maximum == pytest.approx(np.percentile(body, 99.5), abs=0.05)
+    slider.value = round(float(np.percentile(body, 50)), 1)
+    assert display.GetLowerThreshold() == pytest.approx(slider.value)
+    # side by side: input | synthetic with the uncertainty over it
+    layout_manager = slicer.app.layoutManager()
+    yellow = layout_manager.sliceWidget("Yellow").mrmlSliceCompositeNode()
+    assert yellow.GetBackgroundVolumeID() == synthetic.GetID() and yellow.GetForegroundVolumeID() == uncertainty.GetID()
+    assert layout_manager.sliceWidget("Red").mrmlSliceCompositeNode().GetForegroundVolumeID() is None
+    # one progress over the variants (4 windows each): 'Translating: 8 of 16 windows on cpu: variant 3 of 4 (...)'
+    assert "Translating: 0 of 16 windows on cpu: variant 1 of 4 (as is)" in messages
+    assert "Translating: 8 of 16 windows on cpu: variant 3 of 4 (window grid moved 5 voxels)" in messages
+    assert "Translating: 16 of 16 windows on cpu: variant 4 of 4 (window grid moved 11 voxels)" in messages
+    assert [p for p, _, _ in progress] == sorted(p for p, _, _ in progress)
+    assert _temporary_files(slicer) == []
+
+
 def test_scan_warnings_show_in_the_panel_and_strict_refuses_the_scan(slicer_standin, widget, tiny_models):
     """A CT given to an MR model: the engine's warning shows in the panel while the job runs and stays on the
     result; with the strict box ticked the same scan is refused, nothing is added and the panel says why."""

@@ -39,10 +39,12 @@ EXPECTED_CLASSES = {
     "modelsFolderLineEdit": "ctkPathLineEdit",
     "differenceCheckBox": "QCheckBox",
     "mirrorCheckBox": "QCheckBox",
+    "uncertaintyCheckBox": "QCheckBox",
     "strictCheckBox": "QCheckBox",
     "metricsTableView": "qMRMLTableView",
     "sideBySideCheckBox": "QCheckBox",
     "opacitySliderWidget": "ctkSliderWidget",
+    "uncertaintyThresholdSliderWidget": "ctkSliderWidget",
     "showResultButton": "QPushButton",
     "saveReportButton": "QPushButton",
     "applyButton": "QPushButton",
@@ -185,8 +187,17 @@ def test_connector_table_matches_slicer(ui):
     assert "qMRMLNodeComboBox" in {w.split(" ")[0].split(".")[-1] for w in listed["vtkMRMLNode (or Union of node types)"]}
 
 
-def test_uncertainty_is_offered_disabled_with_a_reason(ui):
-    box = next(w for w in _widgets(ui) if w.get("name") == "uncertaintyCheckBox")
-    props = {p.get("name"): p for p in box.findall("property")}
-    assert props["enabled"].findtext("bool") == "false"
-    assert "uncertainty" in props["toolTip"].findtext("string").lower()
+def _properties(ui, name):
+    widget = next(w for w in _widgets(ui) if w.get("name") == name)
+    return {p.get("name"): p for p in widget.findall("property")}
+
+
+def test_the_uncertainty_map_has_a_box_a_selector_and_a_threshold_slider(ui):
+    box = _properties(ui, "uncertaintyCheckBox")
+    assert "enabled" not in box, "the panel enables it for every model that can vary"
+    assert box["SlicerParameterName"].findtext("string") == "estimateUncertainty"
+    assert "uncertainty" in box["toolTip"].findtext("string").lower()
+    assert _properties(ui, "uncertaintySelector")["SlicerParameterName"].findtext("string") == "uncertaintyVolume"
+    slider = _properties(ui, "uncertaintyThresholdSliderWidget")
+    assert "SlicerParameterName" not in slider, "the display node holds the threshold, not the parameter node"
+    assert "threshold" in slider["toolTip"].findtext("string").lower()

@@ -163,9 +163,51 @@ def test_devices_are_asked_from_the_engine_in_the_background(slicer_standin, wid
     assert widget.ui.deviceSelector.itemData(1) == "cpu" and widget.ui.detectDevicesButton.enabled
 
 
-def test_uncertainty_is_shown_disabled(widget):
+def test_uncertainty_is_offered_for_a_model_that_can_vary_with_its_cost(slicer_standin, widget, tiny_models, tmp_path):
+    from MedGANTranslateSlicer.job import build_arguments
+
+    volume = slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR")
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(volume)
+    box = widget.ui.uncertaintyCheckBox
+    assert box.enabled and not box.checked and widget._requestFromParameters().uncertainty is False
+    assert "4 test-time variants: as is, mirror left-right, 2 window-grid shifts" in box.toolTip
+    assert "about 4x the inference time" in box.toolTip and "standard deviation (HU)" in box.toolTip
+    widget.ui.mirrorCheckBox.checked = True
+    box.checked = True
+    request = widget._requestFromParameters()
+    assert request.uncertainty is True and request.tta is False, "the variants include the mirror image"
+    assert widget._parameterNode.parameterNode.GetParameter("estimateUncertainty") == "True"
+    assert not widget.ui.mirrorCheckBox.enabled and "include the mirror image" in widget.ui.mirrorCheckBox.toolTip
+    command = build_arguments(request, tmp_path, ["in.nrrd"], None)
+    args = command["args"]
+    assert args[args.index("--uncertainty") + 1] == str(tmp_path / "uncertainty.nrrd") == command["paths"]["uncertainty"]
+    assert "--tta" not in args
+    box.checked = False
+    assert widget.ui.mirrorCheckBox.enabled and widget._requestFromParameters().tta is True
+
+
+def test_a_model_with_nothing_to_vary_says_why_it_has_no_uncertainty_map(slicer_standin, widget, tiny_models, tmp_path):
+    """A fully convolutional network without downsampling, mirror axes, dropout or ensemble: every variant would
+    give the same output."""
+    import json
+    import shutil
+
+    folder = tmp_path / "more" / "flat-ct"
+    shutil.copytree(tiny_models / "tiny-ct", folder)
+    card = json.loads((folder / "model.json").read_text())
+    card.update(id="flat-ct", title="Flat test model (MR to CT)")
+    card["architecture"] = {"type": "monai", "name": "UNet", "params": {"strides": []}}
+    card["inference"].update(fully_convolutional=True, divisible_by=1, test_time_mirror=[])
+    (folder / "model.json").write_text(json.dumps(card))
+    widget.ui.modelsFolderLineEdit.currentPath = str(folder.parent)
+    _choose_model(widget, "flat-ct")
+    widget.ui.uncertaintyCheckBox.checked = True
     assert not widget.ui.uncertaintyCheckBox.enabled
-    assert "No installed model estimates uncertainty yet" in widget.ui.uncertaintyCheckBox.toolTip
+    assert widget.ui.uncertaintyCheckBox.toolTip.startswith("This model cannot make an uncertainty map.")
+    assert "nothing to vary" in widget.ui.uncertaintyCheckBox.toolTip
+    assert widget._requestFromParameters().uncertainty is False, "a checked box is ignored for such a model"
 
 
 def test_log_panel_is_one_click_away(widget):
