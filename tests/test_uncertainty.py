@@ -434,3 +434,20 @@ def test_the_benchmark_times_each_variant(make_model, tmp_path, capsys):
                                                           "window grid moved 11 voxels"]
     assert all(v["infer_s"] > 0 for v in timing["variants"]) and timing["plain_infer_s"] > 0
     assert timing["uncertainty_total_s"] > timing["plain_infer_s"]
+
+
+def test_a_2d_networks_window_grid_moves_in_plane():
+    from test_planar_inference import local_network, random_volume, settings
+
+    net, volume = local_network(), random_volume(seed=3)
+    small = settings(("axial",), roi=(8, 8), overlap=0.25)
+    moved, _ = run_windows(net, volume, replace(small, grid_shift=(3, 3, 3)), CPU)
+    padded = np.pad(volume, [(0, 0), (3, 0), (3, 0), (3, 0)], constant_values=small.padding_value)
+    np.testing.assert_allclose(moved, run_windows(net, padded, small, CPU)[0][3:, 3:, 3:], atol=1e-6)
+    plain, _ = run_windows(net, volume, small, CPU)
+    assert np.abs(moved - plain).max() > 1e-3, "windows padded at other places"
+    large = settings(("axial", "coronal"), roi=(8, 8), fully_convolutional=True, max_window_voxels=12 * 12,
+                     window_context=2, divisor=4)
+    shifted, report = run_windows(net, volume, replace(large, grid_shift=(1, 2, 2)), CPU)
+    assert shifted.shape == volume.shape[1:] and report.planes == ("axial", "coronal")
+    assert np.abs(shifted - run_windows(net, volume, large, CPU)[0]).max() > 1e-4
