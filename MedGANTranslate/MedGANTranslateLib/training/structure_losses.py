@@ -83,15 +83,17 @@ class MINDLoss(nn.Module):
                                     - mind_ssc(generated, self.radius, self.dilation, self.floor)))
 
 
-def normalised_gradient(image: torch.Tensor, eta: float) -> torch.Tensor:
+def normalised_gradient(image: torch.Tensor, eta: float, floor: float = 1e-3) -> torch.Tensor:
     """Central-difference gradient of each channel, (B, C, 3, z, y, x), divided by √(|∇|² + ε²) with ε = ``eta``
-    × the channel's mean gradient magnitude: unit length on edges, near zero where the image is flat or noise."""
+    × the channel's mean gradient magnitude, at least ``floor`` (intensity per voxel; 10⁻³ in the networks' [−1, 1]
+    range): unit length on edges, near zero where the image is flat or noise, and finite gradients on a flat
+    patch."""
     padded = F.pad(image.float(), (1,) * 6, mode="replicate")
     shape = image.shape
     grad = torch.stack([(_shifted(padded, s, 1, shape) - _shifted(padded, tuple(-a for a in s), 1, shape)) / 2
                         for s in _AXIS_STEPS], dim=2)
     norm2 = (grad ** 2).sum(dim=2, keepdim=True)
-    eps = eta * torch.sqrt(norm2).mean(dim=(2, 3, 4, 5), keepdim=True) + 1e-12
+    eps = torch.clamp(eta * torch.sqrt(norm2 + floor ** 2).mean(dim=(2, 3, 4, 5), keepdim=True), min=floor)
     return grad / torch.sqrt(norm2 + eps ** 2)
 
 
@@ -100,13 +102,14 @@ class GradientConsistencyLoss(nn.Module):
     0 on strong edges that lie in the same or the opposite direction, 1 where they cross at right angles or either
     image is flat (so flat regions add a constant, and the loss of an image with itself is not 0)."""
 
-    def __init__(self, eta: float = 0.5) -> None:
+    def __init__(self, eta: float = 0.5, floor: float = 1e-3) -> None:
         super().__init__()
         self.eta = float(eta)
+        self.floor = float(floor)
 
     def forward(self, source: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
-        ns = normalised_gradient(source, self.eta)[:, :, None]
-        ng = normalised_gradient(generated, self.eta)[:, None]
+        ns = normalised_gradient(source, self.eta, self.floor)[:, :, None]
+        ng = normalised_gradient(generated, self.eta, self.floor)[:, None]
         return torch.mean(1.0 - (ns * ng).sum(dim=3) ** 2)
 
 
