@@ -62,6 +62,7 @@ each synthetic CT in a bone window, three template-space planes) and an overview
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -435,6 +436,42 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def card_section(rows: Sequence[Row], model: str, source: str) -> Dict[str, object]:
+    """A card's ``validation.real_heads``: the model's numbers on each real T1w with the trivial baselines beside
+    them and the real head CT's as the reference, as this benchmark measured them (``--write-cards``)."""
+    def numbers(metrics: Mapping[str, float]) -> Dict[str, float]:
+        return {k: round(float(v), 2) for k, v in metrics.items()}
+
+    scans = []
+    for name in dict.fromkeys(r.scan for r in rows if r.what.startswith(model + " v")):
+        mine = next(r for r in rows if r.scan == name and r.what.startswith(model + " v"))
+        baselines = {r.what[len("baseline: "):]: numbers(r.metrics) for r in rows
+                     if r.scan == name and r.what.startswith("baseline: ")}
+        scans.append({"scan": name, **numbers(mine.metrics), "baselines": baselines})
+    return {
+        "dataset": "Real T1w scans without a CT of the same head (../shared/real-data/t1: open_ms patients 01 and 04, "
+                   "Philips ADNI MPRAGE, Siemens XA30 2 mm), measured in MNI template space against what any head CT "
+                   "shows, with the real GE head CT measured the same way as the reference; metrics and baselines "
+                   f"as defined in {source}. Bone is above 300 HU; rings in % of cranial slices; W1 in HU.",
+        "reference": numbers(rows[0].metrics),
+        "scans": scans,
+    }
+
+
+def write_cards(rows: Sequence[Row], cards, models_folder: Path) -> List[Path]:
+    """Writes each bundled card's ``validation.real_heads`` (cards outside ``models_folder`` are left alone)."""
+    written = []
+    for card in cards:
+        path = models_folder / card.id / "model.json"
+        if not path.is_file() or path.resolve() != Path(card.path).resolve():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.setdefault("validation", {})["real_heads"] = card_section(rows, card.id, "benchmarks/real_heads.py")
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
 def phantom_lines(cards) -> List[str]:
     lines = [f"Phantom goals (README, Bundled models): body MAE <= {GOALS['mae']:.0f} HU, bone Dice >= "
              f"{GOALS['bone_dice']:.2f} on held-out phantoms. The cards' numbers (10 held-out phantoms, not re-run):"]
@@ -462,6 +499,8 @@ def main(argv=None) -> int:
     parser.add_argument("--overview", type=Path, default=here / "docs" / "images" / "real_heads.png")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--scans", nargs="+", default=list(T1_SCANS), help="T1w file names under t1/, no suffix")
+    parser.add_argument("--write-cards", action="store_true",
+                        help="write each bundled model's numbers into models/<id>/model.json (validation.real_heads)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -523,7 +562,12 @@ def main(argv=None) -> int:
 
     print()
     print(format_table(rows))
-    print(f"\npictures in {args.out}, overview {args.overview}")
+    (args.out / "real_heads.json").write_text(json.dumps(
+        [{"scan": r.scan, "what": r.what, "metrics": r.metrics, "seconds": r.seconds} for r in rows], indent=1))
+    print(f"\npictures in {args.out}, overview {args.overview}, numbers in {args.out / 'real_heads.json'}")
+    if args.write_cards:
+        for path in write_cards(rows, cards, here / "models"):
+            print(f"wrote validation.real_heads into {path}")
     return 0
 
 

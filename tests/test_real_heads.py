@@ -175,3 +175,27 @@ def test_the_default_models_synthetic_ct_of_a_real_t1w_gives_finite_numbers(temp
     assert metrics["w1_head"] > 0.0
     bulk = real_heads.measure(real_heads.baselines(placed, template)["bulk water"], placed, template, real_ct)
     assert bulk["bone_head"] == 0.0 and bulk["rings"] == 0.0
+
+
+def test_card_section_holds_each_scan_with_its_baselines_and_the_schema_takes_it():
+    from MedGANTranslateLib.card import validate_card_data
+    from MedGANTranslateLib.errors import CardError
+    from MedGANTranslateLib.model_folder import tiny_card_data
+
+    metrics = {"bone_head": 5.0, "bone_cranium": 12.5, "rings": 50.0, "cranial_slices": 46}
+    rows = [real_heads.Row("real head CT", "the real CT (reference)", dict(metrics, bone_head=15.0)),
+            real_heads.Row("scan a", "model-x v1.0.0", dict(metrics, rings=25.0), 3.0),
+            real_heads.Row("scan a", "model-x-large v2.0.0", dict(metrics, rings=99.0), 3.0),
+            real_heads.Row("scan a", "baseline: bulk water", dict(metrics, rings=0.0)),
+            real_heads.Row("scan b", "model-x v1.0.0", dict(metrics, rings=75.0), 3.0),
+            real_heads.Row("scan b", "baseline: bulk water", dict(metrics, rings=1.0))]
+    section = real_heads.card_section(rows, "model-x", "benchmarks/real_heads.py")
+    assert section["reference"]["bone_head"] == 15.0
+    assert [(s["scan"], s["rings"], s["baselines"]["bulk water"]["rings"]) for s in section["scans"]] == [
+        ("scan a", 25.0, 0.0), ("scan b", 75.0, 1.0)]
+    data = tiny_card_data("model-x")
+    data["validation"] = {"real_heads": section}
+    validate_card_data(data, "model.json")
+    section["scans"][0]["rings"] = "many"
+    with pytest.raises(CardError, match="real_heads"):
+        validate_card_data(data, "model.json")
