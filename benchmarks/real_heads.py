@@ -467,7 +467,7 @@ def write_cards(rows: Sequence[Row], cards, models_folder: Path) -> List[Path]:
             continue
         data = json.loads(path.read_text(encoding="utf-8"))
         data.setdefault("validation", {})["real_heads"] = card_section(rows, card.id, "benchmarks/real_heads.py")
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         written.append(path)
     return written
 
