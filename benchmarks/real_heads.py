@@ -90,7 +90,7 @@ RIM_BONE_HU = 650.0
 MODELS = ("mr-t1-to-ct-pix2pix", "mr-t1-to-ct-cyclegan")
 T1_SCANS = ("open_ms_patient01_T1W", "open_ms_patient04_T1W", "philips_adni_mprage_1mm", "siemens_xa30_t1w_2mm")
 REAL_CT = "ct/ge_head_ct_dicom"
-GOALS = {"mae": 35.0, "bone_dice": 0.85}  #: the project's phantom goals (README, Bundled models)
+GOALS = {"mae": 35.0, "bone_dice": 0.85}  #: the project's phantom goals (docs/models.md)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -473,7 +473,7 @@ def write_cards(rows: Sequence[Row], cards, models_folder: Path) -> List[Path]:
 
 
 def phantom_lines(cards) -> List[str]:
-    lines = [f"Phantom goals (README, Bundled models): body MAE <= {GOALS['mae']:.0f} HU, bone Dice >= "
+    lines = [f"Phantom goals (docs/models.md): body MAE <= {GOALS['mae']:.0f} HU, bone Dice >= "
              f"{GOALS['bone_dice']:.2f} on held-out phantoms. The cards' numbers (10 held-out phantoms, not re-run):"]
     for card in cards:
         m = card.data.get("validation", {}).get("metrics", {})

@@ -157,7 +157,8 @@ def test_real_pairs_alignment_and_scale():
 
 
 def test_shipped_model_on_the_open_ms_pair_as_the_benchmark_measures_it():
-    """The before-numbers of the README: the shipped model predicts almost none of the real enhancement."""
+    """The before-numbers of docs/models.md (On real T1/T1c pairs): the shipped model predicts almost none of the
+    real enhancement."""
     from MedGANTranslateLib.pipeline import Translator
 
     real_file(PAIRS["open_ms_patient07"].t1)
