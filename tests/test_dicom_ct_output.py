@@ -255,8 +255,8 @@ def dciodvfy(path: Path) -> List[str]:
                     reason="dciodvfy (Debian/Ubuntu package dicom3tools) is not installed; .ci/run installs it")
 def test_every_file_passes_dciodvfy(make_model, tmp_path):
     """The synthetic CT (oblique DICOM MR in, with a difference and an uncertainty map; NIfTI in), a synthetic PET
-    and MR: no 'Error' line from dciodvfy in any file. The warnings that remain are listed in the README (DICOM
-    output)."""
+    and MR: no 'Error' line from dciodvfy in any file. The warnings that remain are listed in docs/outputs.md
+    (DICOM output)."""
     t1, ct = phantom_t1(OBLIQUE)
     write_mr_series(tmp_path / "mr", t1)
     sitk.WriteImage(t1, str(tmp_path / "t1.nii.gz"))

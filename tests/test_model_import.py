@@ -152,7 +152,7 @@ def test_junyanz_unet_keeps_the_dropout_layers_it_cannot_see(tmp_path):
 
 
 def _worked_example_checkpoint(folder: Path) -> Path:
-    """The README's example: a junyanz 3D ResNet saved by its training code (latest_net_G.pth)."""
+    """The example of docs/model-cards.md: a junyanz 3D ResNet saved by its training code (latest_net_G.pth)."""
     torch.manual_seed(0)
     peer = randomise(resnet("junyanz", 3, 1, 1, ngf=4, n_blocks=2)).eval()
     name, _ = save_like_the_peer(peer, "state_dict", folder)
@@ -431,9 +431,9 @@ def test_json_progress_ends_with_a_done_event_describing_the_model(tmp_path):
     assert code == 2 and error["event"] == "error" and error["kind"] == "import" and "--framework" in error["message"]
 
 
-def test_the_readme_worked_example_runs_as_a_program(tmp_path):
-    """README's example, in a real process: import a junyanz 3D ResNet, then check it against the output the
-    training code gave."""
+def test_the_documented_worked_example_runs_as_a_program(tmp_path):
+    """docs/model-cards.md's example, in a real process: import a junyanz 3D ResNet, then check it against the
+    output the training code gave."""
     source = _worked_example_checkpoint(tmp_path / "checkpoints" / "ct_resnet3d")
     torch.manual_seed(0)
     peer = randomise(resnet("junyanz", 3, 1, 1, ngf=4, n_blocks=2)).eval()

@@ -11,7 +11,7 @@ it. Each slice refers to the input images it lies on or between (Source Image Se
 module). Without a DICOM input the study and Frame of Reference UIDs are new, and the caller warns the user that
 the series joins no scan's study (:func:`new_identifiers`). :func:`write_series` writes; the caller
 (:func:`.imageio.stage_image`) stages the files, reads them back and checks them before anything is moved into
-place. ``dciodvfy`` (Debian's dicom3tools) validates the files; see the README, "DICOM output".
+place. ``dciodvfy`` (Debian's dicom3tools) validates the files; see docs/outputs.md, "DICOM output".
 """
 from __future__ import annotations
 
