@@ -1,8 +1,9 @@
 """Tables in the docs made from the files that hold their numbers, so no number is typed twice.
 
-The README's bundled-models table is written from the cards (``models/<id>/model.json``: architecture, training
-and ``validation``, which training and evaluation write) between the markers ``<!-- models-table:start -->`` and
-``<!-- models-table:end -->``; ``tests/test_docs_tables.py`` fails when the README no longer matches the cards.
+From the cards (``models/<id>/model.json``, which training, evaluation and ``real_heads.py --write-cards`` write):
+the README's bundled-models table (architecture, training, ``validation``) and docs/models.md's real-heads table
+(``validation.real_heads``), each between its ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers;
+``tests/test_docs_tables.py`` fails when a page no longer matches the cards.
 
     .venv/bin/python benchmarks/docs_tables.py [--check]
 """
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
 DEFAULT_MODEL = "mr-t1-to-ct-pix2pix"
 #: How a card's baseline keys read, and the unit of each output modality's intensities.
 BASELINES = {"bulk_density": "bulk density (body 0 HU, air −1000)", "input_as_output": "input unchanged",
@@ -97,26 +97,70 @@ def bundled_cards() -> List[Dict[str, Any]]:
     return sorted(cards, key=lambda c: (c["id"] != DEFAULT_MODEL, c["id"]))
 
 
-def with_table(readme: str, table: str) -> str:
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(readme):
-        raise SystemExit(f"README has no {START} ... {END} block")
-    return pattern.sub(lambda _: f"{START}\n{table}\n{END}", readme)
+def _range(values: List[float], digits: int) -> str:
+    low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return low if low == high else f"{low}–{high}"
+
+
+def _real_head_cells(m: Dict[str, float]) -> str:
+    return (f"{m['bone_head']:.1f} | {m['bone_cranium']:.1f} | {m['rings']:.0f} ({m['cranial_slices']:.0f}) | "
+            f"{m['brain_bone_ml']:.1f} ({m['brain_bone_pct']:.2f}) | {m['w1_head']:.0f} | {m['w1_brain']:.0f}")
+
+
+def real_heads_table(cards: List[Dict[str, Any]]) -> str:
+    """The real-head yardstick: the real CT's row, each model's row per scan, then each baseline's range over
+    the scans (the cards' ``validation.real_heads``)."""
+    measured = [c for c in cards if c.get("validation", {}).get("real_heads")]
+    rows = ["| scan | CT from | bone % head | bone % cranium | closed rings % (slices) | bone in brain mL (%) "
+            "| W1 head HU | W1 brain HU |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    if not measured:
+        return "\n".join(rows)
+    first = measured[0]["validation"]["real_heads"]
+    rows.append(f"| real head CT (GE) | the real CT (reference) | {_real_head_cells(first['reference'])} |")
+    scans = [s["scan"] for s in first["scans"]]
+    for name in scans:
+        for card in measured:
+            scan = next(s for s in card["validation"]["real_heads"]["scans"] if s["scan"] == name)
+            rows.append(f"| {name} | `{card['id']}` v{card['version']} | {_real_head_cells(scan)} |")
+    for baseline in first["scans"][0]["baselines"]:
+        values = [s["baselines"][baseline] for s in first["scans"]]
+        column = {k: [v[k] for v in values] for k in values[0]}
+        rows.append(
+            f"| each of the {len(scans)} T1w | baseline: {baseline} | {_range(column['bone_head'], 1)} | "
+            f"{_range(column['bone_cranium'], 1)} | {_range(column['rings'], 0)} | "
+            f"{_range(column['brain_bone_ml'], 1)} ({_range(column['brain_bone_pct'], 2)}) | "
+            f"{_range(column['w1_head'], 0)} | {_range(column['w1_brain'], 0)} |")
+    return "\n".join(rows)
+
+
+#: Each generated table: (page, marker name, maker).
+TABLES = [("README.md", "models-table", models_table), ("docs/models.md", "real-heads-table", real_heads_table)]
+
+
+def with_table(page: str, name: str, table: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(page):
+        raise SystemExit(f"no {start} ... {end} block in the page")
+    return pattern.sub(lambda _: f"{start}\n{table}\n{end}", page)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when the README differs, write nothing")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a page differs, write nothing")
     args = parser.parse_args(argv)
-    path = ROOT / "README.md"
-    old = path.read_text(encoding="utf-8")
-    new = with_table(old, models_table(bundled_cards()))
-    if args.check:
-        print("README models table is current" if new == old else "README models table differs from the cards")
-        return int(new != old)
-    path.write_text(new, encoding="utf-8")
-    print(f"wrote the models table into {path}")
-    return 0
+    cards, differs = bundled_cards(), False
+    for page, name, make in TABLES:
+        path = ROOT / page
+        old = path.read_text(encoding="utf-8")
+        new = with_table(old, name, make(cards))
+        differs |= new != old
+        if args.check:
+            print(f"{page} {name}: " + ("differs from the cards" if new != old else "current"))
+        elif new != old:
+            path.write_text(new, encoding="utf-8")
+            print(f"wrote {name} into {path}")
+    return int(args.check and differs)
 
 
 if __name__ == "__main__":
