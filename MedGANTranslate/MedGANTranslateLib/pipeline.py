@@ -59,7 +59,15 @@ from .inference import (
 from .metrics import ct_tissue_metrics, image_metrics
 from .networks import required_divisor
 from .outputs import OutputSet
-from .preprocessing import NetworkGrid, cast_output, map_output, network_inputs, to_input_grid, to_network_grid
+from .preprocessing import (
+    NetworkGrid,
+    cast_output,
+    map_output,
+    network_inputs,
+    output_scale,
+    to_input_grid,
+    to_network_grid,
+)
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
 from .report import ReportOptions, check_report_path, make_report, report_inputs
@@ -280,11 +288,9 @@ class Translator:
     def _spread(self, varied: UncertaintyRun, grid: NetworkGrid, target: sitk.Image, mask_image: sitk.Image) -> sitk.Image:
         """The variants' standard deviation on the input grid (float32), in output units: network units times the
         output mapping's scale, resampled as the synthetic image is, 0 outside the body."""
-        mapping = self.card.postprocessing["output_mapping"]
-        (s0, s1), (t0, t1) = mapping["source_range"], mapping["target_range"]
         std = varied.std
         varied.std = None  # type: ignore[assignment]
-        std *= abs((t1 - t0) / (s1 - s0))
+        std *= output_scale(self.card.postprocessing)
         spread = self._on_input_grid(std, grid, target, 0.0)
         del std
         return sitk.Cast(sitk.Mask(spread, mask_image, outsideValue=0.0), sitk.sitkFloat32)

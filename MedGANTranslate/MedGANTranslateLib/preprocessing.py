@@ -494,6 +494,14 @@ def background_value(spec: Mapping[str, Any], normalized: Optional[np.ndarray] =
     return float(np.min(normalized))
 
 
+def output_scale(postprocessing: Mapping[str, Any]) -> float:
+    """How many physical units one network unit is under the linear ``output_mapping`` (for spreads, which the
+    mapping's offset does not move)."""
+    mapping = postprocessing["output_mapping"]
+    (s0, s1), (t0, t1) = mapping["source_range"], mapping["target_range"]
+    return abs((float(t1) - float(t0)) / (float(s1) - float(s0)))
+
+
 def map_output(array: np.ndarray, postprocessing: Mapping[str, Any]) -> np.ndarray:
     """Network output to physical units (float32): the linear ``output_mapping``, then ``clip`` when set."""
     mapping = postprocessing["output_mapping"]
