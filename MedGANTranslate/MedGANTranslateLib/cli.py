@@ -16,7 +16,7 @@ import traceback
 from typing import Callable, Dict, Optional, Sequence
 
 from .allocator import keep_freed_memory
-from .errors import MedGANError
+from .errors import InputError, MedGANError
 from .import_options import FRAMEWORKS
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -429,6 +429,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("serve")
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        from MedGANTranslateWeb.server import Settings, serve
+    except ImportError as exc:
+        raise InputError(f"The web face needs its extra packages ({exc.name} is missing): "
+                         "pip install 'medgantranslate[web]' (Python >= 3.10).") from exc
+    return serve(Settings(host=args.host, port=args.port, data_root=Path(args.data_root) if args.data_root else None,
+                          max_upload_bytes=args.max_upload_mb << 20, max_sessions=args.max_sessions,
+                          idle_s=args.idle_minutes * 60.0, work_dir=Path(args.work_dir) if args.work_dir else None,
+                          models_dirs=list(args.models_dir)))
+
+
 @command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -580,6 +595,22 @@ def build_parser() -> argparse.ArgumentParser:
     mimport.add_argument("--device", default="cpu", help="where the probe runs (default cpu)")
     mimport.add_argument("--progress", choices=["bar", "json", "none"], default="none")
     mimport.add_argument("--json", dest="progress", action="store_const", const="json", help="same as --progress json")
+
+    serve = sub.add_parser("serve", help="the web face: open, translate and review scans in a browser "
+                                         "(needs the 'web' extra: pip install 'medgantranslate[web]')")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="interface to listen on (default 127.0.0.1, this machine only; any other needs the token "
+                            "printed at start, or MEDGAN_TRANSLATE_TOKEN)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    serve.add_argument("--data-root", help="folder whose scans the browser may open (nothing outside it is readable)")
+    serve.add_argument("--max-upload-mb", type=positive_int, default=2048, help="largest upload (default 2048 MB)")
+    serve.add_argument("--max-sessions", type=positive_int, default=4,
+                       help="browser sessions at once, each its own process with a Slicer scene (default 4)")
+    serve.add_argument("--idle-minutes", type=positive_seconds, default=30.0,
+                       help="a session unseen this long is closed with its files (default 30)")
+    serve.add_argument("--work-dir", help="where sessions keep uploads and results (default: a temporary folder, "
+                                          "removed at exit)")
+    serve.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")
 
     devices = sub.add_parser("devices", help="list devices the engine can use")
     devices.add_argument("--json", action="store_true")

@@ -1,5 +1,6 @@
 """One engine command run in the background for the panel: the :class:`~.engine_process.EngineProcess` polled
-from a Qt timer on the GUI thread, its ``--progress json`` events turned into callbacks, a ``done`` or ``error``
+from a timer on the GUI thread (a Qt timer in Slicer; the web face's session loop gives its own, see
+:func:`use_poll_timers`), its ``--progress json`` events turned into callbacks, a ``done`` or ``error``
 event into a result or an :class:`EngineError`, and a cancel that never blocks. A translation
 (:class:`~.job.TranslationJob`), a model install and a model import (:mod:`.install`, :mod:`.importing`) are
 such jobs; each says what its command line is, what its ``done`` event means and how the panel words it."""
@@ -10,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Optional
 
-import qt
 import slicer
 
 from .engine_messages import EngineMessage
@@ -30,12 +30,29 @@ def engine_process(args: List[str]) -> EngineProcess:
     return EngineProcess(engine_command(args), env=engine_environment(ENGINE_PARENT), cwd=str(ENGINE_PARENT))
 
 
-def poll_timer(poll: Callable[[], None]) -> "qt.QTimer":
-    """A timer (not started yet) that calls ``poll`` on the GUI thread every :data:`POLL_INTERVAL_MS`."""
+def qt_poll_timer(poll: Callable[[], None]) -> Any:
+    """A ``qt.QTimer`` (not started yet) that calls ``poll`` on the GUI thread every :data:`POLL_INTERVAL_MS`."""
+    import qt
+
     timer = qt.QTimer()
     timer.setInterval(POLL_INTERVAL_MS)
     timer.connect("timeout()", poll)
     return timer
+
+
+_poll_timer_factory: Callable[[Callable[[], None]], Any] = qt_poll_timer
+
+
+def use_poll_timers(factory: Callable[[Callable[[], None]], Any]) -> None:
+    """Makes every later job poll through ``factory(poll)``: an object with ``start()`` and ``stop()`` that calls
+    ``poll`` on the thread owning the scene. A face without Qt (the web face's session process) sets it once."""
+    global _poll_timer_factory
+    _poll_timer_factory = factory
+
+
+def poll_timer(poll: Callable[[], None]) -> Any:
+    """A timer (not started yet) that calls ``poll`` on the GUI thread every :data:`POLL_INTERVAL_MS`."""
+    return _poll_timer_factory(poll)
 
 
 class EngineError(RuntimeError):
@@ -194,7 +211,8 @@ class EngineJob:
             if deadline is not None and time.monotonic() > deadline:
                 self.cancel()
                 raise TimeoutError(f"The {self.wording.noun} did not finish within {timeout} s and was cancelled.")
-            slicer.app.processEvents()
+            if hasattr(slicer, "app"):
+                slicer.app.processEvents()
             self.poll()
             time.sleep(0.02)
         return self

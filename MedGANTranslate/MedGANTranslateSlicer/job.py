@@ -56,6 +56,7 @@ class TranslationResult:
     warnings: List[str] = field(default_factory=list)
     scan_warnings: List[Dict[str, Any]] = field(default_factory=list)
     report_html: str = ""  # the engine's QA report of this run (reports.py: why the engine writes it every run)
+    files: Dict[str, str] = field(default_factory=dict)  # the engine's output files, when the job was told to keep them
 
     @property
     def uncertainty(self) -> Any:
@@ -107,7 +108,11 @@ class TranslationJob(EngineJob):
     each scan-check warning (a dict with code, input, message, advice; they come before the network runs) and,
     once, ``on_finished(job)``; afterwards :attr:`result` or :attr:`error` is set, or :attr:`cancelled` is True.
     :attr:`scan_warnings` holds the warnings either way (a strict run's refusal names them too). A cancelled run's
-    temporary folder is removed once its engine has gone."""
+    temporary folder is removed once its engine has gone.
+
+    The temporary folder goes under ``temporary_root`` (default: Slicer's temporary folder); with
+    ``keep_outputs`` (a folder), the engine's output files of a successful run move there instead of being
+    deleted (the web face offers them as downloads) and :attr:`TranslationResult.files` names them."""
 
     wording = JobWording(
         noun="translation",
@@ -122,9 +127,12 @@ class TranslationJob(EngineJob):
                  on_progress: Optional[Callable[[ProgressTracker], None]] = None,
                  on_log: Optional[Callable[[str], None]] = None,
                  on_finished: Optional[Callable[["TranslationJob"], None]] = None,
-                 on_warning: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+                 on_warning: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 temporary_root: Optional[str] = None, keep_outputs: Optional[Path] = None) -> None:
         super().__init__(ProgressTracker(), on_progress=on_progress, on_log=on_log, on_finished=on_finished)
         self.request = request
+        self.temporary_root = temporary_root
+        self.keep_outputs = keep_outputs
         self.on_warning = on_warning
         self.folder: Optional[Path] = None
         self.result: Optional[TranslationResult] = None
@@ -134,7 +142,8 @@ class TranslationJob(EngineJob):
 
     def _arguments(self) -> List[str]:
         # mkdtemp: a fresh folder readable only by this user, since it holds patient images
-        self.folder = Path(tempfile.mkdtemp(prefix="MedGANTranslate-", dir=slicer.app.temporaryPath))
+        root = self.temporary_root if self.temporary_root is not None else slicer.app.temporaryPath
+        self.folder = Path(tempfile.mkdtemp(prefix="MedGANTranslate-", dir=root))
         inputs = [self._export(node, f"input{i}.nrrd") for i, node in enumerate(self.request.inputs)]
         reference = self._export(self.request.reference, "reference.nrrd") if self.request.reference is not None else None
         command = build_arguments(self.request, self.folder, inputs, reference)
@@ -145,7 +154,7 @@ class TranslationJob(EngineJob):
         """Writes a volume in world coordinates (its parent transforms hardened into the copy that is written),
         so a reference registered with a transform reaches the engine registered."""
         path = str(self.folder / filename)
-        if not slicer.util.exportNode(node, path, {"useCompression": 0}, world=True):
+        if not scene.export_volume(node, path):
             raise RuntimeError(f"Could not save '{node.GetName()}' to a temporary file for the engine ({path}).")
         return path
 
@@ -160,6 +169,8 @@ class TranslationJob(EngineJob):
     def _succeed(self, done: Dict[str, Any]) -> None:
         try:
             self.result = self._import_results()
+            if self.keep_outputs is not None:
+                self.result.files = self._keep_outputs(self.done_event.get("outputs") or {})
         except Exception as exc:
             logging.exception("MedGANTranslate: could not load the engine's results")
             self.error = self._error("internal", f"The results could not be loaded into the scene: {exc}")
@@ -204,6 +215,19 @@ class TranslationJob(EngineJob):
             raise
         return TranslationResult(synthetic, difference, table, metrics, provenance, list(self.warnings),
                                  list(self.scan_warnings), report_html)
+
+    def _keep_outputs(self, outputs: Dict[str, Any]) -> Dict[str, str]:
+        """Moves the engine's output files (a NIfTI's JSON sidecar with it) into :attr:`keep_outputs`."""
+        kept = {}
+        self.keep_outputs.mkdir(parents=True, exist_ok=True)
+        for kind, written in outputs.items():
+            if not written or not Path(written).is_file():
+                continue
+            for source in (Path(written), Path(str(written) + ".json")):
+                if source.is_file():
+                    shutil.move(str(source), str(self.keep_outputs / source.name))
+            kept[kind] = str(self.keep_outputs / Path(written).name)
+        return kept
 
     def _clean_up(self) -> None:
         if self.folder is not None and self.folder.exists():

@@ -28,7 +28,7 @@ DIFFERENCE_ROLE = "MedGANTranslateDifference"
 UNCERTAINTY_ROLE = "MedGANTranslateUncertainty"
 METRICS_ROLE = "MedGANTranslateMetrics"
 
-_PANE_COLORS = {"Red": "#F34A33", "Yellow": "#EDD54C", "Green": "#6EB04B"}
+PANE_COLORS = {"Red": "#F34A33", "Yellow": "#EDD54C", "Green": "#6EB04B"}
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -102,6 +102,23 @@ def volume_from_file(path: str, grid_node, name: str):
     if transform is not None:
         node.SetAndObserveTransformNodeID(transform.GetID())
     return node
+
+
+def export_volume(node, path: str) -> bool:
+    """Writes ``node`` uncompressed to ``path`` in world coordinates (its parent transforms hardened into the copy
+    written). Inside Slicer this is ``slicer.util.exportNode``; where there is no ``slicer.app`` (the web face's
+    session, slicer-core without Qt, whose nodes never have transforms) a volume storage node writes it."""
+    if hasattr(slicer, "app"):
+        return bool(slicer.util.exportNode(node, path, {"useCompression": 0}, world=True))
+    if node.GetParentTransformNode() is not None:
+        raise RuntimeError(f"'{node.GetName()}' is transformed; only Slicer's exportNode can write it in world coordinates.")
+    storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    try:
+        storage.SetFileName(path)
+        storage.SetUseCompression(0)
+        return bool(storage.WriteData(node))
+    finally:
+        slicer.mrmlScene.RemoveNode(storage)
 
 
 def set_provenance(node, provenance: Dict[str, Any], extra: Optional[Dict[str, str]] = None) -> None:
@@ -297,6 +314,12 @@ def metrics_table(metrics: Dict[str, Any], name: str):
     return table
 
 
+def table_rows(table) -> List[List[str]]:
+    """The rows of a table node made by :func:`metrics_table`, as text."""
+    return [[table.GetCellText(row, column) for column in range(table.GetNumberOfColumns())]
+            for row in range(table.GetNumberOfRows())]
+
+
 def remove_nodes(nodes: Iterable) -> None:
     """Removes each node with its display and storage nodes (the scene's RemoveNode leaves those behind)."""
     for node in nodes:
@@ -313,16 +336,25 @@ def remove_nodes(nodes: Iterable) -> None:
                 slicer.mrmlScene.RemoveNode(helper)
 
 
-def _three_pane_layout() -> str:
-    views = "".join(
-        f'<item><view class="vtkMRMLSliceNode" singletontag="{name}">'
-        f'<property name="orientation" action="default">Axial</property>'
-        f'<property name="viewlabel" action="default">{name[0]}</property>'
-        f'<property name="viewcolor" action="default">{_PANE_COLORS[name]}</property>'
-        "</view></item>"
-        for name in PANES
-    )
+def pane_view(name: str) -> str:
+    """Slicer's layout XML of one axial review pane (``Red``, ``Yellow`` or ``Green``)."""
+    return (f'<view class="vtkMRMLSliceNode" singletontag="{name}">'
+            f'<property name="orientation" action="default">Axial</property>'
+            f'<property name="viewlabel" action="default">{name[0]}</property>'
+            f'<property name="viewcolor" action="default">{PANE_COLORS[name]}</property>'
+            "</view>")
+
+
+def pane_layout(count: int = len(PANES)) -> str:
+    """The review layout: the first ``count`` panes side by side (Slicer registers it for three; the web face
+    builds its views from it)."""
+    views = "".join(f"<item>{pane_view(name)}</item>" for name in PANES[:count])
     return f'<layout type="horizontal">{views}</layout>'
+
+
+def review_panes(volumes: Sequence) -> List[tuple]:
+    """(pane, volume) pairs of the side-by-side review: input, synthetic and a third volume, left to right."""
+    return list(zip(PANES, [v for v in volumes if v is not None]))
 
 
 def show_side_by_side(volumes: Sequence) -> bool:
@@ -330,15 +362,15 @@ def show_side_by_side(volumes: Sequence) -> bool:
     layout_manager = slicer.app.layoutManager()
     if layout_manager is None:
         return False
-    volumes = [v for v in volumes if v is not None][:len(PANES)]
-    if len(volumes) > 2:
+    panes = review_panes(volumes)
+    if len(panes) > 2:
         layout_node = layout_manager.layoutLogic().GetLayoutNode()
         if not layout_node.IsLayoutDescription(THREE_PANE_LAYOUT_ID):
-            layout_node.AddLayoutDescription(THREE_PANE_LAYOUT_ID, _three_pane_layout())
+            layout_node.AddLayoutDescription(THREE_PANE_LAYOUT_ID, pane_layout())
         layout_manager.setLayout(THREE_PANE_LAYOUT_ID)
     else:
         layout_manager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-    for pane, volume in zip(PANES, volumes):
+    for pane, volume in panes:
         slice_widget = layout_manager.sliceWidget(pane)
         if slice_widget is None:
             continue

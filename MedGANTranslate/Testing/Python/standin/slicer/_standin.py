@@ -23,8 +23,9 @@ import slicer
 from . import _app
 
 VERSIONS = ("5.8", "5.10", "5.12")
-# Slicer's own colour files (Base/Logic/Resources/ColorFiles at v5.8.1), read by the real colour logic
-COLOR_FILES = Path(__file__).resolve().parents[2] / "resources" / "ColorFiles"
+# Slicer's own colour files (Base/Logic/Resources/ColorFiles at v5.8.1), read by the real colour logic; shipped
+# with the web face, whose slicer-core has none
+COLOR_FILES = Path(__file__).resolve().parents[4] / "MedGANTranslateWeb" / "slicer_home" / "share" / "ColorFiles"
 ADDED_MODULES = ("ScriptedLoadableModule", "parameterNodeWrapper", "i18n", "packaging")
 ADDED_ATTRIBUTES = ("app", "mrmlScene", "modules", "selfTests", "qMRMLWidget", "qMRMLNodeComboBox", "qMRMLTableView",
                     "qMRMLSliceWidget", "qSlicerLayoutManager", "qSlicerApplication") + ADDED_MODULES
