@@ -47,6 +47,7 @@ EXTRA_FUNCTIONS = {
 # test_slicer_api_conformance checks that slicer-core's classes have them too.
 MRML_METHODS_NOT_IN_JSON = {
     "vtkMRMLStorableNode": ["GetNthStorageNode", "GetNumberOfStorageNodes"],
+    "vtkMRMLStorageNode": ["SetFileName", "SetUseCompression", "WriteData"],
     "vtkMRMLTransformableNode": ["GetParentTransformNode", "SetAndObserveTransformNodeID"],
     "vtkMRMLTransformNode": ["IsTransformToWorldLinear", "GetMatrixTransformToWorld"],
     "vtkMRMLTableNode": ["SetUseColumnTitleAsColumnHeader"],  # SetUseColumnNameAsColumnHeader is deprecated there
