@@ -164,6 +164,8 @@ class ReviewSession:
         else:
             result = job.result
             self.synthetic, self.files, self.metrics = result.synthetic, result.files, result.metrics
+            if "reference" in self.nodes:  # the same window on both, so the panes compare
+                scene.apply_synthetic_display(self.nodes["reference"], job.request.model.display)
             self.warnings = list(result.warnings) + [warning_text(w) for w in result.scan_warnings]
             self.message = "Done: " + self.synthetic.GetName()
 

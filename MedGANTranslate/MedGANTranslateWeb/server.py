@@ -87,9 +87,19 @@ class Sessions:
         self.work_dir = work_dir
         self._sessions: Dict[str, _Session] = {}
         self._starting: Dict[str, asyncio.Lock] = {}
+        self._issued: Dict[str, float] = {}  # keys given to browsers, with when they were last seen
 
-    def known(self, key: Optional[str]) -> bool:
-        return key is not None and key in self._sessions
+    def issued(self, key: Optional[str]) -> bool:
+        """Whether ``key`` is a session cookie this server gave out (a session's process starts on first use)."""
+        if key is None or key not in self._issued:
+            return False
+        self._issued[key] = time.monotonic()
+        return True
+
+    def issue(self) -> str:
+        key = secrets.token_urlsafe(32)
+        self._issued[key] = time.monotonic()
+        return key
 
     async def get(self, key: str) -> _Session:
         lock = self._starting.setdefault(key, asyncio.Lock())
@@ -114,11 +124,15 @@ class Sessions:
 
     async def close_idle(self) -> None:
         now = time.monotonic()
-        for key, session in list(self._sessions.items()):
-            if now - session.last_seen > self.settings.idle_s and not session.busy_uploads:
+        for key, seen in list(self._issued.items()):
+            session = self._sessions.get(key)
+            if session is not None:
+                seen = max(seen, session.last_seen)
+            if now - seen > self.settings.idle_s and not (session is not None and session.busy_uploads):
                 await self.close(key)
 
     async def close(self, key: str) -> None:
+        self._issued.pop(key, None)
         session = self._sessions.pop(key, None)
         self._starting.pop(key, None)
         if session is not None:
@@ -159,9 +173,9 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     if request.method == "POST" and request.headers.get(REQUEST_HEADER) != "1":
         return _error(403, f"POST requests need the header {REQUEST_HEADER}: 1 (the page sends it).")
     key = request.cookies.get(SESSION_COOKIE)
-    fresh = not request.app["sessions"].known(key)
+    fresh = not request.app["sessions"].issued(key)
     if fresh:
-        key = secrets.token_urlsafe(32)
+        key = request.app["sessions"].issue()
     request["session"] = key
     try:
         response = await handler(request)

@@ -141,12 +141,10 @@ function buildPanes() {
     const img = document.createElement("img");
     img.id = `view-${pane.pane}`;
     img.alt = pane.title;
-    box.append(title, img);
-    if (pane.color_bar) {
-      const bar = document.createElement("div");
-      box.appendChild(bar);
-      drawColorBar(pane.pane, bar);
-    }
+    const footer = document.createElement("div");  // every pane has one, so the linked views stay the same size
+    footer.className = "pane-footer";
+    box.append(title, img, footer);
+    if (pane.color_bar) drawColorBar(pane.pane, footer);
     return box;
   }));
   return true;
