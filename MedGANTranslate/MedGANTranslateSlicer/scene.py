@@ -155,9 +155,10 @@ def review_volumes(synthetic) -> List:
 def place_with_input(nodes: Iterable, input_node) -> None:
     """Each node becomes a sibling of the input in the subject hierarchy (under its study when it has one)."""
     sh = slicer.mrmlScene.GetSubjectHierarchyNode()
-    if sh is None:
+    input_item = sh.GetItemByDataNode(input_node) if sh is not None else 0
+    if not input_item:  # no hierarchy, or the input is not in it (a scene without Slicer's hierarchy plugins)
         return
-    parent = sh.GetItemParent(sh.GetItemByDataNode(input_node))
+    parent = sh.GetItemParent(input_item)
     for node in nodes:
         item = sh.GetItemByDataNode(node)
         if item and parent:

@@ -199,6 +199,7 @@ function applyState(next) {
   $("review").hidden = !result;
   if (result) {
     fillSelect($("third-select"), result.third.map((t) => [t, t]), state.view.third);
+    $("third-select").hidden = $("third-label").hidden = result.third.length === 0;
     for (const radio of document.querySelectorAll("input[name=mode]")) radio.checked = radio.value === state.view.mode;
     $("opacity").value = state.view.opacity;
     $("opacity-value").textContent = `${Math.round(state.view.opacity * 100)} %`;
