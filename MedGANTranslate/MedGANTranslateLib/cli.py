@@ -429,6 +429,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("batch")
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Exit code 0 when every case is done (this run or before), 2 when some failed (each one's error is in the
+    manifest), 130 when cancelled (the cases not finished stay pending for the rerun)."""
+    from pathlib import Path
+
+    from .batch import BatchOptions, run_batch
+    from .progress import CancelToken
+
+    out = Output(args.progress)
+    token = CancelToken()
+    _install_cancel_handlers(token)
+    options = BatchOptions(args.model, args.inputs, Path(args.out), device=args.device, report=args.report,
+                           output_format=args.output_format, threads=args.threads, models_dirs=args.models_dir,
+                           strict=args.strict)
+    summary = run_batch(options, progress=out.progress_callback(), cancel=token, log=out.log,
+                        on_case=lambda row: out.emit("case", **row))
+    if summary is None:  # a rank other than 0: rank 0 reports for everyone
+        return 0
+    if out.json:
+        out.emit("done", summary=summary.__dict__)
+    else:
+        print(summary.table())
+    return 2 if summary.counts.get("failed") else 0
+
+
 @command("serve")
 def cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -595,6 +621,25 @@ def build_parser() -> argparse.ArgumentParser:
     mimport.add_argument("--device", default="cpu", help="where the probe runs (default cpu)")
     mimport.add_argument("--progress", choices=["bar", "json", "none"], default="none")
     mimport.add_argument("--json", dest="progress", action="store_const", const="json", help="same as --progress json")
+
+    batch = sub.add_parser("batch", help="translate a cohort case by case, resumable; under torchrun, across "
+                                         "processes, GPUs and nodes")
+    batch.add_argument("--model", "-m", required=True, help="model id (id or id@version) or model folder")
+    batch.add_argument("--inputs", required=True, metavar="LIST|GLOB|CSV",
+                       help="the cases: a CSV (columns: optional id, one per input named as the card names them or "
+                            "input1.., optional reference), a text file with one case per line (inputs separated by "
+                            "commas), or a quoted glob pattern (single-input models)")
+    batch.add_argument("--out", required=True, help="folder for <case>/ outputs, status/, manifest.jsonl, summary.json")
+    batch.add_argument("--report", action="store_true", help="also a QA report per case (<case>/report.html)")
+    batch.add_argument("--format", dest="output_format", default=".nii.gz", choices=[".nii.gz", ".nrrd", ".mha"],
+                       help="output image format (default .nii.gz)")
+    batch.add_argument("--device", default="auto",
+                       help="auto (each rank its own GPU when there are GPUs, else the CPU), cpu, cuda:N")
+    batch.add_argument("--threads", type=positive_int, help="CPU threads per process (default: the cores shared "
+                                                             "among the processes on the machine)")
+    batch.add_argument("--strict", action="store_true", help="refuse (record as failed) scans the checks warn about")
+    batch.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")
+    batch.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
 
     serve = sub.add_parser("serve", help="the web face: open, translate and review scans in a browser "
                                          "(needs the 'web' extra: pip install 'medgantranslate[web]')")

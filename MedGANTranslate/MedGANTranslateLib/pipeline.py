@@ -505,15 +505,17 @@ def translate_files(
     report_options: Optional[ReportOptions] = None,
     uncertainty: Optional[str] = None,
     uncertainty_variants: Optional[int] = None,
+    translator: Optional[Translator] = None,
 ) -> TranslationResult:
-    """Reads, translates and writes; every output appears complete or not at all. ``tta``: average with the
+    """Reads, translates and writes; every output appears complete or not at all. ``translator``: a model
+    already loaded (a batch reuses one for every case; ``model`` and the loading options are then its own). ``tta``: average with the
     mirror images the card declares (about twice the inference time). ``strict``: refuse, writing nothing, a
     scan the checks warn about; ``on_warning`` receives each warning (see :class:`Translator`). ``report``: a
     QA report (:mod:`.report`, an .html file) written with the other outputs; ``report_options`` name the inputs
     in it and set its uncertainty threshold. ``uncertainty``: where the uncertainty map goes (the variants' standard
     deviation in output units, :mod:`.uncertainty`; ``uncertainty_variants`` per ensemble member, None: the
     card's default), written with the other outputs; the synthetic image is then the variants' mean."""
-    card = resolve_model(model, models_dirs, log=log)
+    card = translator.card if translator is not None else resolve_model(model, models_dirs, log=log)
     all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
     if len(inputs) != len(card.inputs):
         wanted = ", ".join(s.label for s in card.inputs)
@@ -546,11 +548,12 @@ def translate_files(
     check_fits(needed + extra, f"Translating {inputs[0]} ({size} voxels)",
                refine=lambda: (traced_job_bytes(card, headers, settings) or needed) + extra)
 
-    stage = _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
-    translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta,
-                            strict=strict, on_warning=on_warning, uncertainty=bool(uncertainty),
-                            uncertainty_variants=uncertainty_variants, models_dirs=models_dirs)
-    stage.finish()
+    if translator is None:
+        stage = _stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
+        translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta,
+                                strict=strict, on_warning=on_warning, uncertainty=bool(uncertainty),
+                                uncertainty_variants=uncertainty_variants, models_dirs=models_dirs)
+        stage.finish()
     stage = _stage(progress, cancel, "read", "reading input volume(s)")
     roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]
     images = [read_image(p, role) for p, role in zip(inputs, roles)]
