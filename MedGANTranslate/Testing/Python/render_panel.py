@@ -114,7 +114,7 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
     volume = slicer.util.loadVolume(str(scan))
     _standin.load_module(str(MODULE_FILE))
     widget = _standin.create_widget("MedGANTranslate")  # setup() and enter(): enter() starts the device query
-    if not _standin.process_events_until(lambda: widget._deviceQuery is None, 120):
+    if not _standin.process_events_until(lambda: widget.panel._deviceQuery is None, 120):
         raise RuntimeError("the engine's device query did not finish")
     ui = widget.ui
     preselected = ui.modelSelector.currentData()  # what the panel chose by itself on opening
@@ -127,7 +127,7 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
         ui.inputSelector.setCurrentNode(volume)
 
     events = []
-    original = widget._onProgress
+    original = widget.panel._onProgress
 
     def record(tracker):
         original(tracker)
@@ -137,13 +137,13 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
         events.append({"stage": tracker.stage, "stage_fraction": round(stage_fraction, 4), "percent": tracker.percent,
                        "panel": _snapshot(ui)})
 
-    widget._onProgress = record
+    widget.panel._onProgress = record
     before = _snapshot(ui)
     started = time.time()
     ui.applyButton.click()
-    if widget._job is None:
+    if widget.panel._job is None:
         raise RuntimeError(f"Translate did not start: {ui.statusLabel.text}")
-    job = widget._job
+    job = widget.panel._job
     if not _standin.process_events_until(lambda: not job.running, TIMEOUT_S):
         raise RuntimeError("the translation did not finish in time")
     if job.error is not None:
@@ -153,7 +153,7 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
         [e for e in events if e["stage"] == "infer"]
     mid = min(infer, key=lambda e: abs(e["stage_fraction"] - 0.5))
     done = job.done_event or {}
-    summary = widget._currentModel()
+    summary = widget.panel._currentModel()
     facts = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "scan": str(scan),

@@ -206,7 +206,7 @@ def test_translate_asks_for_missing_packages_and_stops_when_declined(slicer_stan
     widget.ui.applyButton.click()
     (asked,) = slicer_standin._standin.dialogs("confirmOkCancel")
     assert "monai>=1.3" in asked["text"]
-    assert state.pip_calls == [] and widget._job is None
+    assert state.pip_calls == [] and widget.panel._job is None
     assert widget.ui.statusLabel.text.startswith("The Python packages the translation needs were not installed")
     assert slicer_standin._standin.dialogs("error") == []
 
@@ -223,6 +223,6 @@ def test_dependency_failure_is_shown_as_an_error(slicer_standin, widget, tiny_mo
     widget.ui.applyButton.click()
     (shown,) = slicer_standin._standin.dialogs("error")
     assert shown["text"].startswith("The translation could not start.\n\nPyTorch 2.0.1 is installed")
-    assert widget._job is None and widget.ui.applyButton.text == "Translate"
+    assert widget.panel._job is None and widget.ui.applyButton.text == "Translate"
     assert len(qt.slot_errors) == 1  # tryWithErrorDisplay re-raises; PythonQt prints it to the console
     qt.slot_errors.clear()

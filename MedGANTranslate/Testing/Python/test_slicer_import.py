@@ -94,7 +94,7 @@ def test_an_imported_model_appears_selected_in_the_panel(slicer_standin, widget,
     slicer = slicer_standin
     _fill(widget, checkpoint)
     widget.ui.addModelButton.click()
-    job = widget._job
+    job = widget.panel._job
     assert job is not None and job.running and widget.ui.applyButton.text == "Cancel"
     assert widget.ui.applyButton.toolTip == "Stop the import; nothing is added."
     assert slicer._standin.process_events_until(lambda: not job.running, TIMEOUT)
@@ -115,7 +115,7 @@ def test_a_checkpoint_the_weights_cannot_decide_is_refused_in_a_dialog(slicer_st
     slicer = slicer_standin
     _fill(widget, checkpoint, framework="")
     widget.ui.addModelButton.click()
-    job = widget._job
+    job = widget.panel._job
     assert slicer._standin.process_events_until(lambda: not job.running, TIMEOUT)
     assert job.error is not None and job.error.kind == "import"
     assert job.error.title == "The checkpoint cannot be imported"

@@ -95,7 +95,7 @@ def _start_install(slicer, widget, url: str, sha256: str):
     widget.ui.installUrlLineEdit.text = url
     widget.ui.installSha256LineEdit.text = sha256
     widget.ui.installModelButton.click()
-    job = widget._job
+    job = widget.panel._job
     assert job is not None and job.running
     assert widget.ui.applyButton.text == "Cancel" and widget.ui.applyButton.enabled
     assert not widget.ui.installModelButton.enabled and not widget.ui.advancedCollapsibleButton.enabled
@@ -107,13 +107,13 @@ def _start_install(slicer, widget, url: str, sha256: str):
 def test_installed_model_appears_selected_in_the_panel(slicer_standin, widget, store, server, model_zip):
     slicer = slicer_standin
     progress = []
-    original = widget._onProgress
+    original = widget.panel._onProgress
 
     def record(tracker):
         progress.append((tracker.stage, tracker.percent))
         original(tracker)
 
-    widget._onProgress = record
+    widget.panel._onProgress = record
     job = _start_install(slicer, widget, server + "/model.zip", hashlib.sha256(model_zip).hexdigest())
     assert slicer._standin.process_events_until(lambda: not job.running, TIMEOUT)
     assert job.error is None, job.error and job.error.log
@@ -122,7 +122,7 @@ def test_installed_model_appears_selected_in_the_panel(slicer_standin, widget, s
     assert [stage for stage, _ in progress if stage] and progress[-1] == ("check", 100)
     assert [p for _, p in progress] == sorted(p for _, p in progress), "the bar never goes back"
     assert widget.ui.modelSelector.currentData() == f"{MODEL_ID}@0.1.0"
-    assert widget._parameterNode.modelKey == f"{MODEL_ID}@0.1.0"
+    assert widget.panel._parameterNode.modelKey == f"{MODEL_ID}@0.1.0"
     status = widget.ui.statusLabel.text
     assert status.startswith("Installed: Tiny remote test model (tiny-remote v0.1.0).")
     assert "Licence: Apache-2.0." in status and "Intended use: Research use only" in status

@@ -15,22 +15,22 @@ def _translate(slicer, widget, tiny_models, reference=None):
     widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
     selector = widget.ui.modelSelector
     selector.currentIndex = next(i for i in range(selector.count) if selector.itemData(i).startswith("tiny-ct@"))
-    widget._parameterNode.device = "cpu"
+    widget.panel._parameterNode.device = "cpu"
     widget.ui.referenceSelector.setCurrentNode(reference)
     enabled_while_running = []
-    original = widget._onProgress
+    original = widget.panel._onProgress
 
     def record(tracker):
         enabled_while_running.append(widget.ui.saveReportButton.enabled)
         original(tracker)
 
-    widget._onProgress = record
+    widget.panel._onProgress = record
     widget.ui.applyButton.click()
-    assert slicer._standin.process_events_until(lambda: not widget._job.running, TIMEOUT)
-    widget._onProgress = original
-    assert widget._job.error is None, widget._job.error and widget._job.error.log
+    assert slicer._standin.process_events_until(lambda: not widget.panel._job.running, TIMEOUT)
+    widget.panel._onProgress = original
+    assert widget.panel._job.error is None, widget.panel._job.error and widget.panel._job.error.log
     assert enabled_while_running and not any(enabled_while_running), "no saving while a translation runs"
-    return widget._job
+    return widget.panel._job
 
 
 @pytest.mark.slow

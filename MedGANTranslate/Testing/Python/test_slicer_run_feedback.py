@@ -87,19 +87,19 @@ def test_status_line_is_never_blank_during_a_real_run(slicer_standin, widget, ti
     widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
     selector = widget.ui.modelSelector
     selector.currentIndex = next(i for i in range(selector.count) if selector.itemData(i).startswith("tiny-ct@"))
-    widget._parameterNode.device = "cpu"
+    widget.panel._parameterNode.device = "cpu"
     widget.ui.inputSelector.setCurrentNode(volume)
     widget.ui.roiXSpinBox.value = widget.ui.roiYSpinBox.value = widget.ui.roiZSpinBox.value = 8  # many windows
     seen = []
-    original = widget._onProgress
+    original = widget.panel._onProgress
 
     def record(tracker):
         original(tracker)
         seen.append((tracker.stage, widget.ui.statusLabel.text))
 
-    widget._onProgress = record
+    widget.panel._onProgress = record
     widget.ui.applyButton.click()
-    job = widget._job
+    job = widget.panel._job
     assert slicer._standin.process_events_until(lambda: not job.running, TIMEOUT)
     assert job.error is None, job.error and job.error.log
     assert seen and all(text for _, text in seen), seen
@@ -159,13 +159,13 @@ def test_the_engines_default_model_is_preselected_and_a_saved_choice_kept(slicer
     default, other = _bundled_key(DEFAULT_ID), _bundled_key("mr-t1-to-ct-cyclegan")
     selector = widget.ui.modelSelector
     assert selector.itemData(0) == other, "the list is alphabetical: the default model is not its first entry"
-    assert widget._parameterNode.modelKey == default and selector.currentData() == default
+    assert widget.panel._parameterNode.modelKey == default and selector.currentData() == default
     assert "Expected time: about 0 s" not in widget.ui.modelInfoLabel.text
     selector.currentIndex = selector.findData(other)
     widget.exit()
     again = slicer_standin._standin.create_widget("MedGANTranslate")
     try:
-        assert again._parameterNode.modelKey == other and again.ui.modelSelector.currentData() == other
+        assert again.panel._parameterNode.modelKey == other and again.ui.modelSelector.currentData() == other
     finally:
         again.cleanup()
 
@@ -174,7 +174,7 @@ def test_a_new_scene_preselects_the_default_model_again(slicer_standin, widget):
     selector = widget.ui.modelSelector
     selector.currentIndex = selector.findData(_bundled_key("mr-t1-to-ct-cyclegan"))
     slicer_standin.mrmlScene.Clear()  # the panel stays entered: a fresh parameter node, nothing chosen in it
-    assert widget._parameterNode.modelKey == _bundled_key(DEFAULT_ID)
+    assert widget.panel._parameterNode.modelKey == _bundled_key(DEFAULT_ID)
     assert selector.currentData() == _bundled_key(DEFAULT_ID)
 
 

@@ -28,22 +28,22 @@ def _prepare(widget, tiny_models, model_id):
     widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
     selector = widget.ui.modelSelector
     selector.currentIndex = next(i for i in range(selector.count) if selector.itemData(i).startswith(model_id + "@"))
-    widget._parameterNode.device = "cpu"
+    widget.panel._parameterNode.device = "cpu"
 
 
 def _run(slicer, widget, progress=None):
     if progress is not None:
-        original = widget._onProgress
+        original = widget.panel._onProgress
 
         def record(tracker):
             progress.append((tracker.percent, tracker.label("%p%"), widget.ui.applyButton.text))
             original(tracker)
 
-        widget._onProgress = record
+        widget.panel._onProgress = record
     widget.ui.applyButton.click()
-    assert widget._job is not None and widget._job.running and widget.ui.applyButton.text == "Cancel"
-    assert slicer._standin.process_events_until(lambda: not widget._job.running, TIMEOUT)
-    return widget._job
+    assert widget.panel._job is not None and widget.panel._job.running and widget.ui.applyButton.text == "Cancel"
+    assert slicer._standin.process_events_until(lambda: not widget.panel._job.running, TIMEOUT)
+    return widget.panel._job
 
 
 def _volume_names(slicer):
@@ -127,7 +127,7 @@ def test_translation_with_reference(slicer_standin, widget, tiny_models):
     assert [p for p, _, _ in progress] == sorted(p for p, _, _ in progress)
     assert widget.ui.progressBar.value == 100 and widget.ui.applyButton.text == "Translate"
     assert widget.ui.statusLabel.text.startswith("Added 'MRHead · synthetic CT (tiny-ct v0.1.0)'")
-    assert widget._parameterNode.syntheticVolume is synthetic and widget._parameterNode.differenceVolume is difference
+    assert widget.panel._parameterNode.syntheticVolume is synthetic and widget.panel._parameterNode.differenceVolume is difference
     assert '"event": "done"' in widget.ui.logTextEdit.plainText
     assert _temporary_files(slicer) == []
     assert slicer._standin.dialogs("error") == []
@@ -184,8 +184,8 @@ def test_translation_with_an_uncertainty_map(slicer_standin, widget, tiny_models
     _prepare(widget, tiny_models, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(input_node)
     widget.ui.uncertaintyCheckBox.checked = True
-    progress, messages, shown = [], [], widget._onProgress
-    widget._onProgress = lambda tracker: (messages.append(tracker.message), shown(tracker))
+    progress, messages, shown = [], [], widget.panel._onProgress
+    widget.panel._onProgress = lambda tracker: (messages.append(tracker.message), shown(tracker))
     job = _run(slicer, widget, progress)
 
     assert job.error is None, job.error and job.error.log
@@ -207,7 +207,7 @@ def test_translation_with_an_uncertainty_map(slicer_standin, widget, tiny_models
     assert display.GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat" and display.GetApplyThreshold()
     body = spread[spread > 0]
     assert display.GetLowerThreshold() == pytest.approx(np.percentile(body, 95), rel=1e-4)
-    assert widget._parameterNode.uncertaintyVolume is uncertainty
+    assert widget.panel._parameterNode.uncertaintyVolume is uncertainty
     slider = widget.ui.uncertaintyThresholdSliderWidget
     assert slider.enabled and slider.value == pytest.approx(display.GetLowerThreshold(), abs=0.05)
     assert slider.maximum == pytest.approx(np.percentile(body, 99.5), abs=0.05)
@@ -234,13 +234,13 @@ def test_scan_warnings_show_in_the_panel_and_strict_refuses_the_scan(slicer_stan
     _prepare(widget, tiny_models, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(ct)
     shown_while_running = []
-    original = widget._onWarning
+    original = widget.panel._onWarning
 
     def record(warning):
         original(warning)
-        shown_while_running.append((warning["code"], widget.ui.warningsLabel.visible, widget._job.running))
+        shown_while_running.append((warning["code"], widget.ui.warningsLabel.visible, widget.panel._job.running))
 
-    widget._onWarning = record
+    widget.panel._onWarning = record
     job = _run(slicer, widget)
 
     assert job.error is None, job.error and job.error.log
@@ -275,7 +275,7 @@ def test_cancel_mid_run_leaves_nothing_behind(slicer_standin, widget, tiny_model
     widget.ui.inputSelector.setCurrentNode(input_node)
     nodes_before = {n.GetID() for n in scene_nodes(slicer.mrmlScene)}
     widget.ui.applyButton.click()
-    job = widget._job
+    job = widget.panel._job
     assert slicer._standin.process_events_until(lambda: job.tracker.stage != "" or not job.running, TIMEOUT)
     assert job.running, "the run ended before it could be cancelled"
     pid = job.process.pid

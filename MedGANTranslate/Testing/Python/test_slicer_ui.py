@@ -12,6 +12,8 @@ import pytest
 MODULE_DIR = Path(__file__).resolve().parents[2]
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "MedGANTranslate.ui"
 MODULE_FILE = MODULE_DIR / "MedGANTranslate.py"
+PANEL_SOURCES = [MODULE_FILE] + sorted((MODULE_DIR / "MedGANTranslateSlicer").glob("*.py"))  # wiring, handlers, views
+PARAMETERS_FILE = MODULE_DIR / "MedGANTranslateSlicer" / "parameters.py"
 API = json.loads((Path(__file__).with_name("slicer_api.json")).read_text(encoding="utf-8"))
 
 QT_WIDGETS = {"QWidget", "QLabel", "QPushButton", "QCheckBox", "QComboBox", "QSpinBox", "QDoubleSpinBox", "QProgressBar",
@@ -127,11 +129,16 @@ def test_every_node_selector_gets_the_scene(ui):
 
 
 def _ui_names_used_in_code():
-    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    """``self.ui.<name>`` and ``ui.<name>`` in the module file and the panel's modules."""
     used = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui":
-            if isinstance(node.value.value, ast.Name) and node.value.value.id == "self":
+    for source in PANEL_SOURCES:
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Attribute):
+                continue
+            if isinstance(node.value, ast.Attribute) and node.value.attr == "ui":
+                if isinstance(node.value.value, ast.Name) and node.value.value.id == "self":
+                    used.add(node.attr)
+            elif isinstance(node.value, ast.Name) and node.value.id == "ui":
                 used.add(node.attr)
     return used
 
@@ -148,7 +155,7 @@ def test_widgets_used_in_code_exist_with_expected_classes(ui):
 
 
 def _parameter_members():
-    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    tree = ast.parse(PARAMETERS_FILE.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list):
             members = {}

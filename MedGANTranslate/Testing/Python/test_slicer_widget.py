@@ -34,8 +34,8 @@ def test_model_selector_is_filled_from_the_registry(widget, tiny_models):
     for part in ("MR T1w → CT</b> (HU), head", "<tt>tiny-ct</tt> version 0.1.0", "Expected time: not measured",
                  "Research use only, not for clinical decisions. Test model with random weights."):
         assert part in info
-    assert widget._parameterNode.modelKey == "tiny-ct@0.1.0"
-    assert widget._parameterNode.modelsFolder == str(tiny_models)
+    assert widget.panel._parameterNode.modelKey == "tiny-ct@0.1.0"
+    assert widget.panel._parameterNode.modelsFolder == str(tiny_models)
 
 
 def test_details_show_expected_times_and_deprecation(slicer_standin, module, tiny_models):
@@ -56,12 +56,13 @@ def test_multi_input_model_shows_one_selector_per_input_filled_by_name(slicer_st
     t1 = slicer.util.addVolumeFromArray(head_array(2), ijkToRAS=matrix, name="Case7_T1w")
     widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
     _choose_model(widget, "tiny-two")
-    assert [widget.inputSelectors[i].visible for i in range(4)] == [True, True, False, False]
-    assert [widget.inputLabels[i].text for i in range(2)] == ["MR T1w:", "MR T2w:"]
+    selectors = [widget.ui.inputSelector, widget.ui.input2Selector, widget.ui.input3Selector, widget.ui.input4Selector]
+    assert [selector.visible for selector in selectors] == [True, True, False, False]
+    assert [widget.ui.inputLabel.text, widget.ui.input2Label.text] == ["MR T1w:", "MR T2w:"]
     assert widget.ui.inputSelector.currentNode() is t1 and widget.ui.input2Selector.currentNode() is t2
     assert widget.ui.applyButton.enabled
     _choose_model(widget, "tiny-ct")
-    assert [widget.inputSelectors[i].visible for i in range(4)] == [True, False, False, False]
+    assert [selector.visible for selector in selectors] == [True, False, False, False]
 
 
 def test_translate_needs_the_inputs_and_says_why(slicer_standin, widget, tiny_models):
@@ -80,13 +81,13 @@ def test_settings_persist_in_the_parameter_node(slicer_standin, widget, tiny_mod
     ui = widget.ui
     ui.modelsFolderLineEdit.currentPath = str(tiny_models)
     _choose_model(widget, "tiny-pet")
-    widget._onDevicesDetected([{"id": "cpu", "name": "CPU (2 threads)"}, {"id": "cuda:0", "name": "NVIDIA Test GPU (8.0 GB)"}])
+    widget.panel._onDevicesDetected([{"id": "cpu", "name": "CPU (2 threads)"}, {"id": "cuda:0", "name": "NVIDIA Test GPU (8.0 GB)"}])
     ui.deviceSelector.currentIndex = ui.deviceSelector.findData("cuda:0")
     ui.roiXSpinBox.value, ui.roiYSpinBox.value, ui.roiZSpinBox.value = 32, 32, 16
     ui.overlapSpinBox.value = 0.5
     ui.sideBySideCheckBox.checked = False
     ui.opacitySliderWidget.value = 0.7
-    node = widget._parameterNode.parameterNode
+    node = widget.panel._parameterNode.parameterNode
     assert node.GetParameter("modelKey") == "tiny-pet@0.1.0" and node.GetParameter("device") == "cuda:0"
     assert (node.GetParameter("roiX"), node.GetParameter("roiZ"), node.GetParameter("overlap")) == ("32", "16", "0.5")
     assert node.GetParameter("showSideBySide") == "False" and node.GetParameter("overlayOpacity") == "0.7"
@@ -110,11 +111,11 @@ def test_request_uses_model_defaults_unless_all_roi_sizes_are_set(slicer_standin
     _choose_model(widget, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(volume)
     widget.ui.roiXSpinBox.value = 32
-    request = widget._requestFromParameters()
+    request = widget.panel._requestFromParameters()
     assert request.roi is None and request.overlap is None and request.device == "auto"
     widget.ui.roiYSpinBox.value = widget.ui.roiZSpinBox.value = 16
     widget.ui.overlapSpinBox.value = 0.25
-    request = widget._requestFromParameters()
+    request = widget.panel._requestFromParameters()
     assert request.roi == (32, 16, 16) and request.overlap == 0.25 and request.inputs == [volume]
     assert Path(request.model.path).parent.name == "tiny-ct"
 
@@ -125,12 +126,12 @@ def test_mirror_averaging_is_offered_only_for_models_trained_with_mirroring(slic
     _choose_model(widget, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(volume)
     assert widget.ui.mirrorCheckBox.enabled and "left-right" in widget.ui.mirrorCheckBox.toolTip
-    assert widget._requestFromParameters().tta is False
+    assert widget.panel._requestFromParameters().tta is False
     widget.ui.mirrorCheckBox.checked = True
-    assert widget._requestFromParameters().tta is True
+    assert widget.panel._requestFromParameters().tta is True
     _choose_model(widget, "tiny-pet")
     assert not widget.ui.mirrorCheckBox.enabled and "not trained with mirrored" in widget.ui.mirrorCheckBox.toolTip
-    assert widget._requestFromParameters().tta is False, "a checked box is ignored for a model without mirror axes"
+    assert widget.panel._requestFromParameters().tta is False, "a checked box is ignored for a model without mirror axes"
 
 
 def test_strict_checks_are_a_setting_that_reaches_the_engine(slicer_standin, widget, tiny_models, tmp_path):
@@ -140,15 +141,15 @@ def test_strict_checks_are_a_setting_that_reaches_the_engine(slicer_standin, wid
     widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
     _choose_model(widget, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(volume)
-    assert widget._requestFromParameters().strict is False and not widget.ui.warningsLabel.visible
+    assert widget.panel._requestFromParameters().strict is False and not widget.ui.warningsLabel.visible
     widget.ui.strictCheckBox.checked = True
-    request = widget._requestFromParameters()
-    assert request.strict is True and widget._parameterNode.parameterNode.GetParameter("strictChecks") == "True"
+    request = widget.panel._requestFromParameters()
+    assert request.strict is True and widget.panel._parameterNode.parameterNode.GetParameter("strictChecks") == "True"
     assert "--strict" in build_arguments(request, tmp_path, ["in.nrrd"], None)["args"]
 
 
 def test_device_list_names_each_gpu(widget):
-    widget._onDevicesDetected([{"id": "cpu", "name": "CPU"}, {"id": "cuda:0", "name": "NVIDIA A"}, {"id": "cuda:1", "name": "NVIDIA B"}])
+    widget.panel._onDevicesDetected([{"id": "cpu", "name": "CPU"}, {"id": "cuda:0", "name": "NVIDIA A"}, {"id": "cuda:1", "name": "NVIDIA B"}])
     items = [(widget.ui.deviceSelector.itemText(i), widget.ui.deviceSelector.itemData(i)) for i in range(widget.ui.deviceSelector.count)]
     assert items == [("Automatic (GPU when available)", "auto"), ("CPU", "cpu"), ("GPU 0: NVIDIA A", "cuda:0"), ("GPU 1: NVIDIA B", "cuda:1")]
     assert widget.ui.deviceSelector.toolTip == "2 GPU(s) found."
@@ -157,9 +158,9 @@ def test_device_list_names_each_gpu(widget):
 @pytest.mark.slow
 def test_devices_are_asked_from_the_engine_in_the_background(slicer_standin, widget):
     """enter() started the query (torch is installed here); the panel stayed usable meanwhile."""
-    assert widget._deviceQuery is not None or widget._devicesDetected
-    assert slicer_standin._standin.process_events_until(lambda: widget._deviceQuery is None, timeout=120)
-    assert widget._devicesDetected
+    assert widget.panel._deviceQuery is not None or widget.panel._devicesDetected
+    assert slicer_standin._standin.process_events_until(lambda: widget.panel._deviceQuery is None, timeout=120)
+    assert widget.panel._devicesDetected
     assert widget.ui.deviceSelector.itemData(1) == "cpu" and widget.ui.detectDevicesButton.enabled
 
 
@@ -171,21 +172,21 @@ def test_uncertainty_is_offered_for_a_model_that_can_vary_with_its_cost(slicer_s
     _choose_model(widget, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(volume)
     box = widget.ui.uncertaintyCheckBox
-    assert box.enabled and not box.checked and widget._requestFromParameters().uncertainty is False
+    assert box.enabled and not box.checked and widget.panel._requestFromParameters().uncertainty is False
     assert "4 test-time variants: as is, mirror left-right, 2 window-grid shifts" in box.toolTip
     assert "about 4x the inference time" in box.toolTip and "standard deviation (HU)" in box.toolTip
     widget.ui.mirrorCheckBox.checked = True
     box.checked = True
-    request = widget._requestFromParameters()
+    request = widget.panel._requestFromParameters()
     assert request.uncertainty is True and request.tta is False, "the variants include the mirror image"
-    assert widget._parameterNode.parameterNode.GetParameter("estimateUncertainty") == "True"
+    assert widget.panel._parameterNode.parameterNode.GetParameter("estimateUncertainty") == "True"
     assert not widget.ui.mirrorCheckBox.enabled and "include the mirror image" in widget.ui.mirrorCheckBox.toolTip
     command = build_arguments(request, tmp_path, ["in.nrrd"], None)
     args = command["args"]
     assert args[args.index("--uncertainty") + 1] == str(tmp_path / "uncertainty.nrrd") == command["paths"]["uncertainty"]
     assert "--tta" not in args
     box.checked = False
-    assert widget.ui.mirrorCheckBox.enabled and widget._requestFromParameters().tta is True
+    assert widget.ui.mirrorCheckBox.enabled and widget.panel._requestFromParameters().tta is True
 
 
 def test_a_model_with_nothing_to_vary_says_why_it_has_no_uncertainty_map(slicer_standin, widget, tiny_models, tmp_path):
@@ -207,7 +208,7 @@ def test_a_model_with_nothing_to_vary_says_why_it_has_no_uncertainty_map(slicer_
     assert not widget.ui.uncertaintyCheckBox.enabled
     assert widget.ui.uncertaintyCheckBox.toolTip.startswith("This model cannot make an uncertainty map.")
     assert "nothing to vary" in widget.ui.uncertaintyCheckBox.toolTip
-    assert widget._requestFromParameters().uncertainty is False, "a checked box is ignored for such a model"
+    assert widget.panel._requestFromParameters().uncertainty is False, "a checked box is ignored for such a model"
 
 
 def test_log_panel_is_one_click_away(widget):
@@ -233,7 +234,7 @@ def test_entering_again_and_closing_the_scene_add_no_connections_on_slicer_58(sl
     widget.enter()
     assert (_slots(widget.ui.roiXSpinBox, "valueChanged(int)"), _slots(widget.ui.sideBySideCheckBox, "toggled(bool)")) == counts
     widget.ui.roiXSpinBox.value = 48
-    assert widget._parameterNode.roiX == 48
+    assert widget.panel._parameterNode.roiX == 48
 
 
 def test_leaving_and_entering_again_removes_no_observer_twice(slicer_standin, widget):
@@ -249,10 +250,10 @@ def test_leaving_and_entering_again_removes_no_observer_twice(slicer_standin, wi
         slicer_standin.mrmlScene.Clear()
         widget.enter()
     assert not [str(w.message) for w in caught if "observer" in str(w.message)]
-    widget._parameterNode.roiX = 40  # still observed, and connected both ways
+    widget.panel._parameterNode.roiX = 40  # still observed, and connected both ways
     assert widget.ui.roiXSpinBox.value == 40
     widget.ui.roiXSpinBox.value = 48
-    assert widget._parameterNode.roiX == 48
+    assert widget.panel._parameterNode.roiX == 48
 
 
 def test_the_parameter_node_writing_the_view_box_does_not_switch_layouts(slicer_standin, widget):
@@ -267,14 +268,14 @@ def test_the_parameter_node_writing_the_view_box_does_not_switch_layouts(slicer_
     scene.link_results(synthetic, mr)
     layout_manager = slicer.app.layoutManager()
     layout_manager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView)
-    widget._parameterNode.syntheticVolume = synthetic
-    widget._parameterNode.showSideBySide = False
+    widget.panel._parameterNode.syntheticVolume = synthetic
+    widget.panel._parameterNode.showSideBySide = False
     assert not widget.ui.sideBySideCheckBox.checked
-    widget._parameterNode.showSideBySide = True
+    widget.panel._parameterNode.showSideBySide = True
     assert layout_manager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView
     widget.ui.sideBySideCheckBox.click()
     assert layout_manager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView
-    assert widget._parameterNode.showSideBySide is False
+    assert widget.panel._parameterNode.showSideBySide is False
 
 
 def test_label_maps_and_vector_volumes_are_not_picked_as_the_input(slicer_standin, module, tiny_models):
@@ -282,15 +283,15 @@ def test_label_maps_and_vector_volumes_are_not_picked_as_the_input(slicer_standi
     slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "case_t1_seg")
     slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "case_t1_rgb")
     t1 = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="case_t1")
-    panel = slicer._standin.create_widget("MedGANTranslate")
+    widget = slicer._standin.create_widget("MedGANTranslate")
     try:
-        assert panel._parameterNode.inputVolume is t1
-        panel._parameterNode.inputVolume = None
-        panel.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
-        _choose_model(panel, "tiny-two")  # patterns *t1*, *t2*
-        assert panel._parameterNode.inputVolume is t1 and panel._parameterNode.input2Volume is None
+        assert widget.panel._parameterNode.inputVolume is t1
+        widget.panel._parameterNode.inputVolume = None
+        widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+        _choose_model(widget, "tiny-two")  # patterns *t1*, *t2*
+        assert widget.panel._parameterNode.inputVolume is t1 and widget.panel._parameterNode.input2Volume is None
     finally:
-        panel.cleanup()
+        widget.cleanup()
 
 
 def test_a_label_map_is_not_preselected_when_no_name_pattern_picks_the_input(slicer_standin, module):
@@ -300,11 +301,11 @@ def test_a_label_map_is_not_preselected_when_no_name_pattern_picks_the_input(sli
     slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "MRHead-label")
     slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "MRHead-rgb")
     head = slicer.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MRHead")
-    panel = slicer._standin.create_widget("MedGANTranslate")
+    widget = slicer._standin.create_widget("MedGANTranslate")
     try:
-        assert panel._parameterNode.inputVolume is head and panel.ui.inputSelector.currentNode() is head
+        assert widget.panel._parameterNode.inputVolume is head and widget.ui.inputSelector.currentNode() is head
     finally:
-        panel.cleanup()
+        widget.cleanup()
 
 
 @pytest.mark.standin(version="5.8")
@@ -345,14 +346,14 @@ def test_translate_is_disabled_while_packages_install_and_no_wait_cursor_covers_
     _choose_model(widget, "tiny-ct")
     widget.ui.inputSelector.setCurrentNode(
         slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR"))
-    widget._parameterNode.device = "cpu"
+    widget.panel._parameterNode.device = "cpu"
     widget.ui.installUrlLineEdit.text = "http://127.0.0.1:9/model.zip"  # refused at once, should a job start
     widget.ui.installSha256LineEdit.text = "0" * 64
     widget.ui.applyButton.click()
     try:
         assert len(state.pip_calls) == 1 and cursors_when_asked == [None]
         assert during == [(False, "Installing the Python packages the translation needs...")]
-        assert widget._job is not None and widget._job.running
+        assert widget.panel._job is not None and widget.panel._job.running
     finally:
-        widget._job.cancel()
-        assert slicer_standin._standin.process_events_until(lambda: widget._job.process.finished, 30)
+        widget.panel._job.cancel()
+        assert slicer_standin._standin.process_events_until(lambda: widget.panel._job.process.finished, 30)
