@@ -23,9 +23,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from MedGANTranslateLib.card import ModelCard
 from MedGANTranslateLib.imageio import read_image, write_image
-from MedGANTranslateLib.inference import InferenceReport, count_windows, plan_body_windows
 from MedGANTranslateLib.pipeline import TranslationResult, Translator
 from MedGANTranslateLib.preprocessing import body_mask, to_input_grid, to_network_grid
+from MedGANTranslateLib.sliding_window import InferenceReport
+from MedGANTranslateLib.window_planning import count_windows, plan_body_windows
 
 #: The baseline's window overlap: MONAI's usual choice, as a careful user would write it.
 BASELINE_OVERLAP = 0.25

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from MedGANTranslateLib.fastconv import SpaceToDepthConv3d, space_to_depth_eligible, use_space_to_depth
-from MedGANTranslateLib.inference import optimise_for_inference
+from MedGANTranslateLib.network_rewrite import optimise_for_inference
 from MedGANTranslateLib.networks import ResnetGenerator, UnetGenerator
 
 

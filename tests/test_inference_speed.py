@@ -5,17 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from MedGANTranslateLib import inference
+from MedGANTranslateLib import devices
+from MedGANTranslateLib.devices import compute_precision
 from MedGANTranslateLib.errors import MedGANError
-from MedGANTranslateLib.inference import (
-    InferenceSettings,
-    SubpixelConvTranspose3d,
-    auto_batch_size,
-    compute_precision,
-    optimise_for_inference,
-    run_sliding_window,
-)
+from MedGANTranslateLib.inference_settings import InferenceSettings, auto_batch_size
+from MedGANTranslateLib.network_rewrite import optimise_for_inference
 from MedGANTranslateLib.networks import UnetGenerator
+from MedGANTranslateLib.sliding_window import run_sliding_window
+from MedGANTranslateLib.subpixel import SubpixelConvTranspose3d
 
 
 def unet(seed: int = 0) -> torch.nn.Module:
@@ -97,7 +94,7 @@ def test_bfloat16_on_the_cpu_stays_close_to_float32():
 
 @pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
 def test_auto_precision_uses_bfloat16_only_where_the_cpu_computes_it(monkeypatch, native, expected):
-    monkeypatch.setattr(inference, "cpu_bfloat16_native", lambda: native)
+    monkeypatch.setattr(devices, "cpu_bfloat16_native", lambda: native)
     auto = InferenceSettings(roi_size=(16, 16, 16), cpu_precision="auto")
     assert compute_precision(auto, torch.device("cpu")) == expected
     assert compute_precision(InferenceSettings(roi_size=(16, 16, 16)), torch.device("cpu")) == "float32"

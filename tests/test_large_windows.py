@@ -8,18 +8,14 @@ import pytest
 import torch
 
 from MedGANTranslateLib.errors import CardError
-from MedGANTranslateLib.inference import (
-    InferenceSettings,
-    check_fully_convolutional,
-    memory_fallbacks,
-    plan_body_windows,
-    run_attempts,
-    run_inference,
-    run_sliding_window,
-    run_windows,
-)
+from MedGANTranslateLib.inference import run_attempts, run_inference, run_windows
+from MedGANTranslateLib.inference_settings import InferenceSettings
+from MedGANTranslateLib.memory_fallbacks import memory_fallbacks
+from MedGANTranslateLib.network_checks import check_fully_convolutional
 from MedGANTranslateLib.networks import UnetGenerator
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.sliding_window import run_sliding_window
+from MedGANTranslateLib.window_planning import plan_body_windows
 
 CPU = torch.device("cpu")
 

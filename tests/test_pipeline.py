@@ -10,10 +10,12 @@ import torch
 
 from volumes import head_volume, rotation, write
 from MedGANTranslateLib.errors import Cancelled, InputError, MedGANError
-from MedGANTranslateLib.inference import InferenceSettings, count_windows, run_sliding_window
+from MedGANTranslateLib.inference_settings import InferenceSettings
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.pipeline import Translator, translate_files
 from MedGANTranslateLib.progress import CancelToken
+from MedGANTranslateLib.sliding_window import run_sliding_window
+from MedGANTranslateLib.window_planning import count_windows
 
 
 def assert_same_grid(a: sitk.Image, b: sitk.Image) -> None:

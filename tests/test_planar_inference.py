@@ -14,21 +14,17 @@ from torch import nn
 
 from volumes import head_volume, rotation, write
 from MedGANTranslateLib import cli
+from MedGANTranslateLib.anatomical_axes import anatomical_array_axes, plane_axes
 from MedGANTranslateLib.card import validate_card_data
 from MedGANTranslateLib.errors import CardError, MedGANError
-from MedGANTranslateLib.inference import (
-    InferenceSettings,
-    anatomical_array_axes,
-    memory_fallbacks,
-    optimise_for_inference,
-    plan_plane_passes,
-    plane_axes,
-    run_attempts,
-    run_inference,
-)
+from MedGANTranslateLib.inference import run_attempts, run_inference
+from MedGANTranslateLib.inference_settings import InferenceSettings
+from MedGANTranslateLib.memory_fallbacks import memory_fallbacks
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
+from MedGANTranslateLib.network_rewrite import optimise_for_inference
 from MedGANTranslateLib.networks import build_network
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.planar_inference import plan_plane_passes
 from MedGANTranslateLib.resources import traced_activation_bytes_per_voxel
 
 CPU = torch.device("cpu")

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.errors import ResourceError
 from MedGANTranslateLib.imageio import read_header
-from MedGANTranslateLib.inference import estimate_window_bytes
+from MedGANTranslateLib.inference_settings import estimate_window_bytes
 from MedGANTranslateLib.phantom import make_phantom
 from MedGANTranslateLib.pipeline import inference_settings, traced_job_bytes
 from MedGANTranslateLib.resources import check_fits, estimate_job_bytes

@@ -9,11 +9,13 @@ import torch
 
 from test_cli import run_cli
 from volumes import head_volume, write
+from MedGANTranslateLib.anatomical_axes import MIRROR_AXES, mirror_dims
 from MedGANTranslateLib.card import load_schema
 from MedGANTranslateLib.checkpoints import load_generator
 from MedGANTranslateLib.errors import CardError, MedGANError
-from MedGANTranslateLib.inference import MIRROR_AXES, InferenceSettings, mirror_dims, run_sliding_window
+from MedGANTranslateLib.inference_settings import InferenceSettings
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.sliding_window import run_sliding_window
 
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
 #: Index axis i runs along physical z (superior), j along y, k along x (left-right): a sagittal-like grid.

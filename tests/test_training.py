@@ -22,7 +22,7 @@ from MedGANTranslateLib.pipeline import Translator, inference_settings
 from MedGANTranslateLib.registry import bundled_models_dirs, verify_weights
 from MedGANTranslateLib.training import evaluate_model, load_config, train
 from MedGANTranslateLib.training.config import complete_config
-from MedGANTranslateLib.inference import compute_precision, cpu_bfloat16_native
+from MedGANTranslateLib.devices import compute_precision, cpu_bfloat16_native
 from MedGANTranslateLib.training.recipes import CycleGAN, Pix2Pix
 from MedGANTranslateLib.training.evaluate import label_scores
 from MedGANTranslateLib.training import data as training_data

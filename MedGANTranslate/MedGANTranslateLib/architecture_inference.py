@@ -359,7 +359,7 @@ def _self_contained(ckpt: Checkpoint) -> Inferred:
         channels = shape[1] if isinstance(shape[1], int) else None
         notes.append(f"ONNX input {session.get_inputs()[0].name} {shape}")
     else:
-        from .inference import network_spatial_dims
+        from .network_checks import network_spatial_dims
 
         try:
             module = torch.jit.load(str(ckpt.path), map_location="cpu")

@@ -393,7 +393,7 @@ def _summary_dict(s) -> Dict:
 
 @command("devices")
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .inference import configure_threads, list_devices
+    from .devices import configure_threads, list_devices
 
     configure_threads()
     devices = list_devices()

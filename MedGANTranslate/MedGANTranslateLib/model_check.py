@@ -101,7 +101,7 @@ def check_model(model: str, tensor: "str | Path", expect: "str | Path", atol: fl
     """Runs the bare network of ``model`` (id, id@version or folder) on the array in ``tensor`` and compares its
     output with the array in ``expect``. Raises :class:`InputError` for arrays that cannot be compared."""
     from .checkpoints import load_generator
-    from .inference import select_device
+    from .devices import select_device
     from .registry import resolve_model
 
     if not atol >= 0:

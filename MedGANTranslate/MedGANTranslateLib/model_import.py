@@ -37,7 +37,7 @@ from .errors import ImportRefused
 from .forward_mode import NORM_STATISTICS
 from .import_card import build_card_data, check_answers
 from .import_options import FRAMEWORKS, ImportOptions, refusal
-from .inference import PLANES
+from .anatomical_axes import PLANES
 from .layers import NORMS
 from .model_folder import save_model_folder
 from .monai_bundle import BundleSettings, read_bundle

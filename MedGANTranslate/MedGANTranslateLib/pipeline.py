@@ -25,8 +25,10 @@ import SimpleITK as sitk
 from monai.utils import OptionalImportError
 
 from . import __version__, dicom_output
+from .anatomical_axes import mirror_dims, plane_axes
 from .card import ModelCard
 from .checkpoints import load_generator
+from .devices import compute_precision, configure_threads, select_device
 from .errors import CardError, InputError, MedGANError
 from .imageio import (
     ImageHeader,
@@ -39,24 +41,11 @@ from .imageio import (
     stage_image,
     study_tags,
 )
-from .inference import (
-    InferenceReport,
-    InferenceSettings,
-    LogCallback,
-    check_fully_convolutional,
-    check_network_rank,
-    compute_precision,
-    configure_threads,
-    estimate_window_bytes,
-    mirror_dims,
-    normalised_background_output,
-    optimise_for_inference,
-    plane_axes,
-    run_inference,
-    select_device,
-    window_voxels,
-)
+from .inference import LogCallback, normalised_background_output, run_inference
+from .inference_settings import InferenceSettings, estimate_window_bytes, window_voxels
 from .metrics import ct_tissue_metrics, image_metrics
+from .network_checks import check_fully_convolutional, check_network_rank
+from .network_rewrite import optimise_for_inference
 from .networks import required_divisor
 from .outputs import OutputSet
 from .preprocessing import (
@@ -82,6 +71,7 @@ from .scan_checks import (
     field_points,
     share_inside,
 )
+from .sliding_window import InferenceReport
 from .uncertainty import Member, UncertaintyEstimator, UncertaintyRun, has_dropout, member_cards
 
 

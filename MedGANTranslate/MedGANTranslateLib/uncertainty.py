@@ -3,7 +3,7 @@
 Each variant is one whole inference step (the engine's own sliding windows and stitching, :func:`.inference.
 run_inference`) on the same prepared volume: the scan as it is; its mirror image along each combination of the
 anatomical axes the card declares (``inference.test_time_mirror``), mirrored back; the window grid moved by a
-fraction of the window (:attr:`.inference.InferenceSettings.grid_shift`; for a fully convolutional network by a
+fraction of the window (:attr:`.inference_settings.InferenceSettings.grid_shift`; for a fully convolutional network by a
 fraction of its size multiple, the only shift that changes its output); with a fresh Monte-Carlo dropout draw in
 every variant when the network has dropout layers; and all of these for every member of an ensemble the card
 lists (``ensemble``: weights files of the same architecture, or other models that take the same inputs prepared
@@ -370,7 +370,8 @@ class UncertaintyEstimator:
         import numpy as np
         import torch
 
-        from .inference import InferenceReport, mirror_dims
+        from .anatomical_axes import mirror_dims
+        from .sliding_window import InferenceReport
 
         moments = RunningMoments()
         tracker = _VariantProgress(progress, len(self.variants))

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 
 from ..card import ModelCard
-from ..inference import InferenceSettings
+from ..inference_settings import InferenceSettings
 from ..metrics import ct_tissue_metrics, image_metrics
 from ..pipeline import TranslationResult, Translator, translate_files
 from ..preprocessing import map_output, normalize

@@ -14,7 +14,7 @@ import torch
 
 from ..card import ModelCard
 from ..errors import MedGANError
-from ..inference import select_device
+from ..devices import select_device
 from ..model_folder import save_model_folder
 from ..progress import ProgressCallback, StageTimer
 from .config import complete_config

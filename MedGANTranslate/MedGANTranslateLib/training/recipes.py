@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..fastconv import use_space_to_depth
-from ..inference import cpu_bfloat16_native
+from ..devices import cpu_bfloat16_native
 from ..networks import build_network
 from .data import PatchSampler, to_network_range
 from .structure_losses import structure_loss
