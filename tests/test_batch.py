@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ import SimpleITK as sitk
 from MedGANTranslateLib.cohort import read_cohort
 from MedGANTranslateLib.errors import InputError
 from MedGANTranslateLib.phantom import make_phantom
+from torchrun_helpers import kill, rank_processes, torchrun
 
 MODEL = "mr-t1-to-ct-pix2pix"
 TIMEOUT_S = 600
@@ -122,27 +121,6 @@ def test_failures_are_recorded_per_case_and_a_rerun_resumes(tmp_path):
     assert _partials(out) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _rank_process(rank: int, out: Path):
-    """The PID of the batch worker of ``rank`` writing into ``out`` (torchrun sets RANK in its environment)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"RANK={rank}".encode() in environ and b"batch" in command and str(out).encode() in command:
-            return int(entry.name)
-    return None
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank's process through /proc (Linux)")
 def test_torchrun_two_ranks_one_killed_then_the_rerun_completes_the_rest(tmp_path):
@@ -151,9 +129,8 @@ def test_torchrun_two_ranks_one_killed_then_the_rerun_completes_the_rest(tmp_pat
     out = tmp_path / "out"
 
     def launch():
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                "--master_port", str(_free_port()), "-m", "MedGANTranslateLib.cli", "batch", "-m", MODEL,
-                "--inputs", str(tmp_path / "cohort.txt"), "--out", str(out), "--progress", "none"]
+        return torchrun(["batch", "-m", MODEL, "--inputs", str(tmp_path / "cohort.txt"), "--out", str(out),
+                         "--progress", "none"])
 
     runner = subprocess.Popen(launch(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -163,9 +140,9 @@ def test_torchrun_two_ranks_one_killed_then_the_rerun_completes_the_rest(tmp_pat
     while killed is None and time.monotonic() < deadline and runner.poll() is None:
         recorded = {p.stem for p in (out / "status").glob("*.json")} if (out / "status").is_dir() else set()
         if recorded & rank1_cases:
-            pid = _rank_process(1, out)
+            pid = rank_processes(str(out)).get(1)
             if pid is not None:
-                os.kill(pid, signal.SIGKILL)
+                kill([pid])
                 killed = pid
         time.sleep(0.05)
     log = runner.communicate(timeout=TIMEOUT_S)[0]

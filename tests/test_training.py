@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ from MedGANTranslateLib.training import recipes
 from MedGANTranslateLib.training import evaluate as evaluate_module
 from MedGANTranslateLib.training.data import PatchSampler, Volume, load_phantom
 from MedGANTranslateLib.training.loop import CHECKPOINT, LOSS_LOG
+from torchrun_helpers import kill, rank_processes, torchrun
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 BUNDLED = ["mr-t1-to-ct-pix2pix", "mr-t1-to-ct-cyclegan", "mr-t1-to-t1c-pix2pix", "mr-t1t2-to-pet-pix2pix"]
@@ -381,3 +385,49 @@ def test_pix2pix_trains_its_l1_with_the_configured_emphasis(tmp_path, cache):
         config["losses"] = {"l1_emphasis": bad}
         with pytest.raises(MedGANError, match="l1_emphasis"):
             complete_config(config)
+
+
+def _torchrun_train(config: Path, out: Path, cache_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(torchrun(["train", "--config", str(config), "--out", str(out), "--cache-dir", str(cache_dir),
+                                      "--progress", "none"]),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_torchrun_trains_with_ddp_on_two_gloo_ranks_and_resumes_exactly(tmp_path, cache):
+    """2 CPU processes (gloo): rank 0 writes checkpoints with both ranks' random states and publishes the model;
+    a run whose processes are all killed after a checkpoint resumes from it and logs exactly the uninterrupted
+    run's losses; the ranks' gradients are averaged (the losses differ from a single process's)."""
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(dict(tiny_config(steps=12), checkpoint_every=4)))
+    full = _torchrun_train(config, tmp_path / "full", cache)
+    assert full.wait(timeout=600) == 0, full.stdout.read()[-3000:]
+    checkpoint = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=False)
+    assert checkpoint["world_size"] == 2 and len(checkpoint["other_ranks"]) == 1
+    assert checkpoint["other_ranks"][0]["numpy_rng"] != checkpoint["numpy_rng"], "each rank has its own seed"
+    verify_weights(load_card(tmp_path / "full" / "model"))
+    single = tmp_path / "single"
+    train(dict(tiny_config(steps=12), checkpoint_every=4), single, cache_dir=cache)
+    alone, together = ([r["L1"] for r in losses(run)[1:]] for run in (single, tmp_path / "full"))
+    assert not np.allclose(alone, together, rtol=1e-3), "from step 2 on, rank 1's gradients change rank 0's weights"
+
+    part = _torchrun_train(config, tmp_path / "part", cache)
+    log = tmp_path / "part" / LOSS_LOG
+    deadline = time.monotonic() + 600
+    while part.poll() is None and time.monotonic() < deadline:
+        if log.is_file() and len(log.read_text().splitlines()) >= 5:  # past the first checkpoint (step 4)
+            kill([part.pid, *rank_processes(str(tmp_path / "part")).values()])  # the node goes down
+            break
+        time.sleep(0.02)
+    part.communicate(timeout=60)
+    if (tmp_path / "part" / "model").exists():
+        pytest.skip("the interrupted run finished before it could be killed (a very fast machine)")
+    resumed = _torchrun_train(config, tmp_path / "part", cache)
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output[-3000:]
+    resumed_at = int(re.search(r"resumed from \S+ at step (\d+)", output).group(1))
+    assert resumed_at in (4, 8), output[-2000:]
+    assert [r["step"] for r in losses(tmp_path / "part")] == list(range(1, 13))
+    for again, uninterrupted in zip(without_time(losses(tmp_path / "part")), without_time(losses(tmp_path / "full"))):
+        assert again == pytest.approx(uninterrupted, rel=1e-5)

@@ -13,84 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .cohort import DONE, FAILED, PENDING, SKIPPED, Case, CohortFolder, Outcome, input_hashes, read_cohort, write_atomically
+from .distributed import Ranks
 from .errors import Cancelled, MedGANError
 from .progress import CancelToken, ProgressCallback, StageTimer
 
-#: How long a rank that has finished its shard waits at the end for the slowest one.
-FINISH_TIMEOUT = timedelta(days=7)
 OUTPUT_FORMATS = (".nii.gz", ".nrrd", ".mha")
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """Where this process stands among the processes torchrun started (one, without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    local_world_size: int = 1
-
-    @classmethod
-    def from_environment(cls) -> "Ranks":
-        env = os.environ
-        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)),
-                   int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1))))
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    def device(self, asked: str) -> str:
-        """'auto' on a machine with GPUs: this rank's own GPU (its local rank); the CPU otherwise."""
-        import torch
-
-        if asked == "auto":
-            return f"cuda:{self.local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-        return asked
-
-    def threads(self, asked: Optional[int]) -> Optional[int]:
-        """CPU threads of this rank: the machine's cores shared among its ranks, unless asked."""
-        if asked is not None or not self.distributed:
-            return asked
-        return max(1, (os.cpu_count() or 1) // self.local_world_size)
-
-    def join(self, device: str) -> None:
-        """Joins the process group (env:// rendezvous from torchrun): NCCL when this rank runs on a GPU."""
-        if not self.distributed:
-            return
-        import torch
-        import torch.distributed as dist
-
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(torch.device(device))
-        dist.init_process_group(backend=backend, timeout=FINISH_TIMEOUT)
-
-    def gather(self, mine: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        """Every rank's list on rank 0 (the others get theirs back); waits for the slowest rank."""
-        if not self.distributed:
-            return mine
-        import torch.distributed as dist
-
-        gathered: Optional[List[Any]] = [None] * self.world_size if self.rank == 0 else None
-        dist.gather_object(mine, gathered, dst=0)
-        return [item for part in gathered for item in part] if gathered is not None else mine
-
-    def leave(self) -> None:
-        if self.distributed:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 @dataclass

@@ -422,6 +422,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Output(args.progress)
     card = train(load_config(args.config), args.out, resume=not args.restart, progress=out.progress_callback(),
                  log=out.log, cache_dir=args.cache_dir)
+    if card is None:  # a rank other than 0 under torchrun: rank 0 publishes the model
+        return 0
     if out.json:
         out.emit("done", model={"id": card.id, "version": card.version, "folder": str(card.folder)})
     else:

@@ -1,10 +1,17 @@
 """``train``: config in, model folder out. Seeded, resumable (checkpoint every N steps holds networks,
 optimisers, AMP scaler, image pools and every random state), with a JSON-lines loss log that a resumed run
-continues from the checkpoint's step."""
+continues from the checkpoint's step.
+
+Under ``torchrun`` the networks train as ``DistributedDataParallel`` (:meth:`.recipes.Recipe.distribute`):
+each rank draws its own patches (its share of the training phantoms, its own seed: ``seed + rank``), the
+gradients are averaged, so the batch is ``batch_size`` per rank. Rank 0 alone logs, scores, writes the
+checkpoints (holding every rank's random state, gathered) and publishes the model; a resumed run needs the
+same number of ranks."""
 from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -13,6 +20,7 @@ import numpy as np
 import torch
 
 from ..card import ModelCard
+from ..distributed import Ranks
 from ..errors import MedGANError
 from ..devices import select_device
 from ..model_folder import save_model_folder
@@ -73,8 +81,9 @@ def train(
     progress: Optional[ProgressCallback] = None,
     log: Optional[LogCallback] = None,
     cache_dir: Optional["str | Path"] = None,
-) -> ModelCard:
-    """Trains the config's recipe and writes ``out_dir/model`` (card + safetensors weights); returns its card.
+) -> Optional[ModelCard]:
+    """Trains the config's recipe and writes ``out_dir/model`` (card + safetensors weights); returns its card
+    (None on ranks other than 0 under torchrun).
 
     ``out_dir`` also holds ``checkpoint.pt`` and ``loss_log.jsonl``; with ``resume`` a run continues from the
     checkpoint there. Phantoms are cached in ``cache_dir`` (default ``out_dir/phantoms``). When the config
@@ -83,12 +92,15 @@ def train(
     evaluated on them and the numbers go into the card.
     """
     cfg = complete_config(config)
-    say = log or (lambda level, message: None)
+    ranks = Ranks.from_environment()
+    lead = ranks.rank == 0
+    say = (log if lead else None) or (lambda level, message: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir else out / "phantoms"
-    torch.set_num_threads(int(cfg["threads"]))
-    device = select_device(cfg["device"])
+    torch.set_num_threads(min(int(cfg["threads"]), ranks.threads(None) or int(cfg["threads"])))
+    device = select_device(ranks.device(cfg["device"]))
+    ranks.join(str(device))
     card = card_template(cfg)
     data = cfg["data"]
 
@@ -100,7 +112,7 @@ def train(
         say("info", f"preparing {len(data['train_seeds'])} training phantoms")
         focus = data["focus_threshold"] if data["focus_fraction"] > 0 else None
         volumes = [prepare_volume(load_phantom(s, data["phantom"], cache), data["inputs"], data["target"], card, focus)
-                   for s in data["train_seeds"]]
+                   for s in ranks.shard(data["train_seeds"])]
         if data.get("real_pairs"):  # real T1/T1c pairs beside the phantoms (.real_pairs)
             from .real_pairs import real_pair_volumes, with_share
 
@@ -110,7 +122,7 @@ def train(
         sampler = PatchSampler(volumes, data["patch_size"], data["body_fraction"], data["flip_axes"],
                                data["focus_fraction"])
 
-    rng = _seed_everything(int(cfg["seed"]))
+    rng = _seed_everything(int(cfg["seed"]) + ranks.rank)
     recipe = RECIPES[cfg["recipe"]](cfg, len(data["inputs"]), device)
     if cfg["cpu_bfloat16"] and device.type == "cpu" and recipe.precision != "bfloat16":
         say("warning", "cpu_bfloat16 is set but this CPU does not compute bfloat16 natively: training in float32, "
@@ -122,20 +134,27 @@ def train(
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state["settings"] != _trained_settings(cfg):
             raise MedGANError(f"Checkpoint {ckpt_path} was made with other settings; use another --out folder or resume=False.")
+        if state.get("world_size", 1) != ranks.world_size:
+            raise MedGANError(f"Checkpoint {ckpt_path} was made by {state.get('world_size', 1)} process(es) and this run "
+                              f"has {ranks.world_size}: resume with as many (torchrun --nproc_per_node), or use another --out.")
         recipe.load_state_dict(state["recipe"])
         selector.load_state_dict(state["selection"])
-        if state.get("sampler") is not None:
-            sampler.load_state_dict(state["sampler"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        mine = state if lead else state["other_ranks"][ranks.rank - 1]
+        if mine.get("sampler") is not None:
+            sampler.load_state_dict(mine["sampler"])
+        rng.bit_generator.state = mine["numpy_rng"]
+        torch.set_rng_state(mine["torch_rng"])
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
         say("info", f"resumed from {ckpt_path} at step {step}")
     elif cfg.get("init_weights"):  # fine-tuning: a fresh run starts from these weights (.init_weights)
         from .init_weights import load_initial_weights
 
-        load_initial_weights(recipe.generator, cfg["init_weights"], say)
+        load_initial_weights(recipe.exported, cfg["init_weights"], say)
+    if ranks.distributed:
+        recipe.distribute()
     rows = _read_log(log_path, step)
-    log_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    if lead:
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
     total = int(cfg["optim"]["steps"])
     timer = StageTimer("train", total, progress)
@@ -144,7 +163,7 @@ def train(
     recipe.train()
     window: Dict[str, List[float]] = {}
     t0 = time.perf_counter() - elapsed
-    with open(log_path, "a", encoding="utf-8") as log_file:
+    with open(log_path if lead else os.devnull, "a", encoding="utf-8") as log_file:
         while step < total:
             x, y = recipe.sample(sampler, rng, int(data["batch_size"]))
             losses = recipe.step(recipe.to_tensor(x), recipe.to_tensor(y), step, rng)
@@ -159,19 +178,26 @@ def train(
                 log_file.flush()
                 window = {}
                 say("info", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            if selector.due(step, total):
-                selector.score(recipe.generator, step)
+            if lead and selector.due(step, total):
+                selector.score(recipe.exported, step)
             if step % int(cfg["checkpoint_every"]) == 0 or step == total:
-                _save_checkpoint(ckpt_path, {
-                    "step": step, "elapsed_s": time.perf_counter() - t0, "settings": _trained_settings(cfg),
-                    "recipe": recipe.state_dict(), "selection": selector.state_dict(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
-                })
+                random_state = {"numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                                "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None}
+                every_rank = ranks.gather([random_state])
+                if lead:
+                    _save_checkpoint(ckpt_path, {
+                        "step": step, "elapsed_s": time.perf_counter() - t0, "settings": _trained_settings(cfg),
+                        "recipe": recipe.state_dict(), "selection": selector.state_dict(), **random_state,
+                        "world_size": ranks.world_size, "other_ranks": every_rank[1:],
+                    })
             timer.advance()
     seconds = time.perf_counter() - t0
+    ranks.leave()
+    if not lead:
+        return None
     if selector.best is not None:
         say("info", f"publishing the weights of step {selector.best['step']} (selection MAE {selector.best['mae']:.4g})")
-        selector.restore_best(recipe.generator)
+        selector.restore_best(recipe.exported)
     return _publish(cfg, card, recipe, out, step, seconds, _read_log(log_path, step), say, cache,
                     selector.summary())
 
@@ -197,7 +223,7 @@ def _publish(cfg, card, recipe: Recipe, out: Path, steps: int, seconds: float, r
     say("info", "describing the training inputs for the scan checks")
     card["training_inputs"] = training_inputs(card, cfg["data"], cache, seed=int(cfg["seed"]))
     folder = out / MODEL_DIR
-    net = copy.deepcopy(recipe.generator).to("cpu").eval()
+    net = copy.deepcopy(recipe.exported).to("cpu").eval()
     result = save_model_folder(folder, card, network=net, fmt="safetensors", weights_file=WEIGHTS_FILE)
     seeds = cfg["validation"]["seeds"]
     if not seeds:

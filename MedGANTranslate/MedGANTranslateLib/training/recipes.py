@@ -114,6 +114,9 @@ class Recipe:
 
     generator: nn.Module
     modules: Dict[str, nn.Module]
+    #: Each trained network's key in :attr:`modules` and the attribute :meth:`step` calls it through.
+    ATTRIBUTES: Dict[str, str] = {}
+    EXPORTED = "G"
 
     def __init__(self, cfg: Dict[str, Any], device: torch.device) -> None:
         self.cfg = cfg
@@ -171,6 +174,23 @@ class Recipe:
         for m in self.modules.values():
             m.train()
 
+    @property
+    def exported(self) -> nn.Module:
+        """The generator the model folder gets (the plain network, also when :meth:`distribute` wrapped it)."""
+        return self.modules[self.EXPORTED]
+
+    def distribute(self) -> None:
+        """Under torchrun: each network :meth:`step` calls becomes a ``DistributedDataParallel`` (its gradients
+        averaged over the ranks in every backward; rank 0's weights broadcast at the start), while
+        :attr:`modules` keeps the plain networks for checkpoints and export. ``find_unused_parameters``: a
+        discriminator is frozen (no gradients) while its generator trains."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        for key, attribute in self.ATTRIBUTES.items():
+            setattr(self, attribute, DistributedDataParallel(self.modules[key], device_ids=ids,
+                                                             find_unused_parameters=key.startswith("D")))
+
     def state_dict(self) -> Dict[str, Any]:
         return {
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
@@ -190,6 +210,8 @@ class Pix2Pix(Recipe):
     """U-Net generator + conditional PatchGAN on (input, output) pairs; L1 + adversarial loss. The first
     ``optim.warmup_steps`` steps use L1 alone, which gets a CPU budget to a sensible image much faster.
     ``losses.l1_emphasis`` weighs the L1 near bright target structures (:class:`EmphasisedL1`)."""
+
+    ATTRIBUTES = {"G": "generator", "D": "disc"}
 
     def __init__(self, cfg: Dict[str, Any], in_channels: int, device: torch.device) -> None:
         super().__init__(cfg, device)
@@ -241,6 +263,9 @@ class CycleGAN(Recipe):
 
     ``losses.structure`` (``{kind: mind|gradient, weight, …}``, :mod:`.structure_losses`) adds a structure-consistency
     term between each generator's input and output, weighted like the cycle loss it complements."""
+
+    ATTRIBUTES = {"G_AB": "generator", "G_BA": "g_back", "D_A": "d_a", "D_B": "d_b"}
+    EXPORTED = "G_AB"
 
     def __init__(self, cfg: Dict[str, Any], in_channels: int, device: torch.device) -> None:
         super().__init__(cfg, device)
