@@ -22,7 +22,8 @@ from monai.inferers import sliding_window_inference
 from torch.utils.flop_counter import FlopCounterMode
 
 from MedGANTranslateLib.card import ModelCard
-from MedGANTranslateLib.imageio import read_image, write_image
+from MedGANTranslateLib.image_writing import write_image
+from MedGANTranslateLib.imageio import read_image
 from MedGANTranslateLib.pipeline import TranslationResult, Translator
 from MedGANTranslateLib.preprocessing import body_mask, to_input_grid, to_network_grid
 from MedGANTranslateLib.sliding_window import InferenceReport

@@ -21,7 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from volumes import rotation
 from MedGANTranslateLib import dicom_output
 from MedGANTranslateLib.dicom_output import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, PET_IMAGE_STORAGE
-from MedGANTranslateLib.imageio import write_image
+from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.phantom import make_phantom
 from MedGANTranslateLib.pipeline import translate_files
 

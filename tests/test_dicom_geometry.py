@@ -21,7 +21,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from real_data import real_file
 from MedGANTranslateLib.errors import InputError
-from MedGANTranslateLib.imageio import DICOM_SERIES_TAGS, DICOM_STUDY_TAGS, INPUT_WARNING, read_header, read_image
+from MedGANTranslateLib.dicom_reading import DICOM_SERIES_TAGS, DICOM_STUDY_TAGS, INPUT_WARNING
+from MedGANTranslateLib.image_headers import read_header
+from MedGANTranslateLib.imageio import read_image
 
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"

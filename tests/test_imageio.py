@@ -12,16 +12,11 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from MedGANTranslateLib.errors import InputError, OutputError
-from MedGANTranslateLib.imageio import (
-    DICOM_STUDY_TAGS,
-    ImageHeader,
-    check_output_path,
-    check_volume,
-    read_header,
-    read_image,
-    study_tags,
-    write_image,
-)
+from MedGANTranslateLib.dicom_reading import DICOM_STUDY_TAGS, study_tags
+from MedGANTranslateLib.image_headers import ImageHeader, read_header
+from MedGANTranslateLib.image_writing import write_image
+from MedGANTranslateLib.imageio import check_volume, read_image
+from MedGANTranslateLib.output_paths import check_output_path
 
 FILE_FORMATS = [".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"]
 OBLIQUE = Rotation.from_euler("xz", [20, 35], degrees=True).as_matrix()

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.errors import ResourceError
-from MedGANTranslateLib.imageio import read_header
+from MedGANTranslateLib.image_headers import read_header
 from MedGANTranslateLib.inference_settings import estimate_window_bytes
 from MedGANTranslateLib.phantom import make_phantom
 from MedGANTranslateLib.pipeline import inference_settings, traced_job_bytes

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 
 import SimpleITK as sitk
 
-from .imageio import write_image
+from .image_writing import write_image
 from .phantom import make_phantom
 from .pipeline import TranslationResult, translate_files
 from .preview import Panel, render_preview

@@ -10,7 +10,7 @@ derivation description and image comments that say it is synthetic and which mod
 it. Each slice refers to the input images it lies on or between (Source Image Sequence, Common Instance Reference
 module). Without a DICOM input the study and Frame of Reference UIDs are new, and the caller warns the user that
 the series joins no scan's study (:func:`new_identifiers`). :func:`write_series` writes; the caller
-(:func:`.imageio.stage_image`) stages the files, reads them back and checks them before anything is moved into
+(:func:`.image_writing.stage_image`) stages the files, reads them back and checks them before anything is moved into
 place. ``dciodvfy`` (Debian's dicom3tools) validates the files; see docs/outputs.md, "DICOM output".
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ def source_from_headers(headers: Sequence[Dataset]) -> Source:
 
 def _metadata_header(metadata: Mapping[str, str]) -> Dataset:
     """The shared attributes given as ITK-style tag keys ('0020|000d') in an image's metadata (see
-    :func:`.imageio.study_tags`), for a caller without the source series."""
+    :func:`.dicom_reading.study_tags`), for a caller without the source series."""
     header = Dataset()
     for key, value in metadata.items():
         match = _ITK_TAG.match(str(key))

@@ -64,7 +64,7 @@ class _Unfinished(Exception):
 
 
 def check_image_file(path: Path, role: str, ext: str, voxels: bool) -> None:
-    """Refuses an image file (``ext`` as :mod:`.imageio` names it) whose header or voxels are cut short or
+    """Refuses an image file (``ext`` as :mod:`.image_formats` names it) whose header or voxels are cut short or
     damaged, whose NIfTI sform is sheared, or whose NIfTI floats hold NaN/Inf. ``voxels=False`` (for a header
     read before the model loads) checks only what the header and the file sizes show; ``voxels=True`` also
     decompresses the data to its checksum and reads NIfTI floats."""

@@ -8,7 +8,7 @@ been at those paths were lost while the message said that nothing was written. S
 
 1. :meth:`OutputSet.stage` writes one output into a staging folder of its own, ``.<name>.<random>.partial`` in
    the destination's folder (the same file system, so the final move is a rename); the writer reads what it
-   wrote back and compares it with what it meant to write (:mod:`.imageio`), then the files are flushed to the
+   wrote back and compares it with what it meant to write (:mod:`.image_writing`), then the files are flushed to the
    disk (a network file system or a quota may report a failed write only then). A failure is an
    :class:`~.errors.OutputError` that says why in the user's terms (:func:`failure_reason`).
 2. :meth:`OutputSet.commit`, once every output is staged, looks at the cancel token a last time (a cancel after

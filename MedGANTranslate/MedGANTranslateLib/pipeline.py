@@ -29,24 +29,18 @@ from .anatomical_axes import mirror_dims, plane_axes
 from .card import ModelCard
 from .checkpoints import load_generator
 from .devices import compute_precision, configure_threads, select_device
+from .dicom_reading import dicom_source, study_tags
 from .errors import CardError, InputError, MedGANError
-from .imageio import (
-    ImageHeader,
-    check_output_paths,
-    check_volume,
-    dicom_source,
-    is_dicom_output,
-    read_header,
-    read_image,
-    stage_image,
-    study_tags,
-)
+from .image_headers import ImageHeader, read_header
+from .image_writing import stage_image
+from .imageio import check_volume, read_image
 from .inference import LogCallback, normalised_background_output, run_inference
 from .inference_settings import InferenceSettings, estimate_window_bytes, window_voxels
 from .metrics import ct_tissue_metrics, image_metrics
 from .network_checks import check_fully_convolutional, check_network_rank
 from .network_rewrite import optimise_for_inference
 from .networks import required_divisor
+from .output_paths import check_output_paths, is_dicom_output
 from .outputs import OutputSet
 from .preprocessing import (
     NetworkGrid,

@@ -16,7 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .errors import CardError, ResourceError
-from .imageio import ImageHeader
+from .image_headers import ImageHeader
 
 _MODEL_OVERHEAD = 300 * 2**20  # torch, MONAI and the network itself
 

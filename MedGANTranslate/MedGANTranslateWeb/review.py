@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from MedGANTranslateLib import imageio
+from MedGANTranslateLib import dicom_reading, image_writing, imageio
 from MedGANTranslateLib.errors import MedGANError
 from MedGANTranslateSlicer import models as model_list
 from MedGANTranslateSlicer import scene
@@ -329,14 +329,14 @@ class ReviewSession:
             if name.endswith(".zip"):
                 series = self.folder / "downloads" / "dicom"
                 remove_quietly(series)
-                source = imageio.dicom_source(self.sources["input"]) if self.sources["input"].is_dir() else None
-                imageio.write_image(image, series, metadata, source=source, window=self._dicom_window())
+                source = dicom_reading.dicom_source(self.sources["input"]) if self.sources["input"].is_dir() else None
+                image_writing.write_image(image, series, metadata, source=source, window=self._dicom_window())
                 with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
                     for member in sorted(series.iterdir()):
                         bundle.write(member, f"synthetic-ct/{member.name}")
                 shutil.rmtree(series)
             else:
-                imageio.write_image(image, out, metadata)
+                image_writing.write_image(image, out, metadata)
         return {"path": str(out), "filename": f"{stem} {name}"}
 
     def close(self) -> None:

@@ -27,7 +27,8 @@ from test_dicom_geometry import SIZE, gantry_series, tilted, write_enhanced, wri
 from volumes import head_volume
 from MedGANTranslateLib import imageio
 from MedGANTranslateLib.errors import InputError
-from MedGANTranslateLib.imageio import read_header, read_image
+from MedGANTranslateLib.image_headers import read_header
+from MedGANTranslateLib.imageio import read_image
 
 #: format: (file name, compressed); .nhdr and .mhd keep their voxels in a second file
 FORMATS = {

@@ -36,7 +36,7 @@ import SimpleITK as sitk
 
 from MedGANTranslateLib import imageio
 from MedGANTranslateLib.errors import Cancelled, OutputError
-from MedGANTranslateLib.imageio import write_image
+from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.phantom import make_phantom, save_phantom
 from MedGANTranslateLib.pipeline import Translator, translate_files
 from MedGANTranslateLib.progress import CancelToken
