@@ -28,13 +28,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from MedGANTranslateLib import imageio
 from MedGANTranslateLib.errors import Cancelled, OutputError
 from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.phantom import make_phantom, save_phantom
