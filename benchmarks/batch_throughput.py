@@ -26,6 +26,17 @@ DOC = ROOT / "docs" / "batch.md"
 MODEL = "mr-t1-to-ct-pix2pix"
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run(command, out: Path) -> dict:
     """The run's summary, with ``launch_seconds``: from starting the command to its end."""
     started = time.perf_counter()
@@ -56,7 +67,7 @@ def main() -> None:
         many = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes),
                     "--master_addr", "127.0.0.1", "--master_port", "29511", "-m", "MedGANTranslateLib.cli", *batch,
                     "--out", str(scratch / "many")], scratch / "many")
-    machine = f"{os.cpu_count()}-core {platform.processor() or platform.machine()}, CPU only"
+    machine = f"{os.cpu_count()}-core {cpu_name()}, CPU only"
     table = (f"Throughput on this machine ({machine}; `benchmarks/batch_throughput.py --cases {args.cases} "
              f"--processes {args.processes}`, the default model on {args.cases} phantom heads at 1 mm, wall time "
              "from launch to summary, model loading and process start included):\n\n"
