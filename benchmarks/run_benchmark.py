@@ -3,9 +3,10 @@
     python benchmarks/run_benchmark.py          # every bundled model, 1 mm and 0.5 mm heads, memory scaling
     python benchmarks/run_benchmark.py --models mr-t1-to-ct-pix2pix --sizes 1mm --repeats 1 --memory-sizes ""
 
-For each model and head size, four fresh child processes run: the engine as shipped ("ours"), the same
+For each model and head size, fresh child processes run: the engine as shipped ("ours"), the same
 pipeline with its inference step replaced by plain ``monai.inferers.sliding_window_inference`` ("baseline",
-see ``bench_lib.MonaiBaseline``), the baseline once more with its windows moved by half a step (how much its
+see ``bench_lib.MonaiBaseline``), the end-to-end pipeline a MONAI user writes from the tutorials (LoadImaged ...
+SaveImaged, ``monai_pipeline.py``; single-input models unless ``--monai-pipeline-multi``), the baseline once more with its windows moved by half a step (how much its
 own output depends on where its windows fall, ``bench_lib.MovedBaseline``), and a probe of the network's
 throughput on body-covering blocks (the compute floor). End to end = read + preprocess + infer + postprocess + write; the model is loaded before timing.
 On the 1 mm head a fifth child times the uncertainty map (``uncertainty_eval.time_variants``): the inference step of
@@ -46,6 +47,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                         "with the same baseline, e.g. cpu_precision=float32 sw_batch_size=1 "
                         "overlap=0+roi_size=96,96,96")
     p.add_argument("--seed", type=int, default=0, help="phantom seed")
+    p.add_argument("--monai-pipeline-multi", action="store_true",
+                   help="run the MONAI tutorial pipeline for multi-input models too (ConcatItemsd)")
     p.add_argument("--no-uncertainty", dest="uncertainty", action="store_false",
                    help="skip timing the uncertainty map's variants (on the 1 mm head)")
     p.add_argument("--work-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "medgan-bench"),
@@ -69,12 +72,17 @@ def _run_child(argv: Sequence[str]) -> None:
     from MedGANTranslateLib.card import load_card
 
     kind, spec = argv[0], json.loads(argv[1])
-    if spec.get("strategy") != "baseline":  # ours runs as the command line runs it; the baseline as plain MONAI
+    if kind != "monai_pipeline" and spec.get("strategy") != "baseline":  # ours as the command line runs it; baselines as plain MONAI
         keep_freed_memory()
     card = load_card(spec["model"])
     if kind == "run":
         bench_lib.emit(bench_lib.child_run(card, spec["inputs"], spec["output"], spec["strategy"], spec["repeats"],
                                            spec["threads"], spec.get("overrides")))
+    elif kind == "monai_pipeline":
+        import monai_pipeline
+
+        bench_lib.emit(monai_pipeline.child_monai_pipeline(card, spec["inputs"], spec["output"], spec["repeats"],
+                                                           spec["threads"]))
     elif kind == "floor":
         bench_lib.emit(bench_lib.child_floor(card, spec["inputs"], spec["threads"], spec["precisions"]))
     elif kind == "uncertainty":
@@ -118,6 +126,10 @@ def bench_model(card, size: str, args: argparse.Namespace, work: Path, variants:
     ours = _child("run", strategy="ours", output=str(out_dir / "ours.nii.gz"), **common)
     print(f"[{card.id} {size}] baseline ...", file=sys.stderr, flush=True)
     base = _child("run", strategy="baseline", output=str(out_dir / "baseline.nii.gz"), **common)
+    pipeline = None
+    if len(card.inputs) == 1 or args.monai_pipeline_multi:
+        print(f"[{card.id} {size}] MONAI tutorial pipeline ...", file=sys.stderr, flush=True)
+        pipeline = _child("monai_pipeline", output=str(out_dir / "monai-pipeline.nii.gz"), **common)
     print(f"[{card.id} {size}] baseline with its windows moved ...", file=sys.stderr, flush=True)
     _child("run", strategy="baseline_moved", output=str(out_dir / "baseline-moved.nii.gz"), **dict(common, repeats=1))
     print(f"[{card.id} {size}] compute floor ...", file=sys.stderr, flush=True)
@@ -131,6 +143,16 @@ def bench_model(card, size: str, args: argparse.Namespace, work: Path, variants:
     accuracy = bench_lib.compare(out_dir / "ours.nii.gz", out_dir / "baseline.nii.gz", inside,
                                  paths[target] if target else None)
     moved = bench_lib.compare(out_dir / "baseline-moved.nii.gz", out_dir / "baseline.nii.gz", inside, None)
+    tutorial = {}
+    if pipeline is not None:
+        against = bench_lib.compare(out_dir / "ours.nii.gz", out_dir / "monai-pipeline.nii.gz", inside,
+                                    paths[target] if target else None)
+        tutorial = {"monai_pipeline_s": pipeline["total_s"], "ratio_vs_monai_pipeline": pipeline["total_s"] / ours["total_s"],
+                    "monai_pipeline_infer_s": pipeline["infer_s"], "monai_pipeline_peak_rss_mb": pipeline["peak_rss_mb"],
+                    "monai_pipeline_stages_s": _median_stages(pipeline["runs"]),
+                    "monai_pipeline_mean_abs_diff": against["mean_abs_diff"]}
+        if "baseline_mae_vs_reference" in against:
+            tutorial["monai_pipeline_mae_vs_reference"] = against["baseline_mae_vs_reference"]
     variant_rows = []
     for text in variants:
         print(f"[{card.id} {size}] ours with {text} ...", file=sys.stderr, flush=True)
@@ -157,6 +179,7 @@ def bench_model(card, size: str, args: argparse.Namespace, work: Path, variants:
         "ours_infer_s": ours["infer_s"],
         "infer_ratio_vs_baseline": base["infer_s"] / ours["infer_s"],
         **accuracy,
+        **tutorial,
         "baseline_moved_mean_abs_diff": moved["mean_abs_diff"],
         "baseline_moved_p99_abs_diff": moved["p99_abs_diff"],
         "peak_rss_mb": ours["peak_rss_mb"],
@@ -266,9 +289,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(_table(results))
     for entry in results:
         for row in ([entry] if "ours_s" in entry else []) + entry["other_sizes"]:
-            for who, stages in (("baseline", row["baseline_stages_s"]), ("ours", row["stages_s"])):
+            for who, stages in (("baseline", row["baseline_stages_s"]), ("ours", row["stages_s"]),
+                                ("tutorial", row.get("monai_pipeline_stages_s"))):
+                if not stages:
+                    continue
                 print(f"{row['model']} {row['workload'].split(', ')[1].split(' voxels')[0]} {who:8s} stages (s): "
                       + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+    for entry in results:
+        for row in ([entry] if "ours_s" in entry else []) + entry["other_sizes"]:
+            if "monai_pipeline_s" in row:
+                truth = (f"; MAE vs the true {row['unit']}: ours {row['ours_mae_vs_reference']:.1f}, plain-MONAI baseline "
+                         f"{row['baseline_mae_vs_reference']:.1f}, tutorial {row['monai_pipeline_mae_vs_reference']:.1f}"
+                         if "monai_pipeline_mae_vs_reference" in row else "")
+                print(f"{row['model']} {row['workload'].split(', ')[1].split(' voxels')[0]} MONAI tutorial pipeline: "
+                      f"{row['monai_pipeline_s']:.2f} s end to end (ours {row['ratio_vs_monai_pipeline']:.2f}x faster), "
+                      f"infer {row['monai_pipeline_infer_s']:.2f} s{truth}")
     for entry in results:
         for row in [entry] + entry["other_sizes"]:
             for v in row.get("variants", []):
