@@ -21,11 +21,12 @@ import torch
 from monai.inferers import sliding_window_inference
 from torch.utils.flop_counter import FlopCounterMode
 
+from MedGANTranslateLib.body_mask import body_mask
 from MedGANTranslateLib.card import ModelCard
 from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.imageio import read_image
+from MedGANTranslateLib.network_grid import to_input_grid, to_network_grid
 from MedGANTranslateLib.pipeline import TranslationResult, Translator
-from MedGANTranslateLib.preprocessing import body_mask, to_input_grid, to_network_grid
 from MedGANTranslateLib.sliding_window import InferenceReport
 from MedGANTranslateLib.window_planning import count_windows, plan_body_windows
 

@@ -29,9 +29,11 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+from MedGANTranslateLib.body_mask import body_mask  # noqa: E402
 from MedGANTranslateLib.imageio import read_image  # noqa: E402
+from MedGANTranslateLib.network_grid import to_network_grid  # noqa: E402
+from MedGANTranslateLib.noise_floor import noise_floor  # noqa: E402
 from MedGANTranslateLib.phantom import make_phantom  # noqa: E402
-from MedGANTranslateLib.preprocessing import body_mask, noise_floor, to_network_grid  # noqa: E402
 from MedGANTranslateLib.registry import resolve_model  # noqa: E402
 
 REAL_SCANS = (

@@ -270,7 +270,7 @@ def ct_head_mask(ct: sitk.Image, spec: Mapping[str, object]) -> sitk.Image:
     table are removed first: voxels above -500 HU in the largest piece left by a 4 mm opening, grown back by
     4 mm within the voxels above -500 HU; everything else set to -1000 HU. Without this the plastic holder
     (partly above 300 HU) and its foam (around -900 HU) count as head."""
-    from MedGANTranslateLib.preprocessing import body_mask
+    from MedGANTranslateLib.body_mask import body_mask
 
     values = sitk.GetArrayFromImage(ct)
     tissue = values > -500
@@ -417,7 +417,7 @@ def reference_ct(real_data: Path, template: Template, spec: Mapping[str, object]
                  preprocessing: Mapping[str, object]) -> Placed:
     """The real head CT on the card's network grid (1 mm, LPS), its head mask, in template space."""
     from MedGANTranslateLib.imageio import read_image
-    from MedGANTranslateLib.preprocessing import to_network_grid
+    from MedGANTranslateLib.network_grid import to_network_grid
 
     ct = to_network_grid(read_image(real_data / REAL_CT), preprocessing)
     return place("real head CT", ct, ct_head_mask(ct, spec), template, is_ct=True)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from MedGANTranslateLib.preprocessing import body_mask, noise_floor, to_network_grid
+from MedGANTranslateLib.body_mask import body_mask
+from MedGANTranslateLib.network_grid import to_network_grid
+from MedGANTranslateLib.noise_floor import noise_floor
 from MedGANTranslateLib.registry import resolve_model
 
 from real_data import REAL_T1, real_file

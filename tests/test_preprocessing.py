@@ -7,26 +7,13 @@ import SimpleITK as sitk
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial.transform import Rotation
 
+from MedGANTranslateLib.bias_field import n4_correct
+from MedGANTranslateLib.binary_morphology import close, dilate, fill_slice_holes
+from MedGANTranslateLib.body_mask import _block_factors, _from_working_grid, _working_grid, body_mask
 from MedGANTranslateLib.errors import InputError, OutputError
-from MedGANTranslateLib.preprocessing import (
-    _block_factors,
-    _close,
-    _dilate,
-    _fill_slice_holes,
-    _from_working_grid,
-    _percentiles,
-    _scale,
-    _working_grid,
-    background_value,
-    body_mask,
-    cast_output,
-    map_output,
-    n4_correct,
-    normalize,
-    same_grid,
-    to_input_grid,
-    to_network_grid,
-)
+from MedGANTranslateLib.network_grid import same_grid, to_input_grid, to_network_grid
+from MedGANTranslateLib.normalisation import _percentiles, background_value, linear_map, normalize
+from MedGANTranslateLib.output_mapping import cast_output, map_output
 
 SPACING = (0.9, 1.3, 2.5)
 SIZE = (17, 19, 13)  # odd on purpose
@@ -273,9 +260,9 @@ def test_morphology_gives_the_voxels_itk_gives(radius):
     closed = array(sitk.BinaryMorphologicalClosing(image, radius, sitk.sitkBall, 1, True)) > 0
     dilated = array(sitk.BinaryDilate(image, radius, sitk.sitkBall, 0, 1)) > 0
     eroded = array(sitk.BinaryErode(image, radius, sitk.sitkBall, 0, 1)) > 0  # ITK counts outside as foreground
-    np.testing.assert_array_equal(_close(values > 0, radius), closed)
-    np.testing.assert_array_equal(_dilate(values > 0, radius), dilated)
-    np.testing.assert_array_equal(~_dilate(values == 0, radius, outside=False), eroded)
+    np.testing.assert_array_equal(close(values > 0, radius), closed)
+    np.testing.assert_array_equal(dilate(values > 0, radius), dilated)
+    np.testing.assert_array_equal(~dilate(values == 0, radius, outside=False), eroded)
     assert (closed > values).any() and values[0].any(), "closing changed something, objects touch the edge"
     assert (dilated > values).any() and (eroded < values).any()
 
@@ -297,7 +284,7 @@ def fill_each_slice_by_itk(values: np.ndarray, axis: int) -> np.ndarray:
 def test_slice_hole_filling_equals_filling_each_slice_on_its_own(axis):
     values = (np.random.default_rng(5).random((14, 17, 12)) > 0.45).astype(np.uint8)  # many holes of all shapes
     expected = fill_each_slice_by_itk(values, axis)
-    filled = _fill_slice_holes(values > 0, axis)
+    filled = fill_slice_holes(values > 0, axis)
     assert np.array_equal(filled, expected) and (expected > values).any()
 
 
@@ -307,9 +294,9 @@ def test_slice_hole_filling_also_fills_holes_in_3d():
     in_3d = array(sitk.BinaryFillhole(sitk.GetImageFromArray(values), False, 1)) > 0
     assert (in_3d > values).any()
     for axis in range(3):
-        filled = _fill_slice_holes(values > 0, axis)
+        filled = fill_slice_holes(values > 0, axis)
         assert (filled >= in_3d).all()
-        np.testing.assert_array_equal(filled, _fill_slice_holes(in_3d, axis))
+        np.testing.assert_array_equal(filled, fill_slice_holes(in_3d, axis))
 
 
 def test_body_mask_without_anything_above_the_threshold():
@@ -463,7 +450,7 @@ def test_scale_computes_what_monai_scale_intensity_range_computes(source, target
     values = np.random.default_rng(1).normal(400, 600, (9, 10, 11)).astype(np.float32)
     before = values.copy()
     expected = np.asarray(ScaleIntensityRange(*source, *target, clip=clip)(values), dtype=np.float32)
-    out = _scale(values, source, target, clip)
+    out = linear_map(values, source, target, clip)
     assert out.dtype == np.float32 and np.array_equal(values, before)  # the input is not changed
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4)
     assert (out.min() >= min(target) and out.max() <= max(target)) == clip
@@ -471,4 +458,4 @@ def test_scale_computes_what_monai_scale_intensity_range_computes(source, target
 
 def test_scale_refuses_an_empty_source_range():
     with pytest.raises(ValueError, match="empty intensity range"):
-        _scale(np.zeros(3, np.float32), (5, 5), (-1, 1), True)
+        linear_map(np.zeros(3, np.float32), (5, 5), (-1, 1), True)

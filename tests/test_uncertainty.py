@@ -20,12 +20,12 @@ from volumes import head_volume, rotation, write
 from MedGANTranslateLib import pipeline
 from MedGANTranslateLib.card import load_card, read_card_summary
 from MedGANTranslateLib.errors import CardError, MedGANError, WeightsError
-from MedGANTranslateLib.inference import normalised_background_output, run_inference, run_windows
+from MedGANTranslateLib.inference import run_inference, run_windows
 from MedGANTranslateLib.inference_settings import InferenceSettings
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.networks import build_network
+from MedGANTranslateLib.output_mapping import map_output, normalised_background_output
 from MedGANTranslateLib.pipeline import Translator
-from MedGANTranslateLib.preprocessing import map_output
 from MedGANTranslateLib.window_planning import plan_body_windows
 from MedGANTranslateLib.uncertainty import (
     RunningMoments,

@@ -15,7 +15,7 @@ of memory the job is retried as :mod:`.memory_fallbacks` lists. The network itse
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -146,13 +146,3 @@ def _run_windows(network, volume, settings, device, mask, background_out, progre
     out = np.full(volume.shape[1:], background_out, dtype=np.float32)
     out[plan.box] = out_box
     return out, report
-
-
-def normalised_background_output(postprocessing: Dict[str, Any]) -> float:
-    """The network-range value that maps to the card's physical background (e.g. -1000 HU)."""
-    mapping = postprocessing["output_mapping"]
-    (s0, s1), (t0, t1) = mapping["source_range"], mapping["target_range"]
-    value = postprocessing.get("background_value")
-    if value is None:
-        return float(s0)
-    return float(s0 + (value - t0) * (s1 - s0) / (t1 - t0))

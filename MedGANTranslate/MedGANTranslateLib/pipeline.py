@@ -34,23 +34,17 @@ from .errors import CardError, InputError, MedGANError
 from .image_headers import ImageHeader, read_header
 from .image_writing import stage_image
 from .imageio import check_volume, read_image
-from .inference import LogCallback, normalised_background_output, run_inference
+from .inference import LogCallback, run_inference
 from .inference_settings import InferenceSettings, estimate_window_bytes, window_voxels
 from .metrics import ct_tissue_metrics, image_metrics
 from .network_checks import check_fully_convolutional, check_network_rank
+from .network_grid import NetworkGrid, to_input_grid, to_network_grid
 from .network_rewrite import optimise_for_inference
 from .networks import required_divisor
+from .output_mapping import cast_output, map_output, normalised_background_output, output_scale
 from .output_paths import check_output_paths, is_dicom_output
 from .outputs import OutputSet
-from .preprocessing import (
-    NetworkGrid,
-    cast_output,
-    map_output,
-    network_inputs,
-    output_scale,
-    to_input_grid,
-    to_network_grid,
-)
+from .preprocessing import network_inputs
 from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
 from .report import ReportOptions, check_report_path, make_report, report_inputs

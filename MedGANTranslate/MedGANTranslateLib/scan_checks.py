@@ -41,8 +41,9 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 import numpy as np
 import SimpleITK as sitk
 
+from .body_mask import foreground_bounds
 from .card import InputSpec, ModelCard
-from .preprocessing import NetworkGrid, foreground_bounds
+from .network_grid import NetworkGrid
 
 #: Metadata key in which an image reader leaves a note about a series it had to regularise.
 INPUT_WARNING_KEY = "MedGANTranslate.InputWarning"

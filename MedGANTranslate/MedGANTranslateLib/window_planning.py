@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from monai.data.utils import dense_patch_slices
 
+from .body_mask import foreground_bounds
 from .inference_settings import InferenceSettings
-from .preprocessing import foreground_bounds
 
 
 def count_windows(image_size: Sequence[int], settings: InferenceSettings) -> int:

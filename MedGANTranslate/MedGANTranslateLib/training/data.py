@@ -17,8 +17,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..inference import normalised_background_output
-from ..preprocessing import NetworkGrid, network_inputs, to_network_grid
+from ..network_grid import NetworkGrid, to_network_grid
+from ..output_mapping import normalised_background_output
+from ..preprocessing import network_inputs
 
 PHANTOM_IMAGES = ("labels", "t1", "t2", "ct", "pet", "t1c")
 _AXES = {"x": 2, "y": 1, "z": 0}  # array axes are (z, y, x)

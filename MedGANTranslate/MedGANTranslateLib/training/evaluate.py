@@ -18,8 +18,9 @@ import torch
 from ..card import ModelCard
 from ..inference_settings import InferenceSettings
 from ..metrics import ct_tissue_metrics, image_metrics
+from ..normalisation import normalize
+from ..output_mapping import map_output
 from ..pipeline import TranslationResult, Translator, translate_files
-from ..preprocessing import map_output, normalize
 from ..progress import ProgressCallback
 from .data import load_phantom
 
