@@ -109,6 +109,23 @@ def test_uploads_are_limited_checked_and_never_kept_when_refused(server):
     assert client.get("/api/state")[1]["volumes"] == {}
 
 
+def test_a_zipped_dicom_series_can_be_uploaded_again_and_again(server, data_root, tmp_path):
+    """The web face reads a DICOM series zip with the engine's reader, into a folder of its own each time."""
+    from MedGANTranslateLib.image_writing import write_image
+
+    series = tmp_path / "series"
+    write_image(sitk.ReadImage(str(data_root / "phantom" / "t1.nii.gz")), series, {"MedGANTranslate.Test": "1"})
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for member in sorted(series.iterdir()):
+            archive.write(member, f"series/{member.name}")
+    client = Client(server[0])
+    for name in ("first.zip", "second.zip", "third.zip"):
+        status, state = client.upload("input", name, bundle.getvalue())
+        assert status == 200, state
+        assert state["volumes"] == {"input": name[:-4]}
+
+
 def test_upload_translate_review_and_download(server, data_root, tmp_path):
     """The whole run through the API: an uploaded scan, the default model, views, metrics and every download
     (provenance kept, on the input's grid); a second job while one runs is refused; another session sees none

@@ -78,7 +78,7 @@ def listing(root: Path) -> List[Dict[str, str]]:
 
 
 def extract_dicom_zip(archive: Path, folder: Path, max_bytes: int) -> Path:
-    """Unpacks a zip holding one DICOM series into ``folder`` (created) and returns it. Refused: members with
+    """Unpacks a zip holding one DICOM series into ``folder`` (an empty folder, created if missing) and returns it. Refused: members with
     absolute paths, '..', links or devices, more than :data:`MAX_ZIP_FILES` members, or more than ``max_bytes``
     unpacked (counted while copying, so a header that lies does not help)."""
     try:
@@ -90,7 +90,7 @@ def extract_dicom_zip(archive: Path, folder: Path, max_bytes: int) -> Path:
         if len(members) > MAX_ZIP_FILES:
             raise RequestError(413, f"The zip holds {len(members)} files; at most {MAX_ZIP_FILES} are unpacked. "
                                     "Upload one series.")
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         written = 0
         for index, member in enumerate(members):
             name = PurePosixPath(member.filename.replace("\\", "/"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -100,7 +101,8 @@ class ReviewSession:
         self._refuse_while_running("load another scan")
         source = Path(path)
         if source.suffix.lower() == ".zip":
-            source = extract_dicom_zip(source, self.folder / f"{role}-dicom-{len(self.sources)}", 4 * source.stat().st_size + (64 << 20))
+            unpacked = Path(tempfile.mkdtemp(prefix=f"{role}-dicom-", dir=self.folder))
+            source = extract_dicom_zip(source, unpacked, 4 * source.stat().st_size + (64 << 20))
         try:
             image = imageio.read_image(source, role)
             imageio.check_volume(image, role)
@@ -144,7 +146,8 @@ class ReviewSession:
             raise RequestError(400, model_list.uncertainty_tooltip(model))
         self._forget_results()
         request = TranslationRequest(model=model, inputs=[self.nodes["input"]], reference=self.nodes.get("reference"),
-                                     device=device, uncertainty=bool(uncertainty), models_dir=",".join(self.models_dirs[:1]))
+                                     device=device, uncertainty=bool(uncertainty),
+                                     models_dir=self.models_dirs[0] if self.models_dirs else "")
         self.job = TranslationJob(request, on_finished=self._finished, temporary_root=str(self.folder),
                                   keep_outputs=self.folder / "results")
         self.message = "Starting the engine..."
