@@ -23,7 +23,7 @@ TIMEOUT_S = 240
 def data_root(tmp_path_factory):
     needs_web_face()
     root = tmp_path_factory.mktemp("data-root")
-    write_phantom(root / "phantom")
+    write_phantom(root / "phantom", names=("t1", "t2", "ct"))
     secret = root.parent / "secret.nii.gz"
     sitk.WriteImage(sitk.ReadImage(str(root / "phantom" / "t1.nii.gz")), str(secret))
     (root / "link-out.nii.gz").symlink_to(secret)
@@ -65,7 +65,7 @@ def test_only_files_under_the_data_root_can_be_listed_or_opened(server, data_roo
     client = Client(url)
     status, listing = client.get("/api/files")
     assert status == 200
-    assert [f["path"] for f in listing["files"]] == ["phantom/ct.nii.gz", "phantom/t1.nii.gz"], \
+    assert [f["path"] for f in listing["files"]] == ["phantom/ct.nii.gz", "phantom/t1.nii.gz", "phantom/t2.nii.gz"], \
         "the link leading out of the data root must not be listed"
     for path in ("../secret.nii.gz", str(data_root.parent / "secret.nii.gz"), "link-out.nii.gz",
                  "phantom/../../secret.nii.gz", "/etc/passwd", "C:\\Windows\\win.ini"):
@@ -178,6 +178,21 @@ def test_upload_translate_review_and_download(server, data_root, tmp_path):
     assert other.get("/api/state")[1]["volumes"] == {} and other.get("/api/state")[1]["result"] is None
     assert other.request("/api/download/report.html")[0] == 404
     assert client.request("/api/download/../../etc/passwd")[0] == 404
+
+
+def test_a_two_input_model_takes_its_second_input_as_input2(server):
+    url, _ = server
+    client = Client(url)
+    model = next(m for m in client.get("/api/models")[1] if len(m["inputs"]) == 2)
+    assert client.post("/api/load", {"role": "input", "path": "phantom/t1.nii.gz"})[0] == 200
+    status, body = client.post("/api/translate", {"model": model["key"]})
+    assert status == 400 and f"open {model['inputs'][1]} (input 2) first" in body["error"]
+    assert client.post("/api/load", {"role": "input2", "path": "phantom/t2.nii.gz"})[0] == 200
+    assert client.post("/api/load", {"role": "input9", "path": "phantom/t2.nii.gz"})[0] == 400
+    assert client.post("/api/translate", {"model": model["key"]})[0] == 200
+    state = _wait_done(client)
+    assert state["error"] is None and state["result"]["name"].startswith("t1 · synthetic PET"), state
+    assert state["result"]["provenance"]["MedGANTranslate.ModelId"] == model["key"].split("@")[0]
 
 
 def test_sessions_beyond_the_limit_are_refused(data_root):

@@ -88,14 +88,14 @@ class Client:
         return self.post(f"/api/upload?role={role}", raw=body, content_type=f"multipart/form-data; boundary={boundary}")
 
 
-def write_phantom(folder: Path, shape=(96, 112, 96), spacing=(2.0, 2.0, 2.0)) -> Dict[str, Path]:
-    """A phantom head's T1w and CT (seed 3, never used in training) under ``folder``."""
+def write_phantom(folder: Path, shape=(96, 112, 96), spacing=(2.0, 2.0, 2.0), names=("t1", "ct")) -> Dict[str, Path]:
+    """Volumes ``names`` of a phantom head (seed 3, never used in training) under ``folder``."""
     from MedGANTranslateLib.phantom import make_phantom
     import SimpleITK as sitk
 
     folder.mkdir(parents=True, exist_ok=True)
     phantom = make_phantom(seed=3, shape=shape, spacing=spacing)
-    paths = {"t1": folder / "t1.nii.gz", "ct": folder / "ct.nii.gz"}
-    sitk.WriteImage(phantom.t1, str(paths["t1"]))
-    sitk.WriteImage(phantom.ct, str(paths["ct"]))
+    paths = {name: folder / f"{name}.nii.gz" for name in names}
+    for name, path in paths.items():
+        sitk.WriteImage(getattr(phantom, name), str(path))
     return paths

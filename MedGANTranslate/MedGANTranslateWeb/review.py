@@ -25,8 +25,8 @@ from MedGANTranslateSlicer.engine_messages import format_duration, warning_text
 from MedGANTranslateSlicer.job import TranslationJob, TranslationRequest
 
 from .confinement import RequestError, extract_dicom_zip, remove_quietly
+from .roles import INPUT_ROLES, ROLES
 
-ROLES = ("input", "reference")
 #: What the third pane may show beside input and synthetic image.
 THIRD_PANE = ("difference", "reference", "uncertainty")
 MODES = ("side", "overlay")
@@ -97,7 +97,7 @@ class ReviewSession:
         """Reads ``path`` (an image file, a DICOM folder, or an uploaded zip of one series) with the engine's
         reader and its checks, and makes it the session's ``role`` volume. The file is never changed."""
         if role not in ROLES:
-            raise RequestError(400, f"Unknown role '{role}'; load a scan as 'input' or 'reference'.")
+            raise RequestError(400, f"Unknown role '{role}'; load a scan as one of {', '.join(ROLES)}.")
         self._refuse_while_running("load another scan")
         source = Path(path)
         if source.suffix.lower() == ".zip":
@@ -137,15 +137,16 @@ class ReviewSession:
         model = model_list.find_model(model_list.available_models(self.models_dirs), str(key))
         if model is None:
             raise RequestError(400, f"'{key}' is not a registered model; choose one from the list.")
-        if "input" not in self.nodes:
-            raise RequestError(400, "Load a scan as input first.")
-        if len(model.inputs) != 1:
-            raise RequestError(400, f"{model.title} needs {len(model.inputs)} inputs; the web face translates "
-                                    "single-input models. Use the Slicer module or the command line for it.")
+        missing = [f"{spec.label} (input {number})" for number, (role, spec) in
+                   enumerate(zip(INPUT_ROLES, model.inputs), start=1) if role not in self.nodes]
+        if missing:
+            raise RequestError(400, f"{model.title} takes {len(model.inputs)} input(s); open "
+                                    f"{' and '.join(missing)} first.")
         if uncertainty and model.uncertainty_passes <= 0:
             raise RequestError(400, model_list.uncertainty_tooltip(model))
         self._forget_results()
-        request = TranslationRequest(model=model, inputs=[self.nodes["input"]], reference=self.nodes.get("reference"),
+        inputs = [self.nodes[role] for role in INPUT_ROLES[:len(model.inputs)]]
+        request = TranslationRequest(model=model, inputs=inputs, reference=self.nodes.get("reference"),
                                      device=device, uncertainty=bool(uncertainty),
                                      models_dir=self.models_dirs[0] if self.models_dirs else "")
         self.job = TranslationJob(request, on_finished=self._finished, temporary_root=str(self.folder),

@@ -30,6 +30,7 @@ from aiohttp import web
 from MedGANTranslateLib.errors import InputError
 
 from .confinement import RequestError, inside, listing, suffix_of
+from .roles import ROLES
 from .session_process import SessionProcess
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -197,8 +198,8 @@ async def _json_body(request: web.Request) -> Dict[str, Any]:
 
 
 def _role(value: Any) -> str:
-    if value not in ("input", "reference"):
-        raise RequestError(400, "Choose 'input' or 'reference' for the scan.")
+    if value not in ROLES:
+        raise RequestError(400, f"Choose what the scan is: one of {', '.join(ROLES)}.")
     return value
 
 

@@ -54,8 +54,35 @@ function modelByKey(key) {
   return models.find((m) => m.key === key);
 }
 
+const REFERENCE_TIP = "A real scan of the target modality: difference map and metrics";
+
+function roles(model) {
+  // [role, label] for each input the model takes, in the card's order, then the reference
+  const inputs = model ? model.inputs : ["input"];
+  return inputs.map((label, i) => [i === 0 ? "input" : `input${i + 1}`, label]).concat([["reference", "reference"]]);
+}
+
+function roleLabel(role) {
+  const found = roles(modelByKey($("model-select").value)).find(([r]) => r === role);
+  return found ? found[1] : role;
+}
+
+function showRoles(model) {
+  const open = $("open-buttons");
+  open.replaceChildren(...roles(model).map(([role, label]) => {
+    const button = document.createElement("button");
+    button.id = `load-${role}`;
+    button.textContent = `Open as ${label}`;
+    if (role === "reference") button.title = REFERENCE_TIP;
+    button.onclick = () => act(() => post("/api/load", { role, path: $("file-select").value }));
+    return button;
+  }));
+  fillSelect($("upload-role"), roles(model).map(([role, label]) => [role, `as ${label}`]), $("upload-role").value || "input");
+}
+
 function showModel() {
   const model = modelByKey($("model-select").value);
+  showRoles(model);
   const details = $("model-details");
   details.replaceChildren();
   if (!model) return;
@@ -172,7 +199,8 @@ function applyState(next) {
   const running = state.running;
   $("translate").hidden = running;
   $("cancel").hidden = !running;
-  for (const id of ["load-input", "load-reference", "upload", "model-select"]) $(id).disabled = running;
+  for (const button of document.querySelectorAll("#open-buttons button")) button.disabled = running;
+  for (const id of ["upload", "model-select"]) $(id).disabled = running;
   $("translate").disabled = running || !state.volumes.input;
   $("progress").hidden = !running;
   $("progress").value = state.percent;
@@ -181,7 +209,7 @@ function applyState(next) {
   volumes.replaceChildren();
   for (const [role, name] of Object.entries(state.volumes)) {
     const dt = document.createElement("dt");
-    dt.textContent = role;
+    dt.textContent = roleLabel(role);
     const dd = document.createElement("dd");
     dd.textContent = name;
     dd.id = `volume-${role}`;
@@ -264,8 +292,6 @@ function setView(changes) {
 }
 
 function wire() {
-  $("load-input").onclick = () => act(() => post("/api/load", { role: "input", path: $("file-select").value }));
-  $("load-reference").onclick = () => act(() => post("/api/load", { role: "reference", path: $("file-select").value }));
   $("upload").onclick = () => act(upload);
   $("model-select").onchange = showModel;
   $("translate").onclick = () => act(() => post("/api/translate", { model: $("model-select").value, uncertainty: $("uncertainty").checked }));
