@@ -195,6 +195,25 @@ def test_a_two_input_model_takes_its_second_input_as_input2(server):
     assert state["result"]["provenance"]["MedGANTranslate.ModelId"] == model["key"].split("@")[0]
 
 
+def test_the_uncertainty_map_overlays_the_synthetic_pane_above_a_threshold_the_page_moves(server):
+    url, _ = server
+    client = Client(url)
+    model = next(m for m in client.get("/api/models")[1] if m["default"])
+    assert model["uncertainty"]
+    assert client.post("/api/load", {"role": "input", "path": "phantom/t1.nii.gz"})[0] == 200
+    assert client.post("/api/translate", {"model": model["key"], "uncertainty": True})[0] == 200
+    state = _wait_done(client)
+    assert state["error"] is None and "uncertainty.nii.gz" in state["result"]["downloads"]
+    slider = state["view"]["uncertainty"]
+    assert 0 < slider["value"] < slider["max"] and slider["unit"] == "HU"
+    assert state["view"]["panes"][1]["title"].endswith(" + t1 · uncertainty")
+    status, state = client.post("/api/view", {"mode": "side", "third": "uncertainty", "opacity": 0.5,
+                                              "threshold": slider["max"] / 2})
+    assert status == 200 and state["view"]["uncertainty"]["value"] == pytest.approx(slider["max"] / 2)
+    assert [p["title"] for p in state["view"]["panes"]][1:] == [state["result"]["name"], "t1 · uncertainty"]
+    assert client.post("/api/view", {"mode": "side", "third": "uncertainty", "threshold": "high"})[0] == 400
+
+
 def test_sessions_beyond_the_limit_are_refused(data_root):
     with running_server(["--data-root", str(data_root), "--max-sessions", "1"]) as url:
         first, second = Client(url), Client(url)

@@ -207,7 +207,8 @@ class ReviewSession:
             "warnings": self.warnings,
             "error": self.error,
             "view": {"mode": self.mode, "third": self.third, "opacity": self.opacity, "range": self._slice_range(),
-                     "panes": [self._pane_state(pane, layers) for pane, layers in self._panes().items()]},
+                     "panes": [self._pane_state(pane, layers) for pane, layers in self._panes().items()],
+                     "uncertainty": self._uncertainty_slider()},
         }
 
     def _metric_rows(self) -> List[List[str]]:
@@ -223,11 +224,22 @@ class ReviewSession:
             return scene.uncertainty_of(self.synthetic)
         return self.synthetic.GetNodeReference(scene.REFERENCE_ROLE)
 
-    def set_view(self, mode: str, third: str, opacity: float) -> Dict[str, Any]:
+    def set_view(self, mode: str, third: str, opacity: float, threshold: Optional[float] = None) -> Dict[str, Any]:
+        """Layout, third pane, overlay opacity and, with an uncertainty map, the value above which it shows."""
         if mode not in MODES or third not in THIRD_PANE:
             raise RequestError(400, f"View mode must be one of {MODES} and the third pane one of {THIRD_PANE}.")
         self.mode, self.third, self.opacity = mode, third, min(1.0, max(0.0, float(opacity)))
+        uncertainty = scene.uncertainty_of(self.synthetic)
+        if uncertainty is not None and threshold is not None:
+            scene.set_uncertainty_threshold(uncertainty, max(0.0, float(threshold)))
         return self.state()
+
+    def _uncertainty_slider(self) -> Optional[Dict[str, float]]:
+        uncertainty = scene.uncertainty_of(self.synthetic)
+        if uncertainty is None:
+            return None
+        top, value = scene.uncertainty_slider(uncertainty)
+        return {"max": top, "value": value, "unit": uncertainty.GetAttribute("MedGANTranslate.Unit") or ""}
 
     def _panes(self) -> Dict[str, tuple]:
         """Pane -> (background, foreground, foreground opacity) for the current view mode."""

@@ -291,10 +291,12 @@ async def view_settings(request: web.Request) -> web.Response:
     body = await _json_body(request)
     try:
         opacity = float(body.get("opacity", 0.5))
+        threshold = None if body.get("threshold") is None else float(body["threshold"])
     except (TypeError, ValueError) as exc:
-        raise RequestError(400, "The opacity must be a number from 0 to 1.") from exc
+        raise RequestError(400, "The opacity (0 to 1) and the uncertainty threshold must be numbers.") from exc
     return web.json_response(await request.app["sessions"].call(
-        request["session"], "set_view", mode=str(body.get("mode")), third=str(body.get("third")), opacity=opacity))
+        request["session"], "set_view", mode=str(body.get("mode")), third=str(body.get("third")), opacity=opacity,
+        threshold=threshold))
 
 
 def _number(request: web.Request, name: str, default: Optional[float]) -> Optional[float]:

@@ -231,6 +231,13 @@ function applyState(next) {
     for (const radio of document.querySelectorAll("input[name=mode]")) radio.checked = radio.value === state.view.mode;
     $("opacity").value = state.view.opacity;
     $("opacity-value").textContent = `${Math.round(state.view.opacity * 100)} %`;
+    const slider = state.view.uncertainty;
+    $("uncertainty-controls").hidden = !slider;
+    if (slider) {
+      $("uncertainty-threshold").max = slider.max;
+      $("uncertainty-threshold").value = slider.value;
+      $("uncertainty-value").textContent = `${Number(slider.value).toFixed(1)} ${slider.unit}`;
+    }
     const rows = state.metrics;
     $("metrics").hidden = rows.length === 0;
     $("metrics").tBodies[0].replaceChildren(...rows.map((row) => {
@@ -288,7 +295,8 @@ function upload() {
 
 function setView(changes) {
   const mode = document.querySelector("input[name=mode]:checked").value;
-  return post("/api/view", { mode, third: $("third-select").value, opacity: Number($("opacity").value), ...changes });
+  const threshold = $("uncertainty-controls").hidden ? null : Number($("uncertainty-threshold").value);
+  return post("/api/view", { mode, third: $("third-select").value, opacity: Number($("opacity").value), threshold, ...changes });
 }
 
 function wire() {
@@ -299,6 +307,7 @@ function wire() {
   for (const radio of document.querySelectorAll("input[name=mode]")) radio.onchange = () => act(() => setView({}));
   $("third-select").onchange = () => act(() => setView({}));
   $("opacity").onchange = () => act(async () => { const next = await setView({}); refreshViews(); return next; });
+  $("uncertainty-threshold").onchange = () => act(async () => { const next = await setView({}); refreshViews(); return next; });
   $("slice").oninput = () => { $("slice-value").textContent = `${$("slice").value} mm`; refreshViews(); };
   window.addEventListener("resize", refreshViews);
 }
