@@ -34,7 +34,7 @@ def data_root(tmp_path_factory):
 def server(data_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     with running_server(["--data-root", str(data_root), "--work-dir", str(work), "--max-upload-mb", "5",
-                         "--max-sessions", "8"]) as url:
+                         "--max-sessions", "16"]) as url:
         yield url, work
 
 
