@@ -38,6 +38,20 @@ def server(data_root, tmp_path_factory):
         yield url, work
 
 
+@pytest.fixture
+def new_client(server):
+    """A new browser session on the module's server; closed afterwards (its process ended, its files removed)."""
+    made = []
+
+    def new() -> Client:
+        made.append(Client(server[0]))
+        return made[-1]
+
+    yield new
+    for session in made:
+        assert session.post("/api/close")[0] == 200
+
+
 def _wait_done(client: Client) -> dict:
     deadline = time.monotonic() + TIMEOUT_S
     while True:
@@ -49,9 +63,8 @@ def _wait_done(client: Client) -> dict:
         time.sleep(0.3)
 
 
-def test_loopback_server_refuses_other_host_names_and_cross_site_posts(server):
-    url, _ = server
-    client = Client(url)
+def test_loopback_server_refuses_other_host_names_and_cross_site_posts(server, new_client):
+    client = new_client()
     status, body = client.get("/api/files", headers={"Host": "attacker.example:80"})
     assert status == 421 and "loopback" in body["error"]
     status, body = client.post("/api/load", {"role": "input", "path": "phantom/t1.nii.gz"}, header=False)
@@ -60,9 +73,8 @@ def test_loopback_server_refuses_other_host_names_and_cross_site_posts(server):
     assert status == 200 and body["volumes"] == {}, "a refused POST must not have loaded anything"
 
 
-def test_only_files_under_the_data_root_can_be_listed_or_opened(server, data_root):
-    url, _ = server
-    client = Client(url)
+def test_only_files_under_the_data_root_can_be_listed_or_opened(server, data_root, new_client):
+    client = new_client()
     status, listing = client.get("/api/files")
     assert status == 200
     assert [f["path"] for f in listing["files"]] == ["phantom/ct.nii.gz", "phantom/t1.nii.gz", "phantom/t2.nii.gz"], \
@@ -77,9 +89,8 @@ def test_only_files_under_the_data_root_can_be_listed_or_opened(server, data_roo
     assert client.get("/api/state")[1]["volumes"] == {}
 
 
-def test_the_browser_can_choose_only_registered_models(server):
-    url, _ = server
-    client = Client(url)
+def test_the_browser_can_choose_only_registered_models(server, new_client):
+    client = new_client()
     status, models = client.get("/api/models")
     assert status == 200 and any(m["default"] for m in models)
     assert all("@" in m["key"] and "intended_use" in m for m in models)
@@ -90,9 +101,9 @@ def test_the_browser_can_choose_only_registered_models(server):
     assert not client.get("/api/state")[1]["running"]
 
 
-def test_uploads_are_limited_checked_and_never_kept_when_refused(server):
-    url, work = server
-    client = Client(url)
+def test_uploads_are_limited_checked_and_never_kept_when_refused(server, new_client):
+    _, work = server
+    client = new_client()
     status, body = client.upload("input", "big.nii.gz", b"\0" * (5 << 20 | 1))
     assert status == 413 and "larger than 5 MB" in body["error"]
     status, body = client.upload("input", "notes.txt", b"hello")
@@ -109,7 +120,7 @@ def test_uploads_are_limited_checked_and_never_kept_when_refused(server):
     assert client.get("/api/state")[1]["volumes"] == {}
 
 
-def test_a_zipped_dicom_series_can_be_uploaded_again_and_again(server, data_root, tmp_path):
+def test_a_zipped_dicom_series_can_be_uploaded_again_and_again(server, data_root, tmp_path, new_client):
     """The web face reads a DICOM series zip with the engine's reader, into a folder of its own each time."""
     from MedGANTranslateLib.image_writing import write_image
 
@@ -119,19 +130,19 @@ def test_a_zipped_dicom_series_can_be_uploaded_again_and_again(server, data_root
     with zipfile.ZipFile(bundle, "w") as archive:
         for member in sorted(series.iterdir()):
             archive.write(member, f"series/{member.name}")
-    client = Client(server[0])
+    client = new_client()
     for name in ("first.zip", "second.zip", "third.zip"):
         status, state = client.upload("input", name, bundle.getvalue())
         assert status == 200, state
         assert state["volumes"] == {"input": name[:-4]}
 
 
-def test_upload_translate_review_and_download(server, data_root, tmp_path):
+def test_upload_translate_review_and_download(server, data_root, tmp_path, new_client):
     """The whole run through the API: an uploaded scan, the default model, views, metrics and every download
     (provenance kept, on the input's grid); a second job while one runs is refused; another session sees none
     of it."""
     url, _ = server
-    client, other = Client(url), Client(url)
+    client, other = new_client(), new_client()
     status, state = client.upload("input", "t1.nii.gz", (data_root / "phantom" / "t1.nii.gz").read_bytes())
     assert status == 200 and state["volumes"] == {"input": "t1"}
     assert client.post("/api/load", {"role": "reference", "path": "phantom/ct.nii.gz"})[0] == 200
@@ -180,9 +191,8 @@ def test_upload_translate_review_and_download(server, data_root, tmp_path):
     assert client.request("/api/download/../../etc/passwd")[0] == 404
 
 
-def test_a_two_input_model_takes_its_second_input_as_input2(server):
-    url, _ = server
-    client = Client(url)
+def test_a_two_input_model_takes_its_second_input_as_input2(server, new_client):
+    client = new_client()
     model = next(m for m in client.get("/api/models")[1] if len(m["inputs"]) == 2)
     assert client.post("/api/load", {"role": "input", "path": "phantom/t1.nii.gz"})[0] == 200
     status, body = client.post("/api/translate", {"model": model["key"]})
@@ -195,9 +205,8 @@ def test_a_two_input_model_takes_its_second_input_as_input2(server):
     assert state["result"]["provenance"]["MedGANTranslate.ModelId"] == model["key"].split("@")[0]
 
 
-def test_the_uncertainty_map_overlays_the_synthetic_pane_above_a_threshold_the_page_moves(server):
-    url, _ = server
-    client = Client(url)
+def test_the_uncertainty_map_overlays_the_synthetic_pane_above_a_threshold_the_page_moves(server, new_client):
+    client = new_client()
     model = next(m for m in client.get("/api/models")[1] if m["default"])
     assert model["uncertainty"]
     assert client.post("/api/load", {"role": "input", "path": "phantom/t1.nii.gz"})[0] == 200
@@ -212,6 +221,18 @@ def test_the_uncertainty_map_overlays_the_synthetic_pane_above_a_threshold_the_p
     assert status == 200 and state["view"]["uncertainty"]["value"] == pytest.approx(slider["max"] / 2)
     assert [p["title"] for p in state["view"]["panes"]][1:] == [state["result"]["name"], "t1 · uncertainty"]
     assert client.post("/api/view", {"mode": "side", "third": "uncertainty", "threshold": "high"})[0] == 400
+
+
+def test_closing_a_session_ends_its_process_and_removes_its_files(server):
+    _, work = server
+    client = Client(server[0])
+    earlier = set(work.iterdir())
+    assert client.post("/api/load", {"role": "input", "path": "phantom/t1.nii.gz"})[0] == 200
+    (folder,) = set(work.iterdir()) - earlier
+    assert client.post("/api/close")[0] == 200
+    assert not folder.exists()
+    assert client.get("/api/state")[1]["volumes"] == {}, "the next request starts a new, empty session"
+    assert client.post("/api/close")[0] == 200
 
 
 def test_sessions_beyond_the_limit_are_refused(data_root):

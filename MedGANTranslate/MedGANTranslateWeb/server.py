@@ -328,6 +328,14 @@ async def download(request: web.Request) -> web.StreamResponse:
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found['filename'])}", "Cache-Control": "no-store"})
 
 
+async def close_session(request: web.Request) -> web.Response:
+    """Ends the browser's session now: its engine cancelled, its process ended, its files removed."""
+    await request.app["sessions"].close(request["session"])
+    response = web.json_response({"closed": True})
+    response.del_cookie(SESSION_COOKIE)
+    return response
+
+
 async def _expire_sessions(app: web.Application) -> None:
     while True:
         await asyncio.sleep(EXPIRY_CHECK_S)
@@ -350,7 +358,7 @@ def make_app(settings: Settings, work_dir: Path) -> web.Application:
         web.get("/", page), web.get("/static/{name}", page),
         web.get("/api/files", files), web.get("/api/models", models), web.get("/api/state", state),
         web.post("/api/load", load), web.post("/api/upload", upload), web.post("/api/translate", translate),
-        web.post("/api/cancel", cancel), web.post("/api/view", view_settings),
+        web.post("/api/cancel", cancel), web.post("/api/view", view_settings), web.post("/api/close", close_session),
         web.get("/api/view/{pane}.png", view), web.get("/api/colorbar/{pane}", color_bar),
         web.get("/api/download/{name}", download),
     ])

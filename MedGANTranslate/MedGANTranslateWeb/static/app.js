@@ -309,6 +309,7 @@ function wire() {
   $("opacity").onchange = () => act(async () => { const next = await setView({}); refreshViews(); return next; });
   $("uncertainty-threshold").onchange = () => act(async () => { const next = await setView({}); refreshViews(); return next; });
   $("slice").oninput = () => { $("slice-value").textContent = `${$("slice").value} mm`; refreshViews(); };
+  $("close-session").onclick = () => act(async () => { await post("/api/close"); window.location.reload(); });
   window.addEventListener("resize", refreshViews);
 }
 
