@@ -203,6 +203,12 @@ def test_a_two_input_model_takes_its_second_input_as_input2(server, new_client):
     state = _wait_done(client)
     assert state["error"] is None and state["result"]["name"].startswith("t1 · synthetic PET"), state
     assert state["result"]["provenance"]["MedGANTranslate.ModelId"] == model["key"].split("@")[0]
+    pet = client.request("/api/download/synthetic.nii.gz")[1]
+    ct_model = next(m for m in client.get("/api/models")[1] if m["default"])
+    assert client.post("/api/translate", {"model": ct_model["key"]})[0] == 200
+    assert _wait_done(client)["error"] is None
+    ct = client.request("/api/download/synthetic.nii.gz")[1]
+    assert ct != pet, "a new result's download must not be the previous result's file"
 
 
 def test_the_uncertainty_map_overlays_the_synthetic_pane_above_a_threshold_the_page_moves(server, new_client):

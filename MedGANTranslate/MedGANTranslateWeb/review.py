@@ -124,8 +124,8 @@ class ReviewSession:
                       (scene.DIFFERENCE_ROLE, scene.UNCERTAINTY_ROLE, scene.METRICS_ROLE)]
             scene.remove_nodes([self.synthetic] + linked)
         self.synthetic, self.metrics, self.error, self.warnings, self.message = None, None, None, [], ""
-        for kept in self.files.values():
-            remove_quietly(Path(kept))
+        for stale in ("results", "downloads"):  # the engine's kept outputs (with sidecars) and what was made of them
+            remove_quietly(self.folder / stale)
         self.files = {}
 
     # --- translating -------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 from .confinement import RequestError
 
@@ -139,9 +139,3 @@ class SessionProcess:
             self.process.kill()
             self.process.join(5)
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def stop_all(sessions: Sequence[Optional[SessionProcess]]) -> None:
-    for session in sessions:
-        if session is not None:
-            session.close()
