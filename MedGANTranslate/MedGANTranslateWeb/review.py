@@ -347,9 +347,11 @@ class ReviewSession:
                 remove_quietly(series)
                 source = dicom_reading.dicom_source(self.sources["input"]) if self.sources["input"].is_dir() else None
                 image_writing.write_image(image, series, metadata, source=source, window=self._dicom_window())
-                with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
+                staged = out.with_name(out.name + ".partial")  # renamed once whole: never a half zip to serve
+                with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as bundle:
                     for member in sorted(series.iterdir()):
                         bundle.write(member, f"synthetic-ct/{member.name}")
+                staged.replace(out)
                 shutil.rmtree(series)
             else:
                 image_writing.write_image(image, out, metadata)
