@@ -8,7 +8,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.spatial.transform import Rotation
 
 from MedGANTranslateLib.bias_field import n4_correct
-from MedGANTranslateLib.binary_morphology import close, dilate, fill_slice_holes
+from MedGANTranslateLib.binary_morphology import close, dilate, fill_slice_holes, median_vote
 from MedGANTranslateLib.body_mask import _block_factors, _from_working_grid, _working_grid, body_mask
 from MedGANTranslateLib.errors import InputError, OutputError
 from MedGANTranslateLib.network_grid import same_grid, to_input_grid, to_network_grid
@@ -265,6 +265,17 @@ def test_morphology_gives_the_voxels_itk_gives(radius):
     np.testing.assert_array_equal(~dilate(values == 0, radius, outside=False), eroded)
     assert (closed > values).any() and values[0].any(), "closing changed something, objects touch the edge"
     assert (dilated > values).any() and (eroded < values).any()
+
+
+@pytest.mark.parametrize("shape", [(9, 11, 13), (1, 7, 8), (2, 1, 5)])
+def test_median_vote_is_thresholding_itks_median(shape):
+    rng = np.random.default_rng(sum(shape))
+    values = np.round(rng.normal(0.0, 1.0, shape), 1).astype(np.float32)  # many voxels exactly at the threshold
+    for threshold in (-0.5, 0.0, 0.3):
+        expected = array(sitk.Median(sitk.GetImageFromArray(values), [1, 1, 1])) > threshold
+        voted = median_vote(values > threshold)
+        np.testing.assert_array_equal(voted, expected)
+        assert (voted != (values > threshold)).any(), "the vote removed specks and filled gaps"
 
 
 def blobs_cut_by_the_faces(rng: np.random.Generator) -> np.ndarray:

