@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from MedGANTranslateLib.body_mask import body_mask
 from MedGANTranslateLib.network_grid import to_network_grid
-from MedGANTranslateLib.noise_floor import _finest_step, _frequent_values, noise_floor
+from MedGANTranslateLib.noise_floor import _finest_step, _frequent_values, _sorted_histogram, noise_floor
 from MedGANTranslateLib.registry import resolve_model
 
 from real_data import REAL_T1, real_file
@@ -57,12 +57,14 @@ def test_noise_floor_of_a_noise_free_or_skull_stripped_image_is_its_fill_value()
 
 
 @pytest.mark.parametrize("size", [1, 19, 20, 21, 400, 1000])
-def test_frequent_values_and_finest_step_are_what_counting_distinct_values_gives(size):
+def test_noise_floor_helpers_on_sorted_samples_are_what_numpy_gives(size):
     rng = np.random.default_rng(size)
     ordered = np.sort(np.round(rng.exponential(3.0, size)) * 0.25)  # few levels, some exactly at 5 % of the voxels
     levels, counts = np.unique(ordered, return_counts=True)
     np.testing.assert_array_equal(_frequent_values(ordered, 0.05), levels[counts > 0.05 * size])
     assert _finest_step(ordered) == (np.diff(levels).min() if levels.size > 1 else 0.0)
+    edges = np.array([0.25, 0.5, 1.0, 1.75, 2.0])  # values on the inner and both outer edges
+    np.testing.assert_array_equal(_sorted_histogram(ordered, edges), np.histogram(ordered, edges)[0])
     exactly = np.repeat([1.0, 2.0, 3.0], [5, 90, 5])  # 5 of 100 is not more than 5 %
     np.testing.assert_array_equal(_frequent_values(exactly, 0.05), [2.0])
 

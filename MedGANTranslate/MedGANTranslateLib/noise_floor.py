@@ -63,6 +63,13 @@ def _finest_step(ordered: np.ndarray) -> float:
     return float(gaps.min()) if gaps.size else 0.0
 
 
+def _sorted_histogram(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(ordered, edges)[0]`` of a sorted array (the last bin closed), by bisection alone: NumPy
+    sorts its input again for bins given as edges."""
+    ends = np.append(ordered.searchsorted(edges[:-1], "left"), ordered.searchsorted(edges[-1], "right"))
+    return np.diff(ends)
+
+
 def noise_floor(values: np.ndarray) -> float:
     """The intensity above which a voxel holds signal, estimated from the scan's own background.
 
@@ -88,7 +95,7 @@ def noise_floor(values: np.ndarray) -> float:
     bins = min(NOISE_HISTOGRAM_BINS, max(8, noise.size // NOISE_SAMPLES_PER_BIN))
     width = max((otsu - fill) / bins, _finest_step(noise))
     edges = fill + width * np.arange(int(np.ceil((otsu - fill) / width)) + 1)
-    histogram = ndimage.gaussian_filter1d(np.histogram(noise, edges)[0].astype(float), 1.0, mode="constant")
+    histogram = ndimage.gaussian_filter1d(_sorted_histogram(noise, edges).astype(float), 1.0, mode="constant")
     peak = int(np.argmax(histogram))
     mode = edges[peak] + width / 2
     # 10th percentile: past a CT's padding blended into its air (8 % of the tilted GE series' non-fill voxels
