@@ -1,6 +1,7 @@
 """Cases per hour of ``medgan-translate batch`` on this machine: the default model over N phantom heads (1 mm,
 192 x 224 x 192, held-out seeds), once in one process and once under torchrun with P processes (gloo, the cores
-shared out), each from an empty output folder, in the same run. Writes the table into docs/batch.md.
+shared out), each from an empty output folder, in the same run. Writes the table into docs/batch.md;
+``run_benchmark.py`` calls :func:`measure` too (its feature costs).
 
     .venv/bin/python benchmarks/batch_throughput.py --cases 8 --processes 2
 """
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Dict
 
 import SimpleITK as sitk
 
@@ -48,37 +50,50 @@ def run(command, out: Path) -> dict:
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=8)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/batch.md as it is")
-    args = parser.parse_args()
+def measure(cases: int, processes: int) -> Dict[str, Any]:
+    """The default model over ``cases`` held-out phantom heads by ``medgan-translate batch``: once in one process,
+    once under torchrun with ``processes`` (each from an empty output folder, the same cohort)."""
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         lines = []
-        for seed in range(1, args.cases + 1):  # validation seeds: never used in training
+        for seed in range(1, cases + 1):  # validation seeds: never used in training
             path = scratch / f"head{seed:02d}_t1.nii.gz"
             sitk.WriteImage(make_phantom(seed=seed).t1, str(path))
             lines.append(f"{path}\n")
         (scratch / "cohort.txt").write_text("".join(lines))
         batch = ["batch", "-m", MODEL, "--inputs", str(scratch / "cohort.txt"), "--progress", "none"]
         one = run([sys.executable, "-m", "MedGANTranslateLib.cli", *batch, "--out", str(scratch / "one")], scratch / "one")
-        many = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes),
+        many = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                     "--master_addr", "127.0.0.1", "--master_port", "29511", "-m", "MedGANTranslateLib.cli", *batch,
                     "--out", str(scratch / "many")], scratch / "many")
-    machine = f"{os.cpu_count()}-core {cpu_name()}, CPU only"
-    table = (f"Throughput on this machine ({machine}; `benchmarks/batch_throughput.py --cases {args.cases} "
-             f"--processes {args.processes}`, the default model on {args.cases} phantom heads at 1 mm, wall time "
-             "from launch to summary, model loading and process start included):\n\n"
-             "| processes | wall from launch (s) | median s per case | cases per hour |\n| --- | --- | --- | --- |\n"
-             + "".join(f"| {s['ranks']} | {s['launch_seconds']:.0f} | {s['seconds_per_case']:.1f} | "
-                       f"{3600 * args.cases / s['launch_seconds']:.0f} |\n" for s in (one, many)))
-    print(table)
+    return {"model": MODEL, "cases": cases, "machine": f"{os.cpu_count()}-core {cpu_name()}, CPU only",
+            "runs": [{"processes": s["ranks"], "launch_seconds": s["launch_seconds"],
+                      "seconds_per_case": s["seconds_per_case"], "cases_per_hour": 3600 * cases / s["launch_seconds"]}
+                     for s in (one, many)]}
+
+
+def table(measured: Dict[str, Any]) -> str:
+    cases = measured["cases"]
+    processes = measured["runs"][-1]["processes"]
+    return (f"Throughput on this machine ({measured['machine']}; `benchmarks/batch_throughput.py --cases {cases} "
+            f"--processes {processes}`, the default model on {cases} phantom heads at 1 mm, wall time "
+            "from launch to summary, model loading and process start included):\n\n"
+            "| processes | wall from launch (s) | median s per case | cases per hour |\n| --- | --- | --- | --- |\n"
+            + "".join(f"| {r['processes']} | {r['launch_seconds']:.0f} | {r['seconds_per_case']:.1f} | "
+                      f"{r['cases_per_hour']:.0f} |\n" for r in measured["runs"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/batch.md as it is")
+    args = parser.parse_args()
+    text = table(measure(args.cases, args.processes))
+    print(text)
     if not args.no_write:
-        text = DOC.read_text()
         DOC.write_text(re.sub(r"<!-- throughput:start -->.*<!-- throughput:end -->",
-                              f"<!-- throughput:start -->\n{table}<!-- throughput:end -->", text, flags=re.S))
+                              f"<!-- throughput:start -->\n{text}<!-- throughput:end -->", DOC.read_text(), flags=re.S))
 
 
 if __name__ == "__main__":

@@ -135,9 +135,18 @@ def compare(ours: Path, baseline: Path, inside: np.ndarray, reference: Optional[
            "max_abs_diff": float(diff.max())}
     if reference is not None:
         truth = _voxels(reference)
-        out["ours_mae_vs_reference"] = float(np.abs(a - truth)[inside].mean())
-        out["baseline_mae_vs_reference"] = float(np.abs(b - truth)[inside].mean())
+        out["ours_mae_vs_reference"] = _mae(a, truth, inside)
+        out["baseline_mae_vs_reference"] = _mae(b, truth, inside)
     return out
+
+
+def _mae(values: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
+    return float(np.abs(values - truth)[inside].mean())
+
+
+def mae_inside(output: Path, reference: Path, inside: np.ndarray) -> float:
+    """Mean absolute error of an output file against the phantom's true target, inside the body."""
+    return _mae(_voxels(output), _voxels(reference), inside)
 
 
 # ------------------------------------------------------------------------------------------------ strategies
@@ -154,14 +163,14 @@ class TimedTranslator(Translator):
         """The network the inference step runs (for counting its FLOPs)."""
         return self.inference_network
 
-    def infer(self, volume, mask, progress=None, cancel=None, mirror=()):
+    def infer(self, volume, mask, progress=None, cancel=None, mirror=(), **planar):
         self.infer_started = time.perf_counter()
-        result = self._infer(volume, mask, progress, cancel, mirror)
+        result = self._infer(volume, mask, progress, cancel, mirror, **planar)
         self.infer_ended = time.perf_counter()
         return result
 
-    def _infer(self, volume, mask, progress, cancel, mirror=()):
-        return super().infer(volume, mask, progress, cancel, mirror)
+    def _infer(self, volume, mask, progress, cancel, mirror=(), **planar):
+        return super().infer(volume, mask, progress, cancel, mirror, **planar)
 
 
 class MonaiBaseline(TimedTranslator):
@@ -287,6 +296,16 @@ def child_run(card: ModelCard, inputs: Sequence[str], output: str, strategy: str
         "flops": flops_window * report.windows_computed,
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def child_outputs(card: ModelCard, cases: Sequence[Dict[str, Any]], strategy: str,
+                  threads: Optional[int]) -> Dict[str, Any]:
+    """One translation of each case (``inputs``, ``output``) by ``strategy``, the model loaded once: the outputs
+    whose accuracy is compared, untimed."""
+    translator = STRATEGIES[strategy](card, device="cpu", threads=threads)
+    for case in cases:
+        timed_runs(translator, case["inputs"], case["output"], 1)
+    return {"strategy": strategy, "cases": len(cases)}
 
 
 class FloorProbe(Translator):
