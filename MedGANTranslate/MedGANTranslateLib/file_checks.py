@@ -22,7 +22,9 @@ from isal import isal_zlib
 
 from .errors import InputError
 
-#: Compressed bytes fed to the decompressor at a time: at deflate's largest ratio (1032:1) they decode to at
+#: Deflate's largest ratio: no stream decodes to more than 1032 bytes per compressed byte.
+_DEFLATE_MAX_RATIO = 1032
+#: Compressed bytes fed to the decompressor at a time: at deflate's largest ratio they decode to at
 #: most 68 MB, so an all-zero volume cannot make one piece huge.
 _CHUNK = 1 << 16
 _RAW_CHUNK = 1 << 24
@@ -66,8 +68,8 @@ class _Unfinished(Exception):
 def check_image_file(path: Path, role: str, ext: str, voxels: bool) -> None:
     """Refuses an image file (``ext`` as :mod:`.image_formats` names it) whose header or voxels are cut short or
     damaged, whose NIfTI sform is sheared, or whose NIfTI floats hold NaN/Inf. ``voxels=False`` (for a header
-    read before the model loads) checks only what the header and the file sizes show; ``voxels=True`` also
-    decompresses the data to its checksum and reads NIfTI floats."""
+    read before the model loads, and before the voxels are read) checks only what the header and the file
+    sizes show; ``voxels=True`` also decompresses the data to its checksum and reads NIfTI floats."""
     reader = {".nii": _nifti, ".nii.gz": _nifti, ".nrrd": _nrrd, ".nhdr": _nrrd, ".mha": _metaimage,
               ".mhd": _metaimage}.get(ext)
     storage = reader(path, role) if reader else None
@@ -75,6 +77,22 @@ def check_image_file(path: Path, role: str, ext: str, voxels: bool) -> None:
         return
     if voxels or not storage.compressed:
         _check_voxels(storage, path, role, voxels)
+    else:
+        _check_ratio(storage, path, role)
+
+
+def _check_ratio(storage: Storage, path: Path, role: str) -> None:
+    """Refuses compressed voxels that their stream cannot hold even at deflate's largest ratio: a file cut far
+    short, found from its size alone, before anything allocates the voxels the header promises."""
+    if not storage.file.is_file():
+        return  # left to read_image, as in _check_voxels
+    stream = storage.file.stat().st_size - storage.start
+    if storage.skip + storage.nbytes > _DEFLATE_MAX_RATIO * stream:
+        raise InputError(
+            f"The {role} image {path} is cut short: its header says its voxels take {storage.nbytes:,} bytes "
+            f"({storage.what}), more than the {stream:,} compressed bytes left in "
+            f"{'the file' if storage.file == path else f'its data file {storage.file}'} can hold. {_AGAIN}"
+        )
 
 
 def check_axes(direction: np.ndarray, path: Path, role: str, ext: str) -> None:

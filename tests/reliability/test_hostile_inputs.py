@@ -97,6 +97,16 @@ def test_raw_voxels_cut_short_are_refused_from_the_header_alone(tmp_path, fmt):
     refused(read_header, path, "cut short")
 
 
+@pytest.mark.parametrize("fmt", ["nhdr-gzip", "mhd-zraw"])
+def test_compressed_voxels_cut_far_short_are_refused_from_the_sizes_alone(tmp_path, fmt):
+    """Voxels that even deflate's largest ratio cannot fit in what is left of the stream are refused by
+    read_header, and by read_image before ITK allocates them."""
+    path, data = write_format(tmp_path, fmt, head_volume())
+    cut(data, 12)  # 53,760 bytes of voxels in 12 compressed bytes: more than 1032:1
+    for reader in (read_header, read_image):
+        refused(reader, path, "cut short", data.name, "compressed bytes", "again")
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_header_cut_short_is_refused(tmp_path, fmt):
     path, _ = write_format(tmp_path, fmt, head_volume())
