@@ -2,8 +2,9 @@
 
 From the cards (``models/<id>/model.json``, which training, evaluation and ``real_heads.py --write-cards`` write):
 the README's bundled-models table (architecture, training, ``validation``) and docs/models.md's real-heads table
-(``validation.real_heads``), each between its ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers;
-``tests/test_docs_tables.py`` fails when a page no longer matches the cards.
+(``validation.real_heads``). From ``benchmarks/results.json`` (``make bench``): the README's speed summary and
+docs/speed.md's speed, accuracy and feature-cost tables. Each lies between its ``<!-- NAME:start -->`` and
+``<!-- NAME:end -->`` markers; ``tests/test_docs_tables.py`` fails when a page no longer matches its source.
 
     .venv/bin/python benchmarks/docs_tables.py [--check]
 """
@@ -133,8 +134,101 @@ def real_heads_table(cards: List[Dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-#: Each generated table: (page, marker name, maker).
-TABLES = [("README.md", "models-table", models_table), ("docs/models.md", "real-heads-table", real_heads_table)]
+def bench_results() -> List[Dict[str, Any]]:
+    """``benchmarks/results.json`` as ``make bench`` wrote it: one entry per model and head size."""
+    return json.loads((ROOT / "benchmarks" / "results.json").read_text(encoding="utf-8"))
+
+
+def _head(row: Dict[str, Any]) -> str:
+    return row["workload"].split(", ")[1].split(" voxels")[0].replace("x", "×")
+
+
+def speed_table(results: List[Dict[str, Any]]) -> str:
+    """End to end seconds of both baselines and ours on each head, their ratios, and what inference alone took."""
+    rows = ["| Model | Head | Plain MONAI baseline | MONAI tutorial pipeline | Ours | Ours faster than (baseline, "
+            "tutorial) | Inference (baseline → ours) | Ours by stage: read, preprocess, infer, postprocess, write "
+            "| Peak RSS (baseline / ours) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        tutorial = f"{r['monai_pipeline_s']:.2f} s" if "monai_pipeline_s" in r else "—"
+        versus = f"**{r['ratio_vs_baseline']:.2f}×**, " + (f"**{r['ratio_vs_monai_pipeline']:.2f}×**"
+                                                            if "monai_pipeline_s" in r else "—")
+        stages = ", ".join(f"{r['stages_s'][k]:.2f}" for k in ("read", "preprocess", "infer", "postprocess", "write"))
+        rows.append(f"| `{r['model']}` v{r['version']} | {_head(r)} | {r['baseline_s']:.2f} s | {tutorial} | "
+                    f"{r['ours_s']:.2f} s | {versus} | {r['baseline_infer_s']:.2f} → {r['ours_infer_s']:.2f} s | "
+                    f"{stages} s | {r['baseline_peak_rss_mb']:.0f} / {r['peak_rss_mb']:.0f} MB |")
+    return "\n".join(rows)
+
+
+def accuracy_table(results: List[Dict[str, Any]]) -> str:
+    """Each model's mean absolute error against the phantoms' truth, ours beside both baselines."""
+    rows = ["| Model | Held-out phantoms (1 mm) | Ours | Plain MONAI baseline | MONAI tutorial pipeline | "
+            "Ours − better baseline |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        held = r.get("held_out")
+        if not held:
+            continue
+        unit, mae = UNITS.get(held["unit"], f" {held['unit']}"), held["mae"]
+        tutorial = f"{_number(mae['monai_pipeline'])}{unit}" if "monai_pipeline" in mae else "—"
+        rows.append(f"| `{r['model']}` v{r['version']} | seeds {held['seeds'][0]}–{held['seeds'][-1]} | "
+                    f"{_number(mae['ours'])}{unit} | {_number(mae['baseline'])}{unit} | {tutorial} | "
+                    f"{held['ours_minus_best_baseline']:+.2f}{unit} |")
+    return "\n".join(rows)
+
+
+def feature_costs_table(results: List[Dict[str, Any]]) -> str:
+    """What the uncertainty map, a 2D model slice by slice and batch runs cost on the first model's 1 mm head."""
+    first = results[0]
+    rows = ["| Feature | Measured | Beside |", "| --- | --- | --- |"]
+    timing = first.get("uncertainty")
+    if timing:
+        rows.append(f"| uncertainty map ({timing['description']}) | {timing['uncertainty_total_s']:.2f} s end to end; "
+                    f"inference {timing['mean_infer_s_per_variant']:.2f} s per variant | plain translation "
+                    f"{timing['plain_total_s']:.2f} s, inference {timing['plain_infer_s']:.2f} s |")
+    costs = first.get("feature_costs", {})
+    for twin in costs.get("planar_twin", []):
+        rows.append(f"| 2D twin of `{first['model']}`, {twin['planes']} | {twin['total_s']:.2f} s end to end; "
+                    f"inference {twin['infer_s']:.2f} s over {twin['windows_computed']} windows | the 3D model "
+                    f"{first['ours_s']:.2f} s, inference {first['ours_infer_s']:.2f} s |")
+    batch = costs.get("batch")
+    if batch:
+        one, *more = batch["runs"]
+        for run in more:
+            rows.append(f"| `medgan-translate batch`, {batch['cases']} heads, {run['processes']} processes "
+                        f"(torchrun) | {run['cases_per_hour']:.0f} cases/h | 1 process: {one['cases_per_hour']:.0f} "
+                        f"cases/h, {one['seconds_per_case']:.2f} s per case |")
+    return "\n".join(rows)
+
+
+def speed_summary(results: List[Dict[str, Any]]) -> str:
+    """The README's lines: the default model on each head, and its accuracy on the held-out phantoms."""
+    rows = ["| Default model | Plain MONAI | MONAI tutorial | Ours | Held-out MAE (ours / plain / tutorial) |",
+            "| --- | --- | --- | --- | --- |"]
+    for r in (r for r in results if r["model"] == DEFAULT_MODEL):
+        held = r.get("held_out")
+        mae = (" / ".join(_number(held["mae"][k]) for k in ("ours", "baseline", "monai_pipeline") if k in held["mae"])
+               + UNITS.get(held["unit"], "")) if held else "—"
+        tutorial = (f"{r['monai_pipeline_s']:.2f} s ({r['ratio_vs_monai_pipeline']:.1f}×)"
+                    if "monai_pipeline_s" in r else "—")
+        rows.append(f"| {_head(r)} head | {r['baseline_s']:.2f} s ({r['ratio_vs_baseline']:.1f}×) | {tutorial} | "
+                    f"**{r['ours_s']:.2f} s** | {mae} |")
+    return "\n".join(rows)
+
+
+def _from_cards(make):
+    return lambda: make(bundled_cards())
+
+
+def _from_bench(make):
+    return lambda: make(bench_results())
+
+
+#: Each generated table: (page, marker name, maker of its text).
+TABLES = [("README.md", "models-table", _from_cards(models_table)),
+          ("docs/models.md", "real-heads-table", _from_cards(real_heads_table)),
+          ("README.md", "speed-summary", _from_bench(speed_summary)),
+          ("docs/speed.md", "speed-table", _from_bench(speed_table)),
+          ("docs/speed.md", "accuracy-table", _from_bench(accuracy_table)),
+          ("docs/speed.md", "feature-costs-table", _from_bench(feature_costs_table))]
 
 
 def with_table(page: str, name: str, table: str) -> str:
@@ -149,14 +243,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when a page differs, write nothing")
     args = parser.parse_args(argv)
-    cards, differs = bundled_cards(), False
+    differs = False
     for page, name, make in TABLES:
         path = ROOT / page
         old = path.read_text(encoding="utf-8")
-        new = with_table(old, name, make(cards))
+        new = with_table(old, name, make())
         differs |= new != old
         if args.check:
-            print(f"{page} {name}: " + ("differs from the cards" if new != old else "current"))
+            print(f"{page} {name}: " + ("differs from its source" if new != old else "current"))
         elif new != old:
             path.write_text(new, encoding="utf-8")
             print(f"wrote {name} into {path}")
