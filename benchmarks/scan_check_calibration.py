@@ -29,7 +29,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 import numpy as np
 import SimpleITK as sitk
 
-from MedGANTranslateLib import scan_checks
+from MedGANTranslateLib import anatomy_checks, image_checks, scan_checks, training_distribution
 from MedGANTranslateLib.card import ModelCard
 from MedGANTranslateLib.errors import InputError
 from MedGANTranslateLib.imageio import read_image
@@ -101,7 +101,7 @@ def dicom_series(folder: Path) -> sitk.Image:
         reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
         reader.MetaDataDictionaryArrayUpdateOn()
         image = reader.Execute()
-        image.SetMetaData(scan_checks.DICOM_MODALITY_TAG, reader.GetMetaData(0, scan_checks.DICOM_MODALITY_TAG))
+        image.SetMetaData(image_checks.DICOM_MODALITY_TAG, reader.GetMetaData(0, image_checks.DICOM_MODALITY_TAG))
         return image
 
 
@@ -180,9 +180,10 @@ def table(rows: Sequence[Row]) -> str:
         m = row.measurements
         fraction = m["extent_fraction"]
         axis = int(np.argmin(fraction))
+        axis_name = training_distribution.AXIS_NAMES[axis][:3]
         lines.append(
             f"| {row.case.name} | {', '.join(row.expected) or '-'} | {m['body_volume_ml'] / 1000:.2f} | "
-            f"{first(m, 'scalp_bright_fraction'):.2f} | {fraction[axis]:.2f} {scan_checks.AXIS_NAMES[axis][:3]} | "
+            f"{first(m, 'scalp_bright_fraction'):.2f} | {fraction[axis]:.2f} {axis_name} | "
             f"{max(m['spacing_mm']):.2f} | {first(m, 'hounsfield_air_share'):.2f} | {first(m, 'contrast_distance'):.3f} | "
             f"{row.body_w1:.3f} | "
             f"{', '.join(row.codes) or '-'}{'' if row.ok else ' **MISMATCH**'} |")
@@ -206,17 +207,17 @@ def margins(rows: Sequence[Row]) -> str:
         return lambda r: first(r.measurements, key)
 
     return "\n".join([
-        f"- skull_stripped, body volume < {scan_checks.BRAIN_ONLY_MAX_ML / 1000:g} L: "
+        f"- skull_stripped, body volume < {anatomy_checks.BRAIN_ONLY_MAX_ML / 1000:g} L: "
         + closest("skull_stripped", lambda r: r.measurements["body_volume_ml"] / 1000, False),
-        f"- skull_stripped, brightest layer < {scan_checks.SCALP_BRIGHT_MIN:g}: "
+        f"- skull_stripped, brightest layer < {anatomy_checks.SCALP_BRIGHT_MIN:g}: "
         + closest("skull_stripped", measured("scalp_bright_fraction"), False),
-        f"- field_of_view, extent fraction < {scan_checks.EXTENT_MIN_FRACTION:g}: "
+        f"- field_of_view, extent fraction < {training_distribution.EXTENT_MIN_FRACTION:g}: "
         + closest("field_of_view", lambda r: min(r.measurements["extent_fraction"]), False),
-        f"- spacing, coarsest voxel side > {scan_checks.SPACING_MAX_FACTOR:g} x training: "
+        f"- spacing, coarsest voxel side > {training_distribution.SPACING_MAX_FACTOR:g} x training: "
         + closest("spacing", lambda r: max(r.measurements["spacing_mm"]), True),
-        f"- modality_mismatch, HU air share >= {scan_checks.HU_AIR_SHARE:g}: "
+        f"- modality_mismatch, HU air share >= {image_checks.HU_AIR_SHARE:g}: "
         + closest("modality_mismatch", measured("hounsfield_air_share"), True),
-        f"- intensity_distribution, contrast distance > {scan_checks.CONTRAST_DISTANCE_MAX:g}: "
+        f"- intensity_distribution, contrast distance > {training_distribution.CONTRAST_DISTANCE_MAX:g}: "
         + closest("intensity_distribution", measured("contrast_distance"), True),
     ])
 

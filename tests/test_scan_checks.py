@@ -1,6 +1,6 @@
-"""The scan checks (scan_checks.py): each warns on its bad case and stays quiet on good ones, against the default
-model's card, on a held-out phantom head (always) and on the real scans (skipped without them); the reference
-statistics a card carries; what goes into the provenance."""
+"""The scan checks (scan_checks.py and the checks it runs): each warns on its bad case and stays quiet on good
+ones, against the default model's card, on a held-out phantom head (always) and on the real scans (skipped without
+them); the reference statistics a card carries; what goes into the provenance."""
 from __future__ import annotations
 
 import copy
@@ -11,12 +11,13 @@ import pytest
 import SimpleITK as sitk
 
 from real_data import REAL_T1, real_file
-from MedGANTranslateLib import scan_checks
+from MedGANTranslateLib import anatomy_checks, image_checks, scan_checks, training_distribution
 from MedGANTranslateLib.card import ModelCard, validate_card_data
 from MedGANTranslateLib.errors import CardError
 from MedGANTranslateLib.imageio import read_image
 from MedGANTranslateLib.phantom import make_phantom
 from MedGANTranslateLib.registry import resolve_model
+from MedGANTranslateLib.scan_report import CHECKS, ScanReport
 from MedGANTranslateLib.training.data import card_network_inputs
 
 #: Labels of the phantom's brain and the CSF around it: what skull stripping keeps.
@@ -41,13 +42,13 @@ def edited(card: ModelCard, edit) -> ModelCard:
     return ModelCard(data, card.path)
 
 
-def check(card: ModelCard, *images: sitk.Image) -> scan_checks.ScanReport:
+def check(card: ModelCard, *images: sitk.Image) -> ScanReport:
     """The checks on images prepared as the pipeline prepares them."""
     volume, mask, grid = card_network_inputs(list(images), card.data)
     return scan_checks.check_scan(card, list(images), volume, mask, grid)
 
 
-def codes(report: scan_checks.ScanReport):
+def codes(report: ScanReport):
     return sorted(w.code for w in report.warnings)
 
 
@@ -69,8 +70,8 @@ def like(values: np.ndarray, image: sitk.Image) -> sitk.Image:
 def test_a_held_out_phantom_head_passes_every_check(card, phantom):
     report = check(card, phantom.t1)
     assert report.warnings == [] and report.skipped == {}
-    assert report.measurements["contrast_distance"][0] < scan_checks.CONTRAST_DISTANCE_MAX / 2
-    assert report.measurements["scalp_bright_fraction"][0] > 2 * scan_checks.SCALP_BRIGHT_MIN
+    assert report.measurements["contrast_distance"][0] < training_distribution.CONTRAST_DISTANCE_MAX / 2
+    assert report.measurements["scalp_bright_fraction"][0] > 2 * anatomy_checks.SCALP_BRIGHT_MIN
     assert min(report.measurements["extent_fraction"]) > 0.9
 
 
@@ -86,20 +87,21 @@ def test_a_t2w_given_to_a_t1w_model_warns_about_its_intensity_distribution(card,
     report = check(card, phantom.t2)
     assert codes(report) == ["intensity_distribution"]
     distance = report.measurements["contrast_distance"][0]
-    assert distance > scan_checks.CONTRAST_DISTANCE_MAX and f"{distance:.2f}" in report.warnings[0].message
+    assert distance > training_distribution.CONTRAST_DISTANCE_MAX and f"{distance:.2f}" in report.warnings[0].message
 
 
 def test_the_dicom_modality_tag_decides_over_the_histogram(card, phantom):
-    assert codes(check(card, with_metadata(phantom.ct, scan_checks.DICOM_MODALITY_TAG, "MR"))) == ["intensity_distribution"]
-    tagged = check(card, with_metadata(phantom.t1, scan_checks.DICOM_MODALITY_TAG, "CT"))
+    tagged_mr = check(card, with_metadata(phantom.ct, image_checks.DICOM_MODALITY_TAG, "MR"))
+    assert codes(tagged_mr) == ["intensity_distribution"]
+    tagged = check(card, with_metadata(phantom.t1, image_checks.DICOM_MODALITY_TAG, "CT"))
     assert codes(tagged) == ["modality_mismatch"] and "DICOM Modality tag says CT" in tagged.warnings[0].message
 
 
 def test_an_mr_given_to_a_ct_input_model_warns(card, phantom):
     ct_input = edited(card, lambda data: data["inputs"][0].update(modality="CT", sequence=""))
-    warning, share = scan_checks.check_modality(ct_input.inputs[0], phantom.t1)
+    warning, share = image_checks.check_modality(ct_input.inputs[0], phantom.t1)
     assert share == 0 and warning.code == "modality_mismatch" and "does not look like a CT" in warning.message
-    assert scan_checks.check_modality(ct_input.inputs[0], phantom.ct)[0] is None
+    assert image_checks.check_modality(ct_input.inputs[0], phantom.ct)[0] is None
 
 
 def test_a_30_mm_slab_warns_about_the_field_of_view_and_is_not_called_skull_stripped(card, phantom):
@@ -107,7 +109,7 @@ def test_a_30_mm_slab_warns_about_the_field_of_view_and_is_not_called_skull_stri
     report = check(card, t1[:, :, 80:110])
     assert codes(report) == ["field_of_view"]
     assert "30 mm superior-inferior" in report.warnings[0].message
-    assert report.measurements["body_volume_ml"] < scan_checks.BRAIN_ONLY_MAX_ML, "small, but its scalp shows"
+    assert report.measurements["body_volume_ml"] < anatomy_checks.BRAIN_ONLY_MAX_ML, "small, but its scalp shows"
 
 
 @pytest.mark.parametrize("slice_mm, warns", [(3, False), (7, True)])
@@ -123,7 +125,7 @@ def test_a_skull_stripped_head_warns_a_whole_head_model(card, phantom):
     values[~np.isin(sitk.GetArrayViewFromImage(phantom.labels), BRAIN_LABELS)] = 0
     report = check(card, like(values, phantom.t1))
     assert "skull_stripped" in codes(report)
-    assert report.measurements["scalp_bright_fraction"][0] < scan_checks.SCALP_BRIGHT_MIN
+    assert report.measurements["scalp_bright_fraction"][0] < anatomy_checks.SCALP_BRIGHT_MIN
     brain_input = edited(card, lambda data: data["inputs"][0].pop("anatomy"))
     unchecked = check(brain_input, like(values, phantom.t1))
     assert "skull_stripped" not in codes(unchecked) and "whole_head" in unchecked.skipped["skull_stripped"]
@@ -131,7 +133,7 @@ def test_a_skull_stripped_head_warns_a_whole_head_model(card, phantom):
 
 def test_the_readers_irregular_geometry_note_is_passed_on(card, phantom):
     note = "slices regularised from a gantry tilt of 12.0° onto a 1 mm grid"
-    report = check(card, with_metadata(phantom.t1, scan_checks.INPUT_WARNING_KEY, note))
+    report = check(card, with_metadata(phantom.t1, image_checks.INPUT_WARNING_KEY, note))
     assert codes(report) == ["irregular_geometry"] and note in report.warnings[0].message
 
 
@@ -147,15 +149,16 @@ def test_without_training_inputs_those_checks_are_skipped_and_the_provenance_say
 
 
 def test_every_warning_names_a_known_check_and_what_to_do(card, phantom):
-    report = check(card, with_metadata(phantom.ct[:, :, 80:110], scan_checks.INPUT_WARNING_KEY, "regularised"))
+    report = check(card, with_metadata(phantom.ct[:, :, 80:110], image_checks.INPUT_WARNING_KEY, "regularised"))
     assert len(report.warnings) >= 3
     for warning in report.warnings:
-        assert warning.code in scan_checks.CHECKS and warning.message.endswith(".") and warning.advice
+        assert warning.code in CHECKS and warning.message.endswith(".") and warning.advice
 
 
 def test_reference_statistics_describe_the_training_inputs_and_fit_the_card(card, phantom):
     volume, mask, grid = card_network_inputs([phantom.t1], card.data)
-    block = scan_checks.reference_statistics([scan_checks.TrainingCase([phantom.t1], volume, mask, grid)], "seed 1")
+    case = training_distribution.TrainingCase([phantom.t1], volume, mask, grid)
+    block = training_distribution.reference_statistics([case], "seed 1")
     assert block["cases"] == 1 and block["spacing_mm"] == [1.0, 1.0]
     assert 2500 < block["body_volume_ml"][0] < 3500 and block["body_extent_mm"]["min"] == block["body_extent_mm"]["max"]
     assert block["contrast"]["channels"][0]["training_distance_max"] == 0

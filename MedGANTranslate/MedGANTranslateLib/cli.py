@@ -88,7 +88,7 @@ class Output:
             print(f"{level}: {message}", file=sys.stderr)
 
     def warning(self, warning) -> None:
-        """A scan check's :class:`~MedGANTranslateLib.scan_checks.ScanWarning`: a ``warning`` event (code,
+        """A scan check's :class:`~MedGANTranslateLib.scan_report.ScanWarning`: a ``warning`` event (code,
         input, message, advice), or one ``warning:`` line on stderr."""
         if self.json:
             self.emit("warning", **warning.to_dict())

@@ -31,6 +31,7 @@ from .checkpoints import load_generator
 from .devices import compute_precision, configure_threads, select_device
 from .dicom_reading import dicom_source, study_tags
 from .errors import CardError, InputError, MedGANError
+from .field_overlap import COVERED_SHARE, field_points, share_inside
 from .image_headers import ImageHeader, read_header
 from .image_writing import stage_image
 from .imageio import check_volume, read_image
@@ -49,16 +50,8 @@ from .progress import CancelToken, ProgressCallback, StageTimer
 from .registry import resolve_model
 from .report import ReportOptions, check_report_path, make_report, report_inputs
 from .resources import check_fits, estimate_job_bytes, network_grid_voxels, traced_activation_bytes_per_voxel
-from .scan_checks import (
-    COVERED_SHARE,
-    ScanReport,
-    ScanWarning,
-    WarningCallback,
-    check_reference,
-    check_scan,
-    field_points,
-    share_inside,
-)
+from .scan_checks import check_reference, check_scan
+from .scan_report import ScanReport, ScanWarning, WarningCallback
 from .sliding_window import InferenceReport
 from .uncertainty import Member, UncertaintyEstimator, UncertaintyRun, has_dropout, member_cards
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, Optional
 from ..card import ModelCard, load_card
 from ..errors import MedGANError
 from ..model_folder import save_model_folder
-from ..scan_checks import TrainingCase, reference_statistics
+from ..training_distribution import TrainingCase, reference_statistics
 from .config import complete_config
 from .data import card_network_inputs, load_phantom
 

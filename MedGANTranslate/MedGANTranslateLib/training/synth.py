@@ -490,7 +490,7 @@ class SynthSampler:
 def training_cases(card: Dict[str, Any], data: Dict[str, Any], seed: int, cache_dir: Optional["str | Path"],
                    count: int = 24) -> Iterator[Any]:
     """The first ``count`` realisations of a run as the network saw them, for the card's ``training_inputs``."""
-    from ..scan_checks import TrainingCase
+    from ..training_distribution import TrainingCase
     from .data import card_network_inputs
 
     for index in range(count):
