@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from real_data import REAL_T1, real_file
 from MedGANTranslateLib import anatomy_checks, image_checks, scan_checks, training_distribution
 from MedGANTranslateLib.card import ModelCard, validate_card_data
+from MedGANTranslateLib.dicom_reading import INPUT_WARNING
 from MedGANTranslateLib.errors import CardError
 from MedGANTranslateLib.imageio import read_image
 from MedGANTranslateLib.phantom import make_phantom
@@ -133,7 +134,7 @@ def test_a_skull_stripped_head_warns_a_whole_head_model(card, phantom):
 
 def test_the_readers_irregular_geometry_note_is_passed_on(card, phantom):
     note = "slices regularised from a gantry tilt of 12.0° onto a 1 mm grid"
-    report = check(card, with_metadata(phantom.t1, image_checks.INPUT_WARNING_KEY, note))
+    report = check(card, with_metadata(phantom.t1, INPUT_WARNING, note))
     assert codes(report) == ["irregular_geometry"] and note in report.warnings[0].message
 
 
@@ -149,7 +150,7 @@ def test_without_training_inputs_those_checks_are_skipped_and_the_provenance_say
 
 
 def test_every_warning_names_a_known_check_and_what_to_do(card, phantom):
-    report = check(card, with_metadata(phantom.ct[:, :, 80:110], image_checks.INPUT_WARNING_KEY, "regularised"))
+    report = check(card, with_metadata(phantom.ct[:, :, 80:110], INPUT_WARNING, "regularised"))
     assert len(report.warnings) >= 3
     for warning in report.warnings:
         assert warning.code in CHECKS and warning.message.endswith(".") and warning.advice

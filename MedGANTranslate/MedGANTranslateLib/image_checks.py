@@ -11,10 +11,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .card import InputSpec
+from .dicom_reading import INPUT_WARNING
 from .scan_report import ScanWarning
 
-#: Metadata key in which an image reader leaves a note about a series it had to regularise.
-INPUT_WARNING_KEY = "MedGANTranslate.InputWarning"
 DICOM_MODALITY_TAG = "0008|0060"
 #: DICOM Modality codes (0008,0060) of each card modality.
 DICOM_MODALITIES = {"MR": ("MR",), "CT": ("CT",), "CBCT": ("CT",), "PET": ("PT",), "SPECT": ("NM",), "US": ("US",)}
@@ -108,7 +107,7 @@ def check_outliers(spec: InputSpec, image: sitk.Image) -> Optional[ScanWarning]:
 def check_input_notes(specs: Sequence[InputSpec], images: Sequence[sitk.Image]) -> List[ScanWarning]:
     """The image reader's notes about series it had to regularise, passed on."""
     return [
-        ScanWarning("irregular_geometry", f"Input '{spec.name}': {image.GetMetaData(INPUT_WARNING_KEY).strip().rstrip('.')}.",
+        ScanWarning("irregular_geometry", f"Input '{spec.name}': {image.GetMetaData(INPUT_WARNING).strip().rstrip('.')}.",
                     "Compare the result with the original slices before relying on it.", spec.name)
-        for spec, image in zip(specs, images) if image.HasMetaDataKey(INPUT_WARNING_KEY)
+        for spec, image in zip(specs, images) if image.HasMetaDataKey(INPUT_WARNING)
     ]
