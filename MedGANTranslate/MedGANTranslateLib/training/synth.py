@@ -40,7 +40,6 @@ pool from the realisation numbers in its checkpoint.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -104,23 +103,17 @@ _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 # ------------------------------------------------------------------------------------------ anatomies
 
 
-@functools.lru_cache(maxsize=None)
-def _source_digest() -> str:
-    """SHA-256 of the code that makes template heads (and the phantom shapes it borrows), for cache keys."""
-    from .. import phantom, template_head
-
-    blob = b"".join(Path(m.__file__).read_bytes() for m in (phantom, template_head))
-    return hashlib.sha256(blob).hexdigest()
-
-
 def load_template_head(seed: int, synth: Dict[str, Any], cache_dir: Optional["str | Path"] = None
                        ) -> Dict[str, sitk.Image]:
-    """Labels (uint8) and CT (int16 HU) of template head ``seed``, generated once and kept in ``cache_dir``."""
+    """Labels (uint8) and CT (int16 HU) of template head ``seed``, generated once and kept in ``cache_dir`` under
+    a key of the seed, the grid, the templates' digest and the :func:`~.data.source_digest` of :mod:`..template_head`:
+    it and every engine module it imports, directly or through others (the code that makes the head)."""
     from ..template_head import load_atlas, make_template_head
+    from .data import source_digest
 
     atlas = load_atlas(synth["templates"])
     key = json.dumps({"seed": int(seed), "shape": list(synth["head_shape"]),
-                      "spacing": [float(v) for v in synth["head_spacing"]], "code": _source_digest(),
+                      "spacing": [float(v) for v in synth["head_spacing"]], "code": source_digest("template_head"),
                       "templates": atlas.digest}, sort_keys=True).encode()
     folder = Path(cache_dir) / f"template{seed}-{hashlib.sha256(key).hexdigest()[:10]}" if cache_dir else None
     names = ("labels", "ct")
