@@ -142,8 +142,10 @@ def test_head_cache_keys_cover_every_module_of_the_generators():
         return {path.name for path in training_data.engine_sources(module)}
 
     engine = training_data.ENGINE_ROOT
-    assert {p.name for p in engine.glob("phantom*.py")} <= covered("phantom")
-    assert {p.name for p in engine.glob("template_*.py")} | {"phantom.py"} <= covered("template_head")
+    assert {p.name for p in engine.glob("phantom*.py")} | {"head_fields.py"} <= covered("phantom")
+    assert {p.name for p in engine.glob("template_*.py")} | {"head_fields.py", "phantom_acquisition.py"} \
+        <= covered("template_head")
+    assert "phantom.py" not in covered("template_head"), "the template heads do not run the phantom's entry"
 
 
 def test_resume_continues_step_count_and_loss_log_exactly(tmp_path, cache):

@@ -40,8 +40,11 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError
-from .phantom import LABEL_NAMES as PHANTOM_LABELS
-from .phantom import NOMINAL, _CT_SD, _TEXTURE, _depth, _SmoothField, _Waves
+from .head_fields import PlaneWaves, SmoothField, ellipsoid_depth
+from .phantom_acquisition import CT_SD as PHANTOM_CT_SD
+from .phantom_acquisition import NOMINAL
+from .phantom_acquisition import TEXTURE as PHANTOM_TEXTURE
+from .phantom_labels import LABEL_NAMES as PHANTOM_LABELS
 
 TEETH = 13
 LABEL_NAMES: Dict[int, str] = {**PHANTOM_LABELS, TEETH: "teeth"}
@@ -49,8 +52,8 @@ AIR, FAT, CORTICAL, DIPLOE, CSF, GREY, WHITE, VENTRICLES, EYES, SINUS, RIM, CORE
 
 #: CT means (HU) and their per-head standard deviations for every label; teeth are dentine and enamel.
 CT_MEANS = np.array(list(NOMINAL["ct"]) + [2300.0], np.float32)
-CT_SD = np.array(list(_CT_SD) + [250.0], np.float32)
-TEXTURE = np.array(list(_TEXTURE) + [0.05], np.float32)
+CT_SD = np.array(list(PHANTOM_CT_SD) + [250.0], np.float32)
+TEXTURE = np.array(list(PHANTOM_TEXTURE) + [0.05], np.float32)
 
 TEMPLATE_FILES = {"ct": "scct.nii.gz", "grey": "scgrey.nii.gz", "white": "scwhite.nii.gz", "csf": "sccsf.nii.gz",
                   "t1": "avg152T1.nii.gz"}
@@ -205,9 +208,9 @@ class HeadParameters:
     angles: np.ndarray
     shift: np.ndarray
     warp_mm: float
-    warp: List[_SmoothField]
-    hull_noise: _SmoothField
-    bone_noise: _SmoothField
+    warp: List[SmoothField]
+    hull_noise: SmoothField
+    bone_noise: SmoothField
     air_threshold: float  # template HU below which the head is air
     bone_threshold: float  # template HU above which it is bone
     vault_mm: float  # the least thickness of the vault: the skull above the skull base encloses the brain
@@ -217,10 +220,10 @@ class HeadParameters:
     sinus_offsets: Dict[str, float]  # HU added to a sinus' template values: < 0 more air, > 0 less
     sinus_fill: Dict[str, float]  # opacified fraction of each sinus (mucosal thickening, fluid), 0 for most
     frontal_axes: np.ndarray  # semi-axes of the frontal sinus (0: absent)
-    mastoid_cells: _SmoothField
+    mastoid_cells: SmoothField
     mastoid_level: Tuple[float, float]  # per side, the cell field's threshold: lower means more air cells
-    tissue_noise: List[_SmoothField]
-    folds: _Waves
+    tissue_noise: List[SmoothField]
+    folds: PlaneWaves
     sulcus_mm: float
     fat_threshold: float
     scalp_fat_mm: float
@@ -232,7 +235,7 @@ class HeadParameters:
     airway_scale: float
     neck_axes: np.ndarray
     vertebra_phase: float
-    texture: _SmoothField
+    texture: SmoothField
     ct_means: np.ndarray
     partial_volume: float
     ct_sigma: float
@@ -247,8 +250,8 @@ class HeadParameters:
         inverse = (rot.T / scales[:, None])  # (R S)^-1 = S^-1 R^T
         shift = rng.uniform(-6.0, 6.0, 3)
         warp_mm = rng.uniform(2.0, 5.0)
-        warp = [_SmoothField(rng, 35.0) for _ in range(3)]
-        hull_noise, bone_noise = _SmoothField(rng, 12.0), _SmoothField(rng, 10.0)
+        warp = [SmoothField(rng, 35.0) for _ in range(3)]
+        hull_noise, bone_noise = SmoothField(rng, 12.0), SmoothField(rng, 10.0)
         air = rng.uniform(-585.0, -325.0)
         bone = rng.uniform(230.0, 330.0)  # gives the average's vertex 6-8 mm, parietal 4-5 mm
         vault = rng.uniform(2.0, 4.0)  # where the average is too blurred to reach it (temporal squama)
@@ -260,10 +263,10 @@ class HeadParameters:
         frontal = np.array([rng.uniform(4.0, 22.0), rng.uniform(4.0, 7.5), rng.uniform(5.0, 17.0)])
         if rng.random() < 0.1:
             frontal[:] = 0.0
-        cells = _SmoothField(rng, 2.5)
+        cells = SmoothField(rng, 2.5)
         mastoid = (float(rng.uniform(0.0, 1.6)), float(rng.uniform(0.0, 1.6)))  # 50 % air cells to none
-        tissue_noise = [_SmoothField(rng, 6.0) for _ in range(3)]
-        folds = _Waves.draw(rng, rng.uniform(16.0, 24.0), count=14)
+        tissue_noise = [SmoothField(rng, 6.0) for _ in range(3)]
+        folds = PlaneWaves.draw(rng, rng.uniform(16.0, 24.0), count=14)
         sulcus = rng.uniform(0.5, 1.3)
         fat = rng.uniform(0.52, 0.62)
         scalp_fat = rng.uniform(2.0, 7.0)
@@ -275,7 +278,7 @@ class HeadParameters:
         airway = rng.uniform(0.6, 1.3)
         neck = np.array([rng.uniform(44.0, 56.0), rng.uniform(48.0, 60.0)])
         phase = rng.uniform(-4.0, 4.0)
-        texture = _SmoothField(rng, 5.0)
+        texture = SmoothField(rng, 5.0)
         means = (CT_MEANS + rng.standard_normal(CT_MEANS.size) * CT_SD).astype(np.float32)
         return cls(inverse, scales, angles, shift, warp_mm, warp, hull_noise, bone_noise, air, bone, vault, table_shift,
                    csf_weight, cortical, offsets, fill, frontal, cells, mastoid, tissue_noise, folds, sulcus, fat, scalp_fat, palate,
@@ -333,10 +336,6 @@ def _inside(coords: Sequence[np.ndarray], centre: Sequence[float], axes: Sequenc
     return total < 1.0
 
 
-def _ellipsoid_depth(q: Sequence[np.ndarray], centre: Sequence[float], axes: Sequence[float]) -> np.ndarray:
-    return _depth(q, centre, axes)
-
-
 # ------------------------------------------------------------------------------------------- labels
 
 
@@ -357,7 +356,7 @@ def _template_labels(f: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.n
     adjusted = hu.copy()
     regions = {}
     for name, (centre, semi) in SINUS_REGIONS.items():
-        weight = np.clip(_ellipsoid_depth(q, centre, semi) / 6.0, 0.0, 1.0)
+        weight = np.clip(ellipsoid_depth(q, centre, semi) / 6.0, 0.0, 1.0)
         regions[name] = weight > 0.0
         adjusted += np.float32(p.sinus_offsets[name]) * weight
     air = hull & (adjusted < p.air_threshold)
@@ -395,12 +394,12 @@ def _template_labels(f: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.n
     labels[soft & (t1 > p.fat_threshold)] = FAT
     eyes = np.zeros(hu.shape, bool)
     for side in (1.0, -1.0):
-        eyes |= _ellipsoid_depth(q, (side * 29.5, -76.0, -17.0), (11.0, 11.5, 11.0)) > 0.0
+        eyes |= ellipsoid_depth(q, (side * 29.5, -76.0, -17.0), (11.0, 11.5, 11.0)) > 0.0
     labels[eyes & soft] = EYES
     orbit_fat = np.zeros(hu.shape, bool)
     orbit_wall = np.zeros(hu.shape, bool)
     for side in (1.0, -1.0):  # the orbits' thin bony walls, which the average blurs away, open in front of the eye
-        depth = _ellipsoid_depth(q, (side * 29.0, -62.0, -19.0), (16.0, 24.0, 16.0))
+        depth = ellipsoid_depth(q, (side * 29.0, -62.0, -19.0), (16.0, 24.0, 16.0))
         orbit_fat |= (depth > 0) & soft & ~eyes
         orbit_wall |= (depth <= 0) & (depth > -max(1.5, 1.5 * spacing)) & (y > -78.0) & hull
     labels[orbit_fat] = FAT
@@ -433,7 +432,7 @@ def _frontal_sinus(labels: np.ndarray, q: Sequence[np.ndarray], p: HeadParameter
     if not p.frontal_axes.any():
         return
     centre = FRONTAL_SINUS
-    depth = _ellipsoid_depth(q, centre, p.frontal_axes)
+    depth = ellipsoid_depth(q, centre, p.frontal_axes)
     cavity = (depth > 0) & outside_table
     shell = (depth > -wall) & (labels != AIR) & ~cavity
     labels[shell] = CORTICAL
@@ -448,7 +447,7 @@ def _mastoid_cells(labels: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[n
     inner = _erode(bone, 1)
     cells = None
     for (centre, semi), level in zip(MASTOIDS, p.mastoid_level):
-        region = _ellipsoid_depth(q, centre, semi) > 0.0
+        region = ellipsoid_depth(q, centre, semi) > 0.0
         if not region.any():
             continue
         if cells is None:
@@ -507,7 +506,7 @@ def _lower_head(labels: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.n
     lower_border = menton + 0.22 * np.maximum(y + 74.0 * m, 0.0)
     mandible_body = below & (np.abs(x) < 50.0 * m) & (across > -3.0) & (across < 9.0) & \
         (z < p.occlusal_z - 6.0) & (z > lower_border)
-    chin = below & (_depth((x, y, z), (0.0, -72.0 * m, menton + 9.0), (14.0, 7.0, 10.0)) > 0)
+    chin = below & (ellipsoid_depth((x, y, z), (0.0, -72.0 * m, menton + 9.0), (14.0, 7.0, 10.0)) > 0)
     ramus = below & (np.abs(np.abs(x) - 47.0 * m) < 3.5) & (y > 2.0) & (y < 24.0) & (z > lower_border) & \
         (z < _TEMPLATE_BOTTOM + 4.0)
     mandible = mandible_body | ramus | chin
@@ -532,7 +531,7 @@ def _lower_head(labels: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.n
     # cervical spine: bodies and discs, arches around the canal, cord in CSF
     yc = 30.0 + 0.12 * (_TEMPLATE_BOTTOM - z)
     segment = np.cos(2.0 * math.pi * (z - p.vertebra_phase) / 18.0) < 0.72
-    vb = _depth((x, y - yc), (0.0, 0.0), (11.0, 8.5)) > 0
+    vb = ellipsoid_depth((x, y - yc), (0.0, 0.0), (11.0, 8.5)) > 0
     canal_r = np.sqrt(x * x + (y - yc - 21.0) ** 2)
     arch_ring = (canal_r > 8.0) & (canal_r < 12.0) & (y > yc + 12.0) & (np.abs(x) < 22.0)
     spinous = (np.abs(x) < 3.0) & (y > yc + 31.0) & (y < yc + 48.0)
@@ -542,8 +541,8 @@ def _lower_head(labels: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.n
     lab[vertebra] = DIPLOE
     lab[vertebra & ~_erode(vertebra, 1)] = CORTICAL
     # pharyngeal airway in front of the spine
-    airway = below & (_depth((x, y - (yc - 22.0)), (0.0, 0.0), (10.0 * p.airway_scale, 5.5 * p.airway_scale)) > 0) & \
-        (z < p.palate_z)
+    airway = below & (ellipsoid_depth((x, y - (yc - 22.0)), (0.0, 0.0),
+                                      (10.0 * p.airway_scale, 5.5 * p.airway_scale)) > 0) & (z < p.palate_z)
     lab[airway] = SINUS
 
 
