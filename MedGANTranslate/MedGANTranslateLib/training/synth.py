@@ -53,7 +53,7 @@ from scipy import ndimage
 from ..errors import MedGANError
 
 #: Mean (low, high) and standard deviation (low, high) of each label's T1w intensity, white matter = 1. Index =
-#: label of :data:`MedGANTranslateLib.template_head.LABEL_NAMES` (the phantom's labels plus teeth).
+#: label of :data:`MedGANTranslateLib.template_head_labels.LABEL_NAMES` (the phantom's labels plus teeth).
 T1W_BOUNDS: Tuple[Tuple[Tuple[float, float], Tuple[float, float]], ...] = (
     ((0.0, 0.0), (0.0, 0.0)),  # 0 air outside the head (noise only)
     ((0.95, 1.6), (0.02, 0.10)),  # 1 fat (scalp, orbits, neck)
@@ -108,7 +108,8 @@ def load_template_head(seed: int, synth: Dict[str, Any], cache_dir: Optional["st
     """Labels (uint8) and CT (int16 HU) of template head ``seed``, generated once and kept in ``cache_dir`` under
     a key of the seed, the grid, the templates' digest and the :func:`~.data.source_digest` of :mod:`..template_head`:
     it and every engine module it imports, directly or through others (the code that makes the head)."""
-    from ..template_head import load_atlas, make_template_head
+    from ..template_atlas import load_atlas
+    from ..template_head import make_template_head
     from .data import source_digest
 
     atlas = load_atlas(synth["templates"])
