@@ -72,7 +72,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from MedGANTranslateLib.template_head import cormack_to_hounsfield
+from MedGANTranslateLib.template_atlas import cormack_to_hounsfield
 
 BONE_HU = 300.0  #: bone: above this
 CLOSED_SHARE = 0.25  #: a ring is closed when what it encloses is at least this share of the head's section

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from MedGANTranslateLib.errors import MedGANError
-from MedGANTranslateLib.template_head import TEETH
+from MedGANTranslateLib.template_head_labels import TEETH
 from MedGANTranslateLib.training import train
 from MedGANTranslateLib.training.config import complete_config
 from MedGANTranslateLib.training.loop import LOSS_LOG, card_template

@@ -9,8 +9,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from MedGANTranslateLib.errors import InputError
-from MedGANTranslateLib.template_head import (CHANNELS, LABEL_NAMES, TEETH, cormack_to_hounsfield, load_atlas,
-                                              make_template_head, templates_folder)
+from MedGANTranslateLib.template_atlas import CHANNELS, cormack_to_hounsfield, load_atlas, templates_folder
+from MedGANTranslateLib.template_head import make_template_head
+from MedGANTranslateLib.template_head_labels import LABEL_NAMES, TEETH
 
 from real_data import REAL_DATA, real_file
 

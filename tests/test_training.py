@@ -136,6 +136,18 @@ def test_phantom_cache_holds_what_the_current_generator_makes(tmp_path, monkeypa
     assert len(list(tmp_path.iterdir())) == 2
 
 
+def test_head_cache_keys_cover_every_module_of_the_generators():
+    """Editing any module a generator is made of gives new cache entries: the digests follow the imports."""
+    def covered(module):
+        return {path.name for path in training_data.engine_sources(module)}
+
+    engine = training_data.ENGINE_ROOT
+    assert {p.name for p in engine.glob("phantom*.py")} | {"head_fields.py"} <= covered("phantom")
+    assert {p.name for p in engine.glob("template_*.py")} | {"head_fields.py", "phantom_acquisition.py"} \
+        <= covered("template_head")
+    assert "phantom.py" not in covered("template_head"), "the template heads do not run the phantom's entry"
+
+
 def test_resume_continues_step_count_and_loss_log_exactly(tmp_path, cache):
     full = tmp_path / "full"
     train(tiny_config(steps=6), full, cache_dir=cache)

@@ -7,12 +7,13 @@ Inputs go through the same functions and card parameters as :class:`~MedGANTrans
 """
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,16 +23,45 @@ from ..output_mapping import normalised_background_output
 from ..preprocessing import network_inputs
 
 PHANTOM_IMAGES = ("labels", "t1", "t2", "ct", "pet", "t1c")
+ENGINE_ROOT = Path(__file__).resolve().parents[1]  # the engine package's folder
 _AXES = {"x": 2, "y": 1, "z": 0}  # array axes are (z, y, x)
 
 
-@functools.lru_cache(maxsize=None)
-def _generator_digest() -> str:
-    """SHA-256 of the phantom generator's source: any change to it makes new cache entries, so a cached head
-    is always the one the current code makes (a version number would depend on someone bumping it)."""
-    from .. import phantom
+def engine_sources(module: str) -> List[Path]:
+    """The source files of engine module ``module`` (dotted, below the engine package: ``"phantom"``) and of every
+    engine module it imports, directly or through others, in path order. The engine imports its own modules with
+    relative imports only, so following those (in functions too) finds all the code the module runs."""
+    todo = [ENGINE_ROOT.joinpath(*module.split(".")).with_suffix(".py")]
+    found: Set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in found:
+            continue
+        found.add(path)
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = path.parents[node.level - 1].joinpath(*(node.module.split(".") if node.module else ()))
+                candidates = [base.with_suffix(".py")] + [base / f"{alias.name}.py" for alias in node.names]
+                todo += [c for c in candidates if c.is_file()]
+    return sorted(found)
 
-    return hashlib.sha256(Path(phantom.__file__).read_bytes()).hexdigest()
+
+@functools.lru_cache(maxsize=None)
+def source_digest(module: str) -> str:
+    """SHA-256 of :func:`engine_sources` of ``module``, for cache keys: any change to the code that makes a cached
+    volume makes new cache entries, so a cached volume is always the one the current code makes (a version number
+    would depend on someone bumping it)."""
+    digest = hashlib.sha256()
+    for path in engine_sources(module):
+        digest.update(path.relative_to(ENGINE_ROOT).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _generator_digest() -> str:
+    """:func:`source_digest` of the phantom generator: :mod:`..phantom` and every engine module it imports,
+    directly or through others (its anatomy, label map, acquisition and random fields)."""
+    return source_digest("phantom")
 
 
 def _cache_key(seed: int, phantom: Dict[str, Any]) -> str:

@@ -40,7 +40,6 @@ pool from the realisation numbers in its checkpoint.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ from scipy import ndimage
 from ..errors import MedGANError
 
 #: Mean (low, high) and standard deviation (low, high) of each label's T1w intensity, white matter = 1. Index =
-#: label of :data:`MedGANTranslateLib.template_head.LABEL_NAMES` (the phantom's labels plus teeth).
+#: label of :data:`MedGANTranslateLib.template_head_labels.LABEL_NAMES` (the phantom's labels plus teeth).
 T1W_BOUNDS: Tuple[Tuple[Tuple[float, float], Tuple[float, float]], ...] = (
     ((0.0, 0.0), (0.0, 0.0)),  # 0 air outside the head (noise only)
     ((0.95, 1.6), (0.02, 0.10)),  # 1 fat (scalp, orbits, neck)
@@ -104,23 +103,18 @@ _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 # ------------------------------------------------------------------------------------------ anatomies
 
 
-@functools.lru_cache(maxsize=None)
-def _source_digest() -> str:
-    """SHA-256 of the code that makes template heads (and the phantom shapes it borrows), for cache keys."""
-    from .. import phantom, template_head
-
-    blob = b"".join(Path(m.__file__).read_bytes() for m in (phantom, template_head))
-    return hashlib.sha256(blob).hexdigest()
-
-
 def load_template_head(seed: int, synth: Dict[str, Any], cache_dir: Optional["str | Path"] = None
                        ) -> Dict[str, sitk.Image]:
-    """Labels (uint8) and CT (int16 HU) of template head ``seed``, generated once and kept in ``cache_dir``."""
-    from ..template_head import load_atlas, make_template_head
+    """Labels (uint8) and CT (int16 HU) of template head ``seed``, generated once and kept in ``cache_dir`` under
+    a key of the seed, the grid, the templates' digest and the :func:`~.data.source_digest` of :mod:`..template_head`:
+    it and every engine module it imports, directly or through others (the code that makes the head)."""
+    from ..template_atlas import load_atlas
+    from ..template_head import make_template_head
+    from .data import source_digest
 
     atlas = load_atlas(synth["templates"])
     key = json.dumps({"seed": int(seed), "shape": list(synth["head_shape"]),
-                      "spacing": [float(v) for v in synth["head_spacing"]], "code": _source_digest(),
+                      "spacing": [float(v) for v in synth["head_spacing"]], "code": source_digest("template_head"),
                       "templates": atlas.digest}, sort_keys=True).encode()
     folder = Path(cache_dir) / f"template{seed}-{hashlib.sha256(key).hexdigest()[:10]}" if cache_dir else None
     names = ("labels", "ct")
