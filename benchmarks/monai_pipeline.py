@@ -1,7 +1,8 @@
 """The second baseline (issue 27): the end-to-end pipeline a careful MONAI user writes from the tutorials, with the
 card's settings, timed the way ``bench_lib.child_run`` times the engine.
 
-    LoadImaged -> EnsureChannelFirstd -> Orientationd -> Spacingd -> ScaleIntensityRangePercentilesd
+    LoadImaged -> EnsureChannelFirstd -> Orientationd -> Spacingd -> ScaleIntensityRangePercentilesd (or
+    ScaleIntensityRanged for a card's fixed range)
     -> sliding_window_inference -> Invertd -> output mapping and clip -> SaveImaged
 
 It knows what the card says (orientation, spacing, percentile normalisation, ROI, overlap, Gaussian blending,
@@ -33,14 +34,18 @@ from bench_lib import flops_of_forward, peak_rss_mb
 
 
 def _normalisation(card: ModelCard, key: str, index: int):
-    """The card's percentile normalisation of input ``index`` as MONAI's transform (over the whole image)."""
+    """The card's normalisation of input ``index`` as MONAI's transform: percentiles over the whole image, or the
+    fixed range."""
     specs = card.preprocessing["normalization"]
     spec = specs[index] if len(specs) > index else specs[-1]
-    if spec.get("method") != "percentile":
-        raise SystemExit(f"the MONAI tutorial baseline knows percentile normalisation only, not {spec.get('method')!r}")
     low, high = spec.get("target_range", [-1, 1])
-    return ScaleIntensityRangePercentilesd(keys=key, lower=spec["lower"], upper=spec["upper"], b_min=low, b_max=high,
-                                           clip=True)
+    if spec.get("method") == "percentile":
+        return ScaleIntensityRangePercentilesd(keys=key, lower=spec["lower"], upper=spec["upper"], b_min=low,
+                                               b_max=high, clip=True)
+    if spec.get("method") == "range":
+        (a_min, a_max) = spec["source_range"]
+        return ScaleIntensityRanged(keys=key, a_min=a_min, a_max=a_max, b_min=low, b_max=high, clip=True)
+    raise SystemExit(f"the MONAI tutorial baseline knows percentile and range normalisation, not {spec.get('method')!r}")
 
 
 def preprocessing(card: ModelCard, keys: Sequence[str]) -> Compose:

@@ -1,7 +1,8 @@
 """Speed, memory and accuracy of the engine against plain MONAI sliding-window inference, on a phantom head.
 
-    python benchmarks/run_benchmark.py          # every bundled model, 1 mm and 0.5 mm heads, memory scaling
-    python benchmarks/run_benchmark.py --models mr-t1-to-ct-pix2pix --sizes 1mm --repeats 1 --memory-sizes ""
+    python benchmarks/run_benchmark.py          # every bundled model, 1 mm and 0.5 mm heads, everything below
+    python benchmarks/run_benchmark.py --models mr-t1-to-ct-pix2pix --sizes 1mm --repeats 1 --memory-sizes "" \
+        --accuracy-seeds "" --no-uncertainty --no-planar --batch-cases 0     # the timing of one model, quickly
 
 For each model and head size, fresh child processes run: the engine as shipped ("ours"), the same
 pipeline with its inference step replaced by plain ``monai.inferers.sliding_window_inference`` ("baseline",
