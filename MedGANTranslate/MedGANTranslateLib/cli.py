@@ -123,7 +123,7 @@ def _install_cancel_handlers(token) -> None:
 
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import translate_files
+    from .file_translation import translate_files
     from .progress import CancelToken
 
     out = Output(args.progress)
