@@ -21,9 +21,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from volumes import rotation
 from MedGANTranslateLib import dicom_output
 from MedGANTranslateLib.dicom_output import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, PET_IMAGE_STORAGE
+from MedGANTranslateLib.file_translation import translate_files
 from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.phantom import make_phantom
-from MedGANTranslateLib.pipeline import translate_files
 
 OBLIQUE = rotation(0.3, -0.2, 0.5)
 PATIENT = {"PatientName": "Müller^Anna", "PatientID": "PH-0042", "PatientBirthDate": "19700101", "PatientSex": "F",

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 import torch
 
-from MedGANTranslateLib import model_install, registry
+from MedGANTranslateLib import model_archive, model_download, model_install, registry
 from MedGANTranslateLib.errors import Cancelled, CardError, InstallError, WeightsError
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.networks import build_network
@@ -310,7 +310,7 @@ def test_zip_bomb_is_refused(server, store, model_folder):
 @pytest.mark.parametrize("limit, value, words", [("MAX_TOTAL_BYTES", 50_000, "unpacks to more than"),
                                                  ("MAX_MEMBERS", 1, "more than the 1 a model package")])
 def test_size_and_member_limits(server, store, model_folder, monkeypatch, limit, value, words):
-    monkeypatch.setattr(model_install, limit, value)
+    monkeypatch.setattr(model_archive, limit, value)
     url, digest = serve(server, zip_bytes(model_folder))
     code, events = install(url, digest)
     assert code == 2 and words in events[-1]["message"], events[-1]
@@ -324,7 +324,7 @@ def test_sizes_are_counted_while_unpacking_not_taken_from_the_zip(server, store,
 
     def understated(archive, source):
         members = real(archive, source)
-        monkeypatch.setattr(model_install, "MAX_TOTAL_BYTES", 50_000)  # after the directory was checked
+        monkeypatch.setattr(model_archive, "MAX_TOTAL_BYTES", 50_000)  # after the directory was checked
         return members
 
     monkeypatch.setattr(model_install, "check_archive", understated)
@@ -427,8 +427,8 @@ def test_a_server_that_ignores_range_restarts_the_download_cleanly(server, store
 
 
 def test_cancel_from_the_progress_callback_stops_and_installs_nothing(server, store, model_folder, monkeypatch):
-    monkeypatch.setattr(model_install, "CHUNK_BYTES", 1024)
-    monkeypatch.setattr(model_install, "PROGRESS_INTERVAL_S", 0.0)
+    monkeypatch.setattr(model_download, "CHUNK_BYTES", 1024)
+    monkeypatch.setattr(model_download, "PROGRESS_INTERVAL_S", 0.0)
     data = zip_bytes(model_folder)
     url, digest = serve(server, data)
     cancel = threading.Event()

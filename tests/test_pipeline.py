@@ -10,9 +10,10 @@ import torch
 
 from volumes import head_volume, rotation, write
 from MedGANTranslateLib.errors import Cancelled, InputError, MedGANError
+from MedGANTranslateLib.file_translation import translate_files
 from MedGANTranslateLib.inference_settings import InferenceSettings
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
-from MedGANTranslateLib.pipeline import Translator, translate_files
+from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.progress import CancelToken
 from MedGANTranslateLib.sliding_window import run_sliding_window
 from MedGANTranslateLib.window_planning import count_windows

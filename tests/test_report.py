@@ -18,7 +18,7 @@ from PIL import Image
 
 from cli_in_process import process_settings_kept, run
 from volumes import head_volume, write
-from MedGANTranslateLib import pipeline
+from MedGANTranslateLib import file_translation, pipeline
 from MedGANTranslateLib.errors import Cancelled, InputError, OutputError
 from MedGANTranslateLib.progress import CancelToken
 from MedGANTranslateLib.report import (
@@ -53,7 +53,7 @@ def ct(tmp_path) -> str:
 
 
 def translate(model, inputs, out_dir: Path, **kwargs):
-    return pipeline.translate_files(str(model.folder), inputs, str(out_dir / "sct.nrrd"), device="cpu",
+    return file_translation.translate_files(str(model.folder), inputs, str(out_dir / "sct.nrrd"), device="cpu",
                                     threads=1, **kwargs)
 
 
@@ -184,21 +184,21 @@ def test_a_failing_translation_leaves_no_report(model, mr, ct, tmp_path, monkeyp
     def fail(*args, **kwargs):
         raise OutputError("no report")
 
-    monkeypatch.setattr(pipeline, "make_report", fail)
+    monkeypatch.setattr(file_translation, "make_report", fail)
     with pytest.raises(OutputError, match="no report"):
         translate(model, [mr], tmp_path, report=str(report))
     assert not report.exists() and not (tmp_path / "sct.nrrd").exists() and _left_overs(tmp_path) == []
     monkeypatch.undo()
     # cancelled while the report is made: the staged outputs are removed
     token = CancelToken()
-    real = pipeline.make_report
+    real = file_translation.make_report
 
     def make_then_cancel(*args, **kwargs):
         page = real(*args, **kwargs)
         token.cancel()
         return page
 
-    monkeypatch.setattr(pipeline, "make_report", make_then_cancel)
+    monkeypatch.setattr(file_translation, "make_report", make_then_cancel)
     with pytest.raises(Cancelled):
         translate(model, [mr], tmp_path, report=str(report), cancel=token)
     assert not report.exists() and not (tmp_path / "sct.nrrd").exists() and _left_overs(tmp_path) == []

@@ -12,10 +12,11 @@ import SimpleITK as sitk
 
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.errors import ResourceError
+from MedGANTranslateLib.file_translation import traced_job_bytes
 from MedGANTranslateLib.image_headers import read_header
 from MedGANTranslateLib.inference_settings import estimate_window_bytes
 from MedGANTranslateLib.phantom import make_phantom
-from MedGANTranslateLib.pipeline import inference_settings, traced_job_bytes
+from MedGANTranslateLib.pipeline import inference_settings
 from MedGANTranslateLib.resources import check_fits, estimate_job_bytes
 
 GB = 2 ** 30
@@ -41,7 +42,7 @@ def test_the_precise_figure_decides_only_when_the_bound_would_refuse():
 
 _CHILD = """
 import json, sys
-from MedGANTranslateLib.pipeline import translate_files
+from MedGANTranslateLib.file_translation import translate_files
 translate_files(sys.argv[1], [sys.argv[2]], sys.argv[3], device="cpu")
 peak = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 print(json.dumps({"peak": peak}))

@@ -17,7 +17,7 @@ from torch import nn
 import cli_in_process
 from test_cli import run_cli
 from volumes import head_volume, rotation, write
-from MedGANTranslateLib import pipeline
+from MedGANTranslateLib import file_translation
 from MedGANTranslateLib.card import load_card, read_card_summary
 from MedGANTranslateLib.errors import CardError, MedGANError, WeightsError
 from MedGANTranslateLib.inference import run_inference, run_windows
@@ -362,14 +362,14 @@ def test_cli_writes_the_map_with_the_other_outputs_or_none_of_them(make_model, t
     mr = write(head_volume(size=(20, 22, 18)), tmp_path / "t1.nrrd")
     out = tmp_path / "sct.nrrd"
     out.write_bytes(b"an earlier result")
-    original = pipeline.stage_image
+    original = file_translation.stage_image
 
     def failing(outputs, image, path, metadata, role="output", *args, **kwargs):
         if role == "uncertainty map":
-            raise pipeline.MedGANError("disk full (simulated)")
+            raise file_translation.MedGANError("disk full (simulated)")
         return original(outputs, image, path, metadata, role, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "stage_image", failing)
+    monkeypatch.setattr(file_translation, "stage_image", failing)
     with cli_in_process.process_settings_kept():
         code, _, err = cli_in_process.run("run", "-m", make_model("mirrored", edit=_mirrored).folder, "-i", mr, "-o", out,
                                           "--uncertainty", tmp_path / "u.nrrd", "--progress", "none")

@@ -93,7 +93,7 @@ def _case_paths(folder: CohortFolder, case: Case, options: BatchOptions, differe
 def _translate_case(case: Case, folder: CohortFolder, options: BatchOptions, translator, warnings: _Warnings,
                     hashes: List[str], ranks: Ranks, cancel: CancelToken,
                     log: Optional[Callable[[str, str], None]]) -> Outcome:
-    from .pipeline import translate_files
+    from .file_translation import translate_files
 
     card = translator.card
     difference = bool(case.reference) or card.difference.get("without_reference") == "minus_input"

@@ -27,7 +27,7 @@ from .errors import InputError, MedGANError
 
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import translate_files
+    from .file_translation import translate_files
     from .progress import CancelToken
 
     out = Output(args.progress)

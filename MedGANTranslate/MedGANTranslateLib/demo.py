@@ -12,9 +12,10 @@ from typing import Dict, Optional, Sequence
 
 import SimpleITK as sitk
 
+from .file_translation import translate_files
 from .image_writing import write_image
 from .phantom import make_phantom
-from .pipeline import TranslationResult, translate_files
+from .pipeline import TranslationResult
 from .preview import Panel, render_preview
 from .progress import CancelToken, ProgressCallback
 from .registry import DEFAULT_MODEL, resolve_model

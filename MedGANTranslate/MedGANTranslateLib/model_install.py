@@ -1,36 +1,21 @@
-"""Installs a model folder, zipped, from a URL into the user's model store (``medgan-translate models install``).
-
-What an install promises:
-
-* The zip is downloaded with the standard library into ``<store>/.downloads/<sha256>.part``; a download that
-  stops (a cut connection, a timeout, a cancel) leaves that file, and the next install of the same SHA-256
-  resumes it with an HTTP ``Range`` request (a server that answers with the whole file restarts it cleanly).
-* The zip's SHA-256 is compared with the one given **before anything is extracted**; a mismatch deletes the
-  download.
-* The archive is checked before a byte is written: no absolute paths, no ``..``, no links or special files, at
-  most :data:`MAX_MEMBERS` members, at most :data:`MAX_TOTAL_BYTES` unpacked, and no member above
-  :data:`RATIO_MIN_BYTES` that unpacks to more than :data:`MAX_RATIO` times its compressed size (zip bombs).
-* It is unpacked into a staging folder inside the store (same file system), its card is validated, its weights
-  are checked against the card's SHA-256 and loaded once as the engine would load them; only then is the
-  folder renamed, in one step, to ``<store>/<id>-<version>``. Any failure removes the staging folder: the store
-  holds either the whole model or nothing of it.
-* Nothing in the package is imported or run: Python files or programs in it are kept as files, never executed.
-  Weights load only as the engine loads any model's (safetensors, weights-only PyTorch pickles, TorchScript or
-  ONNX graphs).
+"""Installs a model folder, zipped, from a URL into the user's model store (``medgan-translate models install``),
+and lists and uninstalls what is there. An install downloads into ``<store>/.downloads/<sha256>.part`` and
+compares the zip's SHA-256 with the one given before anything is extracted (:mod:`.model_download`; a mismatch
+deletes the download), checks and unpacks the archive into a staging folder inside the store
+(:mod:`.model_archive`), validates its card, checks its weights against the card's SHA-256 and loads them once as
+the engine would; only then is the folder renamed, in one step, to ``<store>/<id>-<version>``. Any failure
+removes the staging folder, so the store holds either the whole model or nothing of it. Nothing in the package
+is imported or run: Python files or programs in it are kept as files, and weights load only as the engine loads
+any model's (safetensors, weights-only PyTorch pickles, TorchScript or ONNX graphs).
 """
 from __future__ import annotations
 
 import filecmp
-import http.client
 import os
 import re
 import shutil
-import socket
-import stat
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 import zipfile
 from contextlib import ExitStack, contextmanager
@@ -40,35 +25,21 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from .card import CARD_FILENAME, ModelCard, load_card, read_card_summary
 from .errors import Cancelled, CardError, InstallError, MedGANError, ModelNotFoundError, WeightsError
-from .progress import ProgressCallback, ProgressEvent, StageTimer
-from .registry import _declared_id, _version_key, model_store, scan_models, sha256_file, verify_weights
+from .model_archive import check_archive, code_files, extract, model_root
+from .model_download import TIMEOUT_S, LogCallback, check_sha256, download
+from .progress import ProgressCallback, StageTimer
+from .registry import _declared_id, _version_key, model_store, scan_models, verify_weights
 
 try:  # POSIX: two installs of one package take turns
     import fcntl
 except ImportError:  # Windows: no lock
     fcntl = None  # type: ignore[assignment]
 
-#: Limits on what a package may unpack to (module attributes, so that tests can lower them).
-MAX_MEMBERS = 1000
-MAX_TOTAL_BYTES = 2 * 1024 ** 3
-MAX_RATIO = 200
-#: Members smaller than this are not held to :data:`MAX_RATIO`: a small file that compresses well is no bomb.
-RATIO_MIN_BYTES = 1024 ** 2
-#: The zip itself may be no larger than what it may unpack to.
-MAX_DOWNLOAD_BYTES = MAX_TOTAL_BYTES
-TIMEOUT_S = 30.0
-CHUNK_BYTES = 1 << 16
-PROGRESS_INTERVAL_S = 0.2
-
 DOWNLOADS = ".downloads"
 STAGING = ".staging"
-#: Extensions of files that could be programs: reported, kept, never run.
-CODE_SUFFIXES = (".py", ".pyc", ".pyw", ".ipynb", ".sh", ".bash", ".bat", ".cmd", ".ps1", ".exe", ".dll", ".so",
-                 ".dylib", ".js", ".jar")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 CancelHook = Union[Callable[[], bool], Any]  # a callable, a threading.Event or a progress.CancelToken
-LogCallback = Callable[[str, str], None]
 
 
 @dataclass
@@ -121,15 +92,6 @@ def normalise_sha256(sha256: str) -> str:
     return text
 
 
-def human_size(size: Optional[float]) -> str:
-    if size is None:
-        return "an unknown size"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.3g} {unit}"
-    return f"{int(size)} B"
-
-
 def install_model(
     url: str,
     sha256: str,
@@ -160,7 +122,7 @@ def install_model(
     with _exclusive(part, url):
         download(url, part, progress=progress, is_cancelled=is_cancelled, log=say, timeout=timeout)
         try:
-            _check_sha256(part, expected, url, progress)
+            check_sha256(part, expected, url, progress)
             return _install_archive(part, url, expected, store, force, progress, is_cancelled, say)
         finally:
             part.unlink(missing_ok=True)  # checked: a failure from here on is no interrupted download
@@ -187,244 +149,6 @@ def _remove_lock(path: Path) -> None:
         path.unlink()
     except OSError:
         pass
-
-
-# ------------------------------------------------------------------------------------------------ download
-
-
-def download(url: str, part: Path, progress: Optional[ProgressCallback] = None,
-             is_cancelled: Callable[[], bool] = lambda: False, log: LogCallback = lambda level, message: None,
-             timeout: float = TIMEOUT_S) -> Path:
-    """Streams ``url`` into ``part``, resuming what is there with a ``Range`` request. Raises
-    :class:`InstallError` (the part kept when the transfer stopped, so the next call resumes it) or
-    :class:`Cancelled`."""
-    for attempt in range(3):
-        have = part.stat().st_size if part.exists() else 0
-        response = _open(url, have, timeout)
-        if response is None:  # 416: nothing more to send; the hash check decides whether the part is whole
-            return part
-        with response:
-            status = response.status
-            length = response.headers.get("Content-Length")
-            length = int(length) if length and length.isdigit() else None
-            if have and status == 206:
-                start, total = _content_range(response.headers.get("Content-Range", ""))
-                if start != have:  # not the range asked for: start again from nothing
-                    log("warning", f"The server sent bytes from {start} instead of {have}; downloading again.")
-                    part.unlink()
-                    continue
-                if total is None and length is not None:
-                    total = have + length
-                mode = "ab"
-            else:
-                if have:
-                    log("info", "The server does not resume downloads; downloading the whole file again.")
-                have, total, mode = 0, length, "wb"
-            if total is not None and total > MAX_DOWNLOAD_BYTES:
-                part.unlink(missing_ok=True)
-                raise InstallError(f"The file at {url} is {human_size(total)}, more than the {human_size(MAX_DOWNLOAD_BYTES)} "
-                                   "a model package may be. It was not downloaded.")
-            if have:
-                log("info", f"Resuming the download of {url} at {human_size(have)}.")
-            _stream(response, part, mode, have, total, url, progress, is_cancelled)
-            return part
-    raise InstallError(f"The server at {url} did not send the part of the file asked for; try again later.")
-
-
-def _open(url: str, have: int, timeout: float):
-    headers = {"User-Agent": "medgan-translate model installer", "Accept-Encoding": "identity"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the scheme is checked: http(s)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        if exc.code == 416 and have:
-            return None
-        raise InstallError(f"The server answered {exc.code} {exc.reason} for {url}; check the URL. Nothing was "
-                           "installed.") from exc
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, socket.timeout) or isinstance(reason, TimeoutError):
-            reason = f"no answer within {timeout:g} s"
-        raise InstallError(f"Could not reach {url}: {reason}. Check the URL and the network connection; nothing was "
-                           "installed.") from exc
-    except (socket.timeout, TimeoutError) as exc:
-        raise InstallError(f"The server at {url} did not answer within {timeout:g} s; try again later. Nothing was "
-                           "installed.") from exc
-    except (http.client.HTTPException, OSError) as exc:
-        raise InstallError(f"Could not download {url}: {exc}. Nothing was installed.") from exc
-
-
-def _content_range(value: str) -> Tuple[Optional[int], Optional[int]]:
-    """``bytes START-END/TOTAL`` → (START, TOTAL); TOTAL None when ``*``."""
-    match = re.match(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)", value)
-    if not match:
-        return None, None
-    total = match.group(3)
-    return int(match.group(1)), (int(total) if total != "*" else None)
-
-
-def _stream(response, part: Path, mode: str, have: int, total: Optional[int], url: str,
-            progress: Optional[ProgressCallback], is_cancelled: Callable[[], bool]) -> None:
-    done, start = have, time.perf_counter()
-    last = {"time": 0.0}
-
-    def report(final: bool = False) -> None:
-        if progress is None:
-            return
-        now = time.perf_counter()
-        if not final and now - last["time"] < PROGRESS_INTERVAL_S and done != have:
-            return
-        last["time"] = now
-        elapsed = now - start
-        eta = None
-        if total and done > have and done < total:
-            eta = elapsed / (done - have) * (total - done)
-        elif total and done >= total:
-            eta = 0.0
-        message = f"{human_size(done)} of {human_size(total)}" if total else human_size(done)
-        progress(ProgressEvent("download", done, total or 0, message, eta, elapsed))
-
-    def stopped(reason: str) -> InstallError:
-        of = f" of {human_size(total)}" if total else ""
-        return InstallError(f"The download of {url} stopped after {human_size(done)}{of}: {reason}. What was downloaded "
-                            f"is kept ({part}); run the same install again to resume. Nothing was installed.")
-
-    read = getattr(response, "read1", response.read)  # what has arrived, so that a slow server still reports progress
-    with open(part, mode) as f:
-        report()
-        while True:
-            if is_cancelled():
-                f.flush()
-                raise Cancelled(f"Install cancelled; nothing was installed. The {human_size(done)} downloaded so far "
-                                f"are kept in {part}, and the same install resumes from there.")
-            try:
-                block = read(CHUNK_BYTES)
-            except (socket.timeout, TimeoutError) as exc:
-                raise stopped("no data for too long") from exc
-            except (http.client.HTTPException, OSError) as exc:
-                raise stopped(f"the connection broke ({exc.__class__.__name__}: {exc})") from exc
-            if not block:
-                break
-            f.write(block)
-            done += len(block)
-            if done > MAX_DOWNLOAD_BYTES:
-                f.close()
-                part.unlink(missing_ok=True)
-                raise InstallError(f"The file at {url} is larger than the {human_size(MAX_DOWNLOAD_BYTES)} a model "
-                                   "package may be; the download was stopped and deleted.")
-            report()
-    if total is not None and done < total:
-        raise stopped("the server closed the connection")
-    report(final=True)
-
-
-def _check_sha256(part: Path, expected: str, url: str, progress: Optional[ProgressCallback]) -> None:
-    timer = StageTimer("verify", 1, progress)
-    timer.start("SHA-256 of the download")
-    actual = sha256_file(part)
-    if actual != expected:
-        part.unlink(missing_ok=True)
-        raise InstallError(f"The file downloaded from {url} has SHA-256 {actual}, not {expected} as given with --sha256. "
-                           "It was deleted and nothing was extracted or installed. Check the URL and the hash the "
-                           "model's publisher gives.")
-    timer.finish()
-
-
-# --------------------------------------------------------------------------------------------- extraction
-
-
-def check_archive(archive: zipfile.ZipFile, source: str) -> List[Tuple[zipfile.ZipInfo, Tuple[str, ...]]]:
-    """Each member with its path parts, after refusing anything unsafe (before a byte is written)."""
-    infos = archive.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise InstallError(f"The package from {source} holds {len(infos)} files and folders, more than the "
-                           f"{MAX_MEMBERS} a model package may hold. Nothing was installed.")
-    members, seen, total = [], set(), 0
-    for info in infos:
-        name = info.filename
-
-        def refuse(why: str) -> InstallError:
-            return InstallError(f"The package from {source} was refused: its member '{name}' {why}. Nothing was "
-                                "extracted or installed.")
-
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-            raise refuse("has an absolute path")
-        parts = tuple(p for p in re.split(r"[\\/]", name) if p not in ("", "."))
-        if ".." in parts:
-            raise refuse("has a path that leaves the model folder ('..')")
-        if "\x00" in name:
-            raise refuse("has a NUL character in its name")
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            raise refuse("is a symbolic link")
-        if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise refuse("is a special file (not a regular file or folder)")
-        if info.flag_bits & 0x1:
-            raise refuse("is encrypted")
-        if not parts:
-            continue
-        key = "/".join(parts).lower()
-        if key in seen:
-            raise refuse("appears twice (names that differ only in case count as one)")
-        seen.add(key)
-        total += info.file_size
-        if total > MAX_TOTAL_BYTES:
-            raise InstallError(f"The package from {source} unpacks to more than {human_size(MAX_TOTAL_BYTES)}, the most "
-                               "a model package may hold. Nothing was extracted or installed.")
-        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise refuse(f"unpacks to {human_size(info.file_size)} from {human_size(info.compress_size)}, more than "
-                         f"{MAX_RATIO} times its size (a zip bomb)")
-        members.append((info, parts))
-    return members
-
-
-def extract(archive: zipfile.ZipFile, members: List[Tuple[zipfile.ZipInfo, Tuple[str, ...]]], folder: Path,
-            source: str, progress: Optional[ProgressCallback] = None,
-            is_cancelled: Callable[[], bool] = lambda: False) -> None:
-    """Writes the checked members under ``folder`` (which must be empty), counting the bytes as they come: the
-    sizes in a zip's directory are not trusted to bound what it unpacks to. File modes are the umask's."""
-    timer = StageTimer("extract", max(1, len(members)), progress)
-    timer.start()
-    written = 0
-    for info, parts in members:
-        if is_cancelled():
-            raise Cancelled("Install cancelled; nothing was installed.")
-        target = folder.joinpath(*parts)
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as src, open(target, "xb") as dst:
-                while True:
-                    block = src.read(CHUNK_BYTES)
-                    if not block:
-                        break
-                    written += len(block)
-                    if written > MAX_TOTAL_BYTES:
-                        raise InstallError(f"The package from {source} unpacks to more than "
-                                           f"{human_size(MAX_TOTAL_BYTES)}. Nothing was installed.")
-                    dst.write(block)
-        timer.advance()
-    timer.finish()
-
-
-def _model_root(unpacked: Path, source: str) -> Path:
-    """The folder holding ``model.json``: the zip's top level, or its one top-level folder."""
-    if (unpacked / CARD_FILENAME).is_file():
-        return unpacked
-    entries = [p for p in unpacked.iterdir() if p.name != "__MACOSX"]  # macOS Finder's resource forks
-    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / CARD_FILENAME).is_file():
-        return entries[0]
-    raise InstallError(f"The package from {source} holds no {CARD_FILENAME} at its top level or in a single top-level "
-                       "folder: zip a model folder (model.json and its weights), or the files in it. Nothing was "
-                       "installed.")
-
-
-def _code_files(root: Path) -> List[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in CODE_SUFFIXES)
 
 
 def _checked_card(root: Path, source: str) -> ModelCard:
@@ -539,11 +263,11 @@ def _install_from(staging: Path, part: Path, url: str, sha256: str, store: Path,
         except OSError as exc:
             raise InstallError(f"The package from {url} could not be unpacked into {store}: {exc}. Nothing was "
                                "installed.") from exc
-    root = _model_root(unpacked, url)
+    root = model_root(unpacked, url)
     timer = StageTimer("check", 1, progress)
     timer.start("card, weights and network")
     card = _checked_card(root, url)
-    code = _code_files(root)
+    code = code_files(root)
     if code:
         notes.append(("info", f"The package holds files that could be programs ({', '.join(code[:5])}"
                      f"{', ...' if len(code) > 5 else ''}); they are kept as files and never imported or run."))

@@ -98,6 +98,18 @@ class StageTimer:
         self.callback(ProgressEvent(self.stage, self.done, self.total, message, eta, elapsed))
 
 
+def start_stage(progress: Optional[ProgressCallback], cancel: Optional[CancelToken], name: str, message: str) -> StageTimer:
+    """Starts a one-step stage (read, preprocess, ...); the caller calls ``finish()`` on the timer at its end, so
+    a watcher sees where we are and what has finished (done 0 of 1, then 1 of 1). A cancel that came during the
+    previous stage stops the job here, before this one starts (a SIGTERM while the model loads need not wait
+    for the network)."""
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    timer = StageTimer(name, 1, progress, cancel)
+    timer.start(message)
+    return timer
+
+
 def json_lines_reporter(stream: TextIO = sys.stdout) -> ProgressCallback:
     """Writes one JSON object per event and flushes, for a parent process to parse line by line."""
 

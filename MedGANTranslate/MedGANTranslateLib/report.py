@@ -37,7 +37,7 @@ from .errors import OutputError
 from .metrics import AIR_BELOW_HU, BONE_FROM_HU
 from .preview import Panel, _display_range, _planes
 
-if TYPE_CHECKING:  # the pipeline imports this module; only its result type is needed here
+if TYPE_CHECKING:  # only annotations need the pipeline's result type
     from .pipeline import TranslationResult
 
 REPORT_SUFFIX = ".html"

@@ -261,12 +261,12 @@ def test_demo_and_train_in_json_mode_print_only_json_and_end_with_done(monkeypat
 
 
 def test_an_internal_error_in_json_mode_ends_with_one_error_object(monkeypatch, head, tmp_path):
-    import MedGANTranslateLib.pipeline as pipeline
+    import MedGANTranslateLib.file_translation as file_translation
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(pipeline, "translate_files", broken)
+    monkeypatch.setattr(file_translation, "translate_files", broken)
     code, events, stderr = run_json("run", "-m", CT_MODEL, "-i", head["t1"], "-o", tmp_path / "o.nii.gz")
     assert code == 1 and events[-1]["kind"] == "internal" and "a bug" in events[-1]["message"]
     assert "Traceback" in stderr, "a bug keeps its traceback for the log"

@@ -35,9 +35,10 @@ import pytest
 import SimpleITK as sitk
 
 from MedGANTranslateLib.errors import Cancelled, OutputError
+from MedGANTranslateLib.file_translation import translate_files
 from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.phantom import make_phantom, save_phantom
-from MedGANTranslateLib.pipeline import Translator, translate_files
+from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.progress import CancelToken
 
 MODEL = "mr-t1-to-ct-pix2pix"

@@ -16,11 +16,12 @@ import SimpleITK as sitk
 import torch
 
 from ..card import ModelCard
+from ..file_translation import translate_files
 from ..inference_settings import InferenceSettings
 from ..metrics import ct_tissue_metrics, image_metrics
 from ..normalisation import normalize
 from ..output_mapping import map_output
-from ..pipeline import TranslationResult, Translator, translate_files
+from ..pipeline import TranslationResult, Translator
 from ..progress import ProgressCallback
 from .data import load_phantom
 
