@@ -416,12 +416,3 @@ def _centre(image: sitk.Image) -> Tuple[float, ...]:
     """The physical centre of an image's field of view."""
     return image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
 
-
-def __getattr__(name: str):
-    """``from MedGANTranslateLib.pipeline import translate_files``, the import the README documents, still works:
-    the function lives in :mod:`.file_translation`, which imports this module, so it is looked up only when asked for."""
-    if name == "translate_files":
-        from .file_translation import translate_files
-
-        return translate_files
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
