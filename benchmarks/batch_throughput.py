@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -21,22 +20,12 @@ from typing import Any, Dict
 
 import SimpleITK as sitk
 
+from MedGANTranslateLib.devices import cpu_name
 from MedGANTranslateLib.phantom import make_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "batch.md"
 MODEL = "mr-t1-to-ct-pix2pix"
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(command, out: Path) -> dict:

@@ -3,12 +3,14 @@
 A translation picks its device once (:func:`select_device`: CUDA when present, the CPU otherwise, Apple MPS only
 by name) and its precision from that device (:func:`compute_precision`: float16 autocast on CUDA, bfloat16 on
 CPUs that compute it natively, float32 elsewhere); everything downstream, from rewriting the network to running
-its windows, follows these two answers. The thread count and the device list for the faces live here too, and
+its windows, follows these two answers. The thread count, the device list for the faces and the CPU's name live here too, and
 the test for CUDA running out of memory that the fallbacks act on.
 """
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import torch
@@ -69,6 +71,18 @@ def list_devices() -> list:
             props = torch.cuda.get_device_properties(i)
             out.append({"id": f"cuda:{i}", "name": f"{props.name} ({props.total_memory / 2**30:.1f} GB)"})
     return out
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what the platform says: for records of where a
+    measurement ran."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def is_cuda_oom(exc: BaseException) -> bool:

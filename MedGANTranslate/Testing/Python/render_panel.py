@@ -108,6 +108,7 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
     slicer.__path__.append(str(STANDIN_SLICER_DIR))
     from slicer import _standin
 
+    from MedGANTranslateLib.devices import cpu_name
     from MedGANTranslateSlicer.engine_messages import STAGE_WEIGHTS
 
     _standin.configure(os.path.join(tempfile.mkdtemp(prefix="render-panel-"), "SlicerTemp"))
@@ -167,7 +168,7 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
         "wall_seconds_from_click": round(time.time() - started, 1),
         "windows": done.get("windows"),
         "cpu_cores": os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_name(),
         "machine": platform.platform(),
         "mid_run_event": {k: mid[k] for k in ("stage", "stage_fraction", "percent")},
         "progress_events": [{k: e[k] for k in ("stage", "stage_fraction", "percent")} | {
@@ -175,16 +176,6 @@ def run_real_translation(scan: Path, model_id: str) -> dict:
         "scan_warnings": job.scan_warnings,
     }
     return {"facts": facts, "before": before, "mid": mid["panel"], "final": final}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 # --- step 2: the real .ui drawn by real Qt (PySide6, offscreen) with the recorded state ----------------------
