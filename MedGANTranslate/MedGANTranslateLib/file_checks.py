@@ -91,7 +91,7 @@ def _check_ratio(storage: Storage, path: Path, role: str) -> None:
         raise InputError(
             f"The {role} image {path} is cut short: its header says its voxels take {storage.nbytes:,} bytes "
             f"({storage.what}), more than the {stream:,} compressed bytes left in "
-            f"{'the file' if storage.file == path else f'its data file {storage.file}'} can hold. {_AGAIN}"
+            f"{_holder(storage, path)} can hold. {_AGAIN}"
         )
 
 
@@ -193,10 +193,15 @@ def _scan(storage: Storage) -> Tuple[int, int, Optional[Exception]]:
     return found, bad, None
 
 
+def _holder(storage: Storage, path: Path) -> str:
+    """The file that holds the voxels of the image ``path``, in words for messages."""
+    return "the file" if storage.file == path else f"its data file {storage.file}"
+
+
 def _check_voxels(storage: Storage, path: Path, role: str, read: bool) -> None:
     """Refuses voxels that end early or fail their checksum, and NIfTI floats that hold NaN/Inf. Unless ``read``
     (and for raw integers, where it is enough), the file's size is all that is looked at."""
-    where = "the file" if storage.file == path else f"its data file {storage.file}"
+    where = _holder(storage, path)
     if not storage.file.is_file():
         if not read:
             return  # left to read_image: the memory estimate that follows read_header needs only the header
