@@ -123,30 +123,26 @@ def body_mask_on_input(card: ModelCard, path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(to_input_grid(mask, image, 0.0)) > 0.5
 
 
-def _voxels(path: Path) -> np.ndarray:
+def voxels(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float64)
 
 
 def compare(ours: Path, baseline: Path, inside: np.ndarray, reference: Optional[Path]) -> Dict[str, float]:
     """|ours - baseline| inside the body; with the phantom's true target, each one's mean absolute error too."""
-    a, b = _voxels(ours), _voxels(baseline)
+    a, b = voxels(ours), voxels(baseline)
     diff = np.abs(a - b)[inside]
     out = {"mean_abs_diff": float(diff.mean()), "p99_abs_diff": float(np.percentile(diff, 99)),
            "max_abs_diff": float(diff.max())}
     if reference is not None:
-        truth = _voxels(reference)
-        out["ours_mae_vs_reference"] = _mae(a, truth, inside)
-        out["baseline_mae_vs_reference"] = _mae(b, truth, inside)
+        truth = voxels(reference)
+        out["ours_mae_vs_reference"] = mae_inside(a, truth, inside)
+        out["baseline_mae_vs_reference"] = mae_inside(b, truth, inside)
     return out
 
 
-def _mae(values: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
+def mae_inside(values: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
+    """Mean absolute error of ``values`` against the phantom's true target, inside the body."""
     return float(np.abs(values - truth)[inside].mean())
-
-
-def mae_inside(output: Path, reference: Path, inside: np.ndarray) -> float:
-    """Mean absolute error of an output file against the phantom's true target, inside the body."""
-    return _mae(_voxels(output), _voxels(reference), inside)
 
 
 # ------------------------------------------------------------------------------------------------ strategies

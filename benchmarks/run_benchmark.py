@@ -259,8 +259,9 @@ def held_out_accuracy(card, seeds: Sequence[int], args: argparse.Namespace, work
     per_seed = []
     for seed in seeds:
         inside = bench_lib.body_mask_on_input(card, heads[seed][names[0]])
-        per_seed.append({"seed": seed, **{s: bench_lib.mae_inside(out_dir / f"seed{seed}-{s}.nii.gz", heads[seed][target],
-                                                                  inside) for s in strategies}})
+        truth = bench_lib.voxels(heads[seed][target])
+        per_seed.append({"seed": seed, **{s: bench_lib.mae_inside(bench_lib.voxels(out_dir / f"seed{seed}-{s}.nii.gz"),
+                                                                  truth, inside) for s in strategies}})
     mean = {s: statistics.fmean(row[s] for row in per_seed) for s in strategies}
     best = min(mean[s] for s in strategies if s != "ours")
     return {"seeds": list(seeds), "unit": card.output["unit"], "mae": mean, "per_seed": per_seed,
