@@ -102,3 +102,29 @@ def test_every_axial_section_of_the_vault_is_a_closed_ring_of_bone(templates, se
         if outside in inside:
             open_slices.append(z)
     assert not open_slices, f"open skull in sections {open_slices}"
+
+
+@pytest.mark.parametrize("seed", [3, 17])
+def test_falx_and_tentorium_are_thin_sheets_of_csf_inside_the_brain(templates, seed):
+    """Real T1w shows the interhemispheric fissure and the tentorium as thin dark sheets inside the brain; the
+    averaged templates have neither. Every template head has both: CSF on the midline above the corpus callosum
+    and on the tentorium's surface over the cerebellum, with brain on either side of each sheet."""
+    from MedGANTranslateLib.template_head import _grid_axes, _template_coordinates
+    from MedGANTranslateLib.template_head_labels import _tentorium_height
+
+    shape, spacing = (96, 116, 120), (2.0, 2.0, 2.0)
+    head = make_template_head(seed, shape=shape, spacing=spacing, templates=templates)
+    labels = sitk.GetArrayFromImage(head.labels)
+    x, y, z = _template_coordinates(_grid_axes(shape, spacing), head.parameters)
+    cranial = np.isin(labels, (4, 5, 6))  # CSF, grey, white
+    csf = labels == 4
+    over_callosum = (z > 34.0) & (z < 50.0) & (y > -30.0) & (y < 40.0)  # the averages blur the fissure most here
+    falx = cranial & (np.abs(x) < 1.0) & over_callosum
+    beside = cranial & (np.abs(x) > 8.0) & (np.abs(x) < 12.0) & over_callosum
+    assert falx.sum() > 50 and csf[falx].mean() > 0.95
+    assert csf[beside].mean() < 0.5, "the fissure is a sheet, not the whole hemisphere"
+    surface = np.abs(z - _tentorium_height(x, y))
+    tentorium = cranial & (surface < 1.0) & (y > 60.0) & (np.abs(x) < 40.0)
+    above = cranial & (surface > 6.0) & (surface < 10.0) & (z > _tentorium_height(x, y)) & (y > 60.0)
+    assert tentorium.sum() > 50 and csf[tentorium].mean() > 0.95
+    assert csf[above].mean() < 0.5

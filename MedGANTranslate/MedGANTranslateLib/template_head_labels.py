@@ -2,7 +2,7 @@
 
 :func:`template_labels` derives the labels of :data:`LABEL_NAMES` (the phantom's, plus teeth) from the deformed
 template fields with the head's random thresholds: air, bone and fat, brain tissue as the most probable class after
-a smooth random tilt, sulci, ventricles, eyes and orbits, a vault closed all round the brain, the paranasal sinuses
+a smooth random tilt, sulci, ventricles, the interhemispheric fissure and the tentorium, eyes and orbits, a vault closed all round the brain, the paranasal sinuses
 walled by bone and some opacified, a frontal sinus and mastoid air cells of random size. :func:`lower_head` then
 builds the head below the templates' field of view: neck outline with subcutaneous fat, hard palate, teeth in their
 alveolar bone, mandible with rami, cervical vertebrae around the spinal canal and cord, pharyngeal airway.
@@ -83,6 +83,7 @@ def template_labels(f: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.nd
     # ventricles: CSF deep in the middle of the cerebrum
     deep = (np.abs(x) < 30.0) & (y > -38.0) & (y < 48.0) & (z > -20.0) & (z < 32.0) & ((grey + white) > 0.25)
     labels[(labels == CSF) & deep & (csf > 0.5)] = VENTRICLES
+    _fissure_and_tentorium(labels, q, p, spacing)
     # fat (bright on the average T1: scalp, orbits, marrow-free soft tissue) versus muscle and other soft tissue
     soft = ~brainy & hull
     labels[soft & (t1 > p.fat_threshold)] = FAT
@@ -117,6 +118,28 @@ def template_labels(f: np.ndarray, q: Sequence[np.ndarray], axes: Sequence[np.nd
     _frontal_sinus(labels, q, p, icv_distance > table + np.float32(wall), wall)
     _mastoid_cells(labels, q, axes, p)
     return labels
+
+
+def _tentorium_height(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Height (template mm) of the tentorium over the cerebellum, read off the template's grey and white matter
+    maps: about -5 mm at its apex behind the midbrain, falling backwards to the torcula and sideways to the
+    transverse sinuses and petrous ridges (-26 mm)."""
+    return np.maximum(-5.0 - 0.4 * np.maximum(y - 55.0, 0.0) - 0.008 * x * x, -26.0)
+
+
+def _fissure_and_tentorium(labels: np.ndarray, q: Sequence[np.ndarray], p: HeadParameters, spacing: float) -> None:
+    """CSF and dura between the hemispheres (falx) and between cerebrum and cerebellum (tentorium), which the
+    average templates blur away: on real T1w they are thin dark sheets inside the brain, and a network that has
+    only seen thin dark sheets in the skull makes them bone. At least 1.5 voxels thick, so coarse grids keep them."""
+    x, y, z = q
+    brain = (labels == GREY) | (labels == WHITE) | (labels == CSF)
+    tent = _tentorium_height(x, y)
+    callosum_top = 30.0 - 10.0 * ((y - 3.0) / 35.0) ** 2
+    above_bridge = np.where(y < -32.0, True, np.where(y < 38.0, z > callosum_top + 2.0, z > tent))
+    fissure = brain & (np.abs(x) < np.float32(max(p.fissure_mm, 1.5 * spacing) / 2.0)) & above_bridge
+    behind_notch = (y > 42.0) & ((np.abs(x) > 12.0) | (y > 50.0))
+    tentorium = brain & behind_notch & (np.abs(z - tent) < np.float32(max(p.tentorium_mm, 1.5 * spacing) / 2.0))
+    labels[fissure | tentorium] = CSF
 
 
 def _frontal_sinus(labels: np.ndarray, q: Sequence[np.ndarray], p: HeadParameters, outside_table: np.ndarray,

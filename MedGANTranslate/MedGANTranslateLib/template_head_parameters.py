@@ -82,6 +82,8 @@ class HeadParameters:
     ct_means: np.ndarray
     partial_volume: float
     ct_sigma: float
+    fissure_mm: float  # width of the interhemispheric fissure with the falx
+    tentorium_mm: float  # thickness of the tentorium with the CSF around it
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> "HeadParameters":
@@ -126,4 +128,4 @@ class HeadParameters:
         return cls(inverse, scales, angles, shift, warp_mm, warp, hull_noise, bone_noise, air, bone, vault, table_shift,
                    csf_weight, cortical, offsets, fill, frontal, cells, mastoid, tissue_noise, folds, sulcus, fat, scalp_fat, palate,
                    occlusal, mandible, missing, mouth, airway, neck, phase, texture, means, rng.uniform(0.5, 0.7),
-                   rng.uniform(10.0, 20.0))
+                   rng.uniform(10.0, 20.0), rng.uniform(1.5, 4.0), rng.uniform(1.5, 3.0))
