@@ -236,3 +236,23 @@ def test_the_default_models_synthetic_recipe_loads_and_matches_its_shipped_recip
     for key in ("patch_size", "batch_size", "flip_axes", "inputs", "target", "phantom"):
         assert synthetic["data"][key] == shipped["data"][key], key
     assert synthetic["card"]["version"] != shipped["card"]["version"]
+
+
+def test_the_synthetic_recipes_second_stage_fine_tunes_the_first():
+    """train_synth_stage2.yaml starts from stage 1's weights: the same network, card settings and phantoms, a
+    subset of its template heads, and a learning rate that starts below where stage 1's began."""
+    from pathlib import Path
+
+    from MedGANTranslateLib.training.config import load_config
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "mr-t1-to-ct-pix2pix"
+    first, second = load_config(folder / "train_synth.yaml"), load_config(folder / "train_synth_stage2.yaml")
+    assert second["init_weights"] and "init_weights" not in first
+    for key in ("generator", "discriminator", "losses", "cpu_bfloat16"):
+        assert second[key] == first[key], key
+    for key in ("id", "inputs", "output", "preprocessing", "inference", "postprocessing", "display", "version"):
+        assert second["card"][key] == first["card"][key], key
+    assert set(second["data"]["train_seeds"]) < set(first["data"]["train_seeds"])
+    assert second["data"]["synth"]["phantom_seeds"] == first["data"]["synth"]["phantom_seeds"]
+    assert second["data"]["synth"]["phantom_share"] > first["data"]["synth"]["phantom_share"]
+    assert second["optim"]["lr"] < first["optim"]["lr"] and second["optim"]["steps"] < first["optim"]["steps"]
