@@ -71,6 +71,7 @@ def translate_files(
     uncertainty: Optional[str] = None,
     uncertainty_variants: Optional[int] = None,
     translator: Optional[Translator] = None,
+    n4: bool = False,
 ) -> TranslationResult:
     """Reads, translates and writes; every output appears complete or not at all. ``translator``: a model
     already loaded (a batch reuses one for every case; ``model`` and the loading options are then its own). ``tta``: average with the
@@ -79,7 +80,8 @@ def translate_files(
     QA report (:mod:`.report`, an .html file) written with the other outputs; ``report_options`` name the inputs
     in it and set its uncertainty threshold. ``uncertainty``: where the uncertainty map goes (the variants' standard
     deviation in output units, :mod:`.uncertainty`; ``uncertainty_variants`` per ensemble member, None: the
-    card's default), written with the other outputs; the synthetic image is then the variants' mean."""
+    card's default), written with the other outputs; the synthetic image is then the variants' mean. ``n4``: N4
+    bias-field correction of the MR inputs (see :class:`Translator`)."""
     card = translator.card if translator is not None else resolve_model(model, models_dirs, log=log)
     all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
     if len(inputs) != len(card.inputs):
@@ -117,7 +119,7 @@ def translate_files(
         stage = start_stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
         translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta,
                                 strict=strict, on_warning=on_warning, uncertainty=bool(uncertainty),
-                                uncertainty_variants=uncertainty_variants, models_dirs=models_dirs)
+                                uncertainty_variants=uncertainty_variants, models_dirs=models_dirs, n4=n4)
         stage.finish()
     stage = start_stage(progress, cancel, "read", "reading input volume(s)")
     roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]

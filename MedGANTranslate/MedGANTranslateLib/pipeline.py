@@ -98,12 +98,15 @@ class Translator:
         uncertainty: bool = False,
         uncertainty_variants: Optional[int] = None,
         models_dirs: Sequence[str] = (),
+        n4: bool = False,
     ) -> None:
         """``strict``: refuse a scan the checks warn about (:mod:`.scan_checks`), before the network runs;
         ``on_warning`` receives each warning (without it, warnings go to ``log``). ``uncertainty``: run the
         test-time variants (:mod:`.uncertainty`; ``uncertainty_variants`` per ensemble member, None: the
         default), the synthetic image their mean and :attr:`TranslationResult.uncertainty` their spread; an
-        ensemble member given by model id is looked up in ``models_dirs`` too."""
+        ensemble member given by model id is looked up in ``models_dirs`` too. ``n4``: N4 bias-field correction of
+        the MR inputs before normalisation even where the card does not ask for it, for a scan whose intensities
+        drift strongly across the head (a model trained with random bias fields copes with what is left)."""
         self.card = card
         self.log = log
         self.strict = strict
@@ -126,6 +129,10 @@ class Translator:
                 "Run it without --tta."
             )
         self.tta = tta
+        if n4 and not any(spec.modality == "MR" for spec in card.inputs):
+            raise MedGANError(f"Model '{card.id}' takes no MR input, and N4 corrects the bias field of MR scans. "
+                              "Run it without --n4.")
+        self.preprocessing = {**card.preprocessing, "n4": True} if n4 else card.preprocessing
         self.network = load_generator(card, device=str(self.device))
         check_network_rank(self.network, self.settings)
         check_fully_convolutional(self.network, self.settings)
@@ -219,6 +226,8 @@ class Translator:
             }
         )
         provenance.update(scan.provenance())
+        if self.preprocessing.get("n4"):
+            provenance["MedGANTranslate.BiasCorrection"] = "N4"
         if report.mirrored:
             provenance["MedGANTranslate.TestTimeMirror"] = ", ".join(self.settings.test_time_mirror)
         if report.planes:
@@ -284,7 +293,7 @@ class Translator:
         mostly outside the first's."""
         card = self.card
         try:
-            return network_inputs(images, card.preprocessing, card.postprocessing.get("body_mask", {}),
+            return network_inputs(images, self.preprocessing, card.postprocessing.get("body_mask", {}),
                                   [spec.modality for spec in card.inputs])
         except InputError as exc:
             index = exc.input_index or 0

@@ -491,6 +491,8 @@ def _run_section(result: "TranslationResult", created: datetime) -> str:
         ("precision", _esc(report.precision)),
         ("sliding windows", _esc(windows)),
     ]
+    if result.provenance.get("MedGANTranslate.BiasCorrection"):
+        pairs.append(("bias-field correction", _esc(result.provenance["MedGANTranslate.BiasCorrection"])))
     if result.provenance.get("MedGANTranslate.TestTimeMirror"):
         pairs.append(("test-time mirror", _esc(result.provenance["MedGANTranslate.TestTimeMirror"])))
     if result.provenance.get("MedGANTranslate.Planes"):

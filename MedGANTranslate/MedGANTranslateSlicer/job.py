@@ -42,6 +42,7 @@ class TranslationRequest:
     overlap: Optional[float] = None
     models_dir: str = ""
     tta: bool = False
+    n4: bool = False  # N4 bias-field correction of the MR inputs
     strict: bool = False
     uncertainty: bool = False  # also the uncertainty map (the synthetic image is then the variants' mean)
 
@@ -93,6 +94,8 @@ def build_arguments(request: TranslationRequest, folder: Path, inputs: List[str]
         args += ["--uncertainty", paths["uncertainty"]]
     elif request.tta:
         args += ["--tta"]
+    if request.n4:
+        args += ["--n4"]
     if request.strict:
         args += ["--strict"]
     if request.models_dir:

@@ -15,7 +15,7 @@ from MedGANTranslateLib.card import CardSummary
 
 from . import models, scene
 from .install import install_problems
-from .parameters import MedGANTranslateParameterNode, input_volumes
+from .parameters import MedGANTranslateParameterNode, input_volumes, takes_mr
 
 
 def input_rows(ui) -> List[tuple]:
@@ -132,7 +132,7 @@ def _show_store_buttons(ui, busy: bool) -> None:
 
 
 def _show_option_boxes(ui, p: MedGANTranslateParameterNode, summary: Optional[CardSummary]) -> None:
-    """The difference, uncertainty and mirror boxes, each enabled only where the model and inputs allow it."""
+    """The difference, uncertainty, mirror and N4 boxes, each enabled only where the model and inputs allow it."""
     differencePossible = summary is not None and (
         p.referenceVolume is not None or summary.difference_without_reference == "minus_input"
     )
@@ -150,6 +150,7 @@ def _show_option_boxes(ui, p: MedGANTranslateParameterNode, summary: Optional[Ca
     if mirrorPossible and not ui.mirrorCheckBox.enabled:
         ui.mirrorCheckBox.toolTip = _("The uncertainty map's variants include the mirror image, and the "
                                       "synthetic image is then their mean.")
+    ui.n4CheckBox.enabled = summary is not None and takes_mr(summary)
 
 
 def _reasons_not_to_translate(p: MedGANTranslateParameterNode, summary: Optional[CardSummary]) -> List[str]:

@@ -38,6 +38,7 @@ class MedGANTranslateParameterNode:
     roiZ: Annotated[int, WithinRange(0, 1024)] = 0
     overlap: Annotated[float, WithinRange(0.0, 0.95)] = 0.0
     testTimeMirror: bool = False
+    biasCorrection: bool = False
     estimateUncertainty: bool = False
     strictChecks: bool = False
     createDifference: bool = True
@@ -47,6 +48,11 @@ class MedGANTranslateParameterNode:
     differenceVolume: vtkMRMLScalarVolumeNode
     uncertaintyVolume: vtkMRMLScalarVolumeNode
     metricsTable: vtkMRMLTableNode
+
+
+def takes_mr(summary: CardSummary) -> bool:
+    """Whether N4 can apply: it corrects the bias field of MR inputs."""
+    return any(spec.modality == "MR" for spec in summary.inputs)
 
 
 def input_volumes(p: MedGANTranslateParameterNode, summary: CardSummary) -> List:
@@ -67,6 +73,7 @@ def request_from_parameters(p: MedGANTranslateParameterNode, summary: CardSummar
         overlap=p.overlap if p.overlap > 0 else None,
         models_dir=p.modelsFolder,
         tta=p.testTimeMirror and bool(summary.test_time_mirror) and not uncertainty,
+        n4=p.biasCorrection and takes_mr(summary),
         uncertainty=uncertainty,
         strict=p.strictChecks,
     )

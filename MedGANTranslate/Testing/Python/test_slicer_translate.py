@@ -69,6 +69,7 @@ def test_translation_with_reference(slicer_standin, widget, tiny_models):
     widget.ui.inputSelector.setCurrentNode(input_node)
     widget.ui.referenceSelector.setCurrentNode(reference)
     widget.ui.mirrorCheckBox.checked = True
+    widget.ui.n4CheckBox.checked = True
     progress = []
     job = _run(slicer, widget, progress)
 
@@ -97,6 +98,7 @@ def test_translation_with_reference(slicer_standin, widget, tiny_models):
         assert float(node.GetAttribute("MedGANTranslate.Seconds")) > 0
     assert difference.GetAttribute("MedGANTranslate.Kind") == "difference"
     assert "--tta" in job.process.args and synthetic.GetAttribute("MedGANTranslate.TestTimeMirror") == "left-right"
+    assert "--n4" in job.process.args and synthetic.GetAttribute("MedGANTranslate.BiasCorrection") == "N4"
     assert "Research use only" in synthetic.GetDescription()
     # display presets from the card: CT window/level; difference diverging and centred at zero
     display = synthetic.GetScalarVolumeDisplayNode()

@@ -41,6 +41,7 @@ EXPECTED_CLASSES = {
     "modelsFolderLineEdit": "ctkPathLineEdit",
     "differenceCheckBox": "QCheckBox",
     "mirrorCheckBox": "QCheckBox",
+    "n4CheckBox": "QCheckBox",
     "uncertaintyCheckBox": "QCheckBox",
     "strictCheckBox": "QCheckBox",
     "metricsTableView": "qMRMLTableView",

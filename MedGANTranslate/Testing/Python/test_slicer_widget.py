@@ -148,6 +148,20 @@ def test_strict_checks_are_a_setting_that_reaches_the_engine(slicer_standin, wid
     assert "--strict" in build_arguments(request, tmp_path, ["in.nrrd"], None)["args"]
 
 
+def test_bias_correction_is_a_setting_that_reaches_the_engine(slicer_standin, widget, tiny_models, tmp_path):
+    from MedGANTranslateSlicer.job import build_arguments
+
+    volume = slicer_standin.util.addVolumeFromArray(head_array(), ijkToRAS=oblique_ijk_to_ras(), name="MR")
+    widget.ui.modelsFolderLineEdit.currentPath = str(tiny_models)
+    _choose_model(widget, "tiny-ct")
+    widget.ui.inputSelector.setCurrentNode(volume)
+    assert widget.ui.n4CheckBox.enabled and widget.panel._requestFromParameters().n4 is False
+    widget.ui.n4CheckBox.checked = True
+    request = widget.panel._requestFromParameters()
+    assert request.n4 is True and widget.panel._parameterNode.parameterNode.GetParameter("biasCorrection") == "True"
+    assert "--n4" in build_arguments(request, tmp_path, ["in.nrrd"], None)["args"]
+
+
 def test_device_list_names_each_gpu(widget):
     widget.panel._onDevicesDetected([{"id": "cpu", "name": "CPU"}, {"id": "cuda:0", "name": "NVIDIA A"}, {"id": "cuda:1", "name": "NVIDIA B"}])
     items = [(widget.ui.deviceSelector.itemText(i), widget.ui.deviceSelector.itemData(i)) for i in range(widget.ui.deviceSelector.count)]
