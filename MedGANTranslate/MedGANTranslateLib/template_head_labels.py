@@ -2,8 +2,9 @@
 
 :func:`template_labels` derives the labels of :data:`LABEL_NAMES` (the phantom's, plus teeth) from the deformed
 template fields with the head's random thresholds: air, bone and fat, brain tissue as the most probable class after
-a smooth random tilt, sulci, ventricles, the interhemispheric fissure and the tentorium, eyes and orbits, a vault closed all round the brain, the paranasal sinuses
-walled by bone and some opacified, a frontal sinus and mastoid air cells of random size. :func:`lower_head` then
+a smooth random tilt, sulci, ventricles, the interhemispheric fissure and the tentorium, eyes and orbits, a vault
+closed all round the brain, the paranasal sinuses walled by bone and some opacified, a frontal sinus and mastoid air
+cells of random size. :func:`lower_head` then
 builds the head below the templates' field of view: neck outline with subcutaneous fat, hard palate, teeth in their
 alveolar bone, mandible with rami, cervical vertebrae around the spinal canal and cord, pharyngeal airway.
 """
@@ -128,9 +129,10 @@ def _tentorium_height(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _fissure_and_tentorium(labels: np.ndarray, q: Sequence[np.ndarray], p: HeadParameters, spacing: float) -> None:
-    """CSF and dura between the hemispheres (falx) and between cerebrum and cerebellum (tentorium), which the
-    average templates blur away: on real T1w they are thin dark sheets inside the brain, and a network that has
-    only seen thin dark sheets in the skull makes them bone. At least 1.5 voxels thick, so coarse grids keep them."""
+    """The sheets of dura and CSF between the hemispheres (falx) and between cerebrum and cerebellum (tentorium),
+    which the average templates blur away, labelled CSF (dark on T1w, water-like on CT, as both are at this
+    thickness): on real T1w they are thin dark sheets inside the brain, and a network that has only seen thin dark
+    sheets in the skull makes them bone. At least 1.5 voxels thick, so coarse grids keep them."""
     x, y, z = q
     brain = (labels == GREY) | (labels == WHITE) | (labels == CSF)
     tent = _tentorium_height(x, y)
