@@ -87,10 +87,14 @@ def test_translate_by_clicking_shows_bone_where_the_phantom_has_bone(server, pag
     _open(page, "phantom/t1.nii.gz", "input")
     _open(page, "phantom/ct.nii.gz", "reference")
     assert "Research use only" in page.inner_text("#model-details")
+    assert page.is_enabled("#n4"), "the default model takes an MR input, so N4 can be asked for"
+    page.check("#n4")
     page.click("#translate")
     page.wait_for_selector("#cancel", state="visible")
     page.wait_for_selector("#review", state="visible", timeout=RUN_TIMEOUT_MS)
     assert page.inner_text("#status").startswith("Done: t1 · synthetic CT")
+    provenance = page.evaluate("fetch('/api/state').then(r => r.json()).then(s => s.result.provenance)")
+    assert provenance["MedGANTranslate.BiasCorrection"] == "N4"
     assert page.locator("#metrics tr").count() > 3
     assert page.locator("#downloads a", has_text="synthetic-dicom.zip").count() == 1
     page.select_option("#third-select", "reference")

@@ -229,6 +229,19 @@ def test_the_uncertainty_map_overlays_the_synthetic_pane_above_a_threshold_the_p
     assert client.post("/api/view", {"mode": "side", "third": "uncertainty", "threshold": "high"})[0] == 400
 
 
+def test_bias_field_correction_is_asked_per_translation_and_recorded(server, new_client):
+    client = new_client()
+    model = next(m for m in client.get("/api/models")[1] if m["default"])
+    assert model["n4"], "the default model takes an MR input"
+    assert client.post("/api/load", {"role": "input", "path": "phantom/t1.nii.gz"})[0] == 200
+    assert client.post("/api/translate", {"model": model["key"], "n4": True})[0] == 200
+    state = _wait_done(client)
+    assert state["error"] is None and state["result"]["provenance"]["MedGANTranslate.BiasCorrection"] == "N4"
+    assert client.post("/api/translate", {"model": model["key"]})[0] == 200
+    state = _wait_done(client)
+    assert state["error"] is None and "MedGANTranslate.BiasCorrection" not in state["result"]["provenance"]
+
+
 def test_closing_a_session_ends_its_process_and_removes_its_files(server):
     _, work = server
     client = Client(server[0])

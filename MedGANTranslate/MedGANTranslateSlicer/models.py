@@ -38,6 +38,11 @@ def default_model(models: Sequence[CardSummary]) -> CardSummary:
     return defaults[0] if defaults else models[0]
 
 
+def takes_mr(summary: CardSummary) -> bool:
+    """Whether N4 bias-field correction can apply: it corrects MR inputs."""
+    return any(spec.modality == "MR" for spec in summary.inputs)
+
+
 def input_labels(summary: CardSummary) -> List[str]:
     return [spec.label for spec in summary.inputs]
 

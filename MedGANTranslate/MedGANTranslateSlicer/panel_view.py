@@ -15,7 +15,7 @@ from MedGANTranslateLib.card import CardSummary
 
 from . import models, scene
 from .install import install_problems
-from .parameters import MedGANTranslateParameterNode, input_volumes, takes_mr
+from .parameters import MedGANTranslateParameterNode, input_volumes
 
 
 def input_rows(ui) -> List[tuple]:
@@ -150,7 +150,7 @@ def _show_option_boxes(ui, p: MedGANTranslateParameterNode, summary: Optional[Ca
     if mirrorPossible and not ui.mirrorCheckBox.enabled:
         ui.mirrorCheckBox.toolTip = _("The uncertainty map's variants include the mirror image, and the "
                                       "synthetic image is then their mean.")
-    ui.n4CheckBox.enabled = summary is not None and takes_mr(summary)
+    ui.n4CheckBox.enabled = summary is not None and models.takes_mr(summary)
 
 
 def _reasons_not_to_translate(p: MedGANTranslateParameterNode, summary: Optional[CardSummary]) -> List[str]:

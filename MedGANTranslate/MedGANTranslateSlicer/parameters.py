@@ -15,6 +15,7 @@ from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 
 from MedGANTranslateLib.card import CardSummary
 
+from . import models
 from .job import TranslationRequest, TranslationResult
 
 INPUT_VOLUMES = ("inputVolume", "input2Volume", "input3Volume", "input4Volume")
@@ -50,11 +51,6 @@ class MedGANTranslateParameterNode:
     metricsTable: vtkMRMLTableNode
 
 
-def takes_mr(summary: CardSummary) -> bool:
-    """Whether N4 can apply: it corrects the bias field of MR inputs."""
-    return any(spec.modality == "MR" for spec in summary.inputs)
-
-
 def input_volumes(p: MedGANTranslateParameterNode, summary: CardSummary) -> List:
     """The input nodes the model takes, in the card's order (None where none is selected)."""
     return [getattr(p, name) for name in INPUT_VOLUMES][:len(summary.inputs)]
@@ -73,7 +69,7 @@ def request_from_parameters(p: MedGANTranslateParameterNode, summary: CardSummar
         overlap=p.overlap if p.overlap > 0 else None,
         models_dir=p.modelsFolder,
         tta=p.testTimeMirror and bool(summary.test_time_mirror) and not uncertainty,
-        n4=p.biasCorrection and takes_mr(summary),
+        n4=p.biasCorrection and models.takes_mr(summary),
         uncertainty=uncertainty,
         strict=p.strictChecks,
     )

@@ -88,7 +88,7 @@ class ReviewSession:
         return [{"key": model_list.model_key(m), "label": model_list.model_label(m), "inputs": model_list.input_labels(m),
                  "output": f"{m.output_modality} ({m.output_unit})", "site": m.site, "intended_use": m.intended_use,
                  "expected_time": model_list.expected_time(m), "uncertainty": m.uncertainty_passes > 0,
-                 "uncertainty_text": model_list.uncertainty_tooltip(m), "default": model_list.model_key(m) == default}
+                 "uncertainty_text": model_list.uncertainty_tooltip(m), "n4": model_list.takes_mr(m), "default": model_list.model_key(m) == default}
                 for m in found]
 
     # --- loading -----------------------------------------------------------------------------------------
@@ -130,9 +130,9 @@ class ReviewSession:
 
     # --- translating -------------------------------------------------------------------------------------
 
-    def translate(self, key: str, uncertainty: bool = False, device: str = "auto") -> Dict[str, Any]:
+    def translate(self, key: str, uncertainty: bool = False, device: str = "auto", n4: bool = False) -> Dict[str, Any]:
         """Starts the engine on the input with the model ``key`` ('id@version' from :meth:`models`; nothing else
-        is accepted: the browser never names a path or a URL)."""
+        is accepted: the browser never names a path or a URL); ``n4``: N4 bias-field correction of the MR inputs."""
         self._refuse_while_running("start another translation")
         model = model_list.find_model(model_list.available_models(self.models_dirs), str(key))
         if model is None:
@@ -144,10 +144,12 @@ class ReviewSession:
                                     f"{' and '.join(missing)} first.")
         if uncertainty and model.uncertainty_passes <= 0:
             raise RequestError(400, model_list.uncertainty_tooltip(model))
+        if n4 and not model_list.takes_mr(model):
+            raise RequestError(400, f"{model.title} takes no MR input, and N4 corrects the bias field of MR scans.")
         self._forget_results()
         inputs = [self.nodes[role] for role in INPUT_ROLES[:len(model.inputs)]]
         request = TranslationRequest(model=model, inputs=inputs, reference=self.nodes.get("reference"),
-                                     device=device, uncertainty=bool(uncertainty),
+                                     device=device, uncertainty=bool(uncertainty), n4=bool(n4),
                                      models_dir=self.models_dirs[0] if self.models_dirs else "")
         self.job = TranslationJob(request, on_finished=self._finished, temporary_root=str(self.folder),
                                   keep_outputs=self.folder / "results")

@@ -280,7 +280,8 @@ async def upload(request: web.Request) -> web.Response:
 async def translate(request: web.Request) -> web.Response:
     body = await _json_body(request)
     return web.json_response(await request.app["sessions"].call(
-        request["session"], "translate", key=str(body.get("model", "")), uncertainty=bool(body.get("uncertainty"))))
+        request["session"], "translate", key=str(body.get("model", "")), uncertainty=bool(body.get("uncertainty")),
+        n4=bool(body.get("n4"))))
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -100,6 +100,8 @@ function showModel() {
   $("uncertainty").disabled = !model.uncertainty;
   if (!model.uncertainty) $("uncertainty").checked = false;
   $("uncertainty-box").title = model.uncertainty_text;
+  $("n4").disabled = !model.n4;
+  if (!model.n4) $("n4").checked = false;
 }
 
 function fillSelect(select, items, selected) {
@@ -302,7 +304,7 @@ function setView(changes) {
 function wire() {
   $("upload").onclick = () => act(upload);
   $("model-select").onchange = showModel;
-  $("translate").onclick = () => act(() => post("/api/translate", { model: $("model-select").value, uncertainty: $("uncertainty").checked }));
+  $("translate").onclick = () => act(() => post("/api/translate", { model: $("model-select").value, uncertainty: $("uncertainty").checked, n4: $("n4").checked }));
   $("cancel").onclick = () => act(() => post("/api/cancel"));
   for (const radio of document.querySelectorAll("input[name=mode]")) radio.onchange = () => act(() => setView({}));
   $("third-select").onchange = () => act(() => setView({}));
