@@ -39,6 +39,7 @@ class BatchOptions:
     threads: Optional[int] = None
     models_dirs: Sequence[str] = ()
     strict: bool = False
+    n4: bool = False  # N4 bias-field correction of every case's MR inputs
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _translate_case(case: Case, folder: CohortFolder, options: BatchOptions, tra
     card = translator.card
     difference = bool(case.reference) or card.difference.get("without_reference") == "minus_input"
     outcome = Outcome(case.case, case.inputs, case.reference, FAILED, f"{card.id}@{card.version}", card.sha256,
-                      hashes, rank=ranks.rank)
+                      hashes, rank=ranks.rank, n4=options.n4)
     warnings.current = outcome.warnings
     folder.remove_partials(case)
     folder.case_dir(case).mkdir(parents=True, exist_ok=True)
@@ -165,7 +166,8 @@ def run_batch(options: BatchOptions, progress: Optional[ProgressCallback] = None
             folder.write_manifest(folder.manifest_rows(cases, {}))
         warnings = _Warnings()
         translator = Translator(card, device=device, threads=ranks.threads(options.threads), log=log,
-                                strict=options.strict, on_warning=warnings.add, models_dirs=options.models_dirs)
+                                strict=options.strict, on_warning=warnings.add, models_dirs=options.models_dirs,
+                                n4=options.n4)
         shard = cases[ranks.rank::ranks.world_size]
         timer = StageTimer("batch", len(shard), progress, cancel)
         timer.start(f"{len(shard)} of {len(cases)} cases on {device} (rank {ranks.rank} of {ranks.world_size}, "
@@ -173,7 +175,7 @@ def run_batch(options: BatchOptions, progress: Optional[ProgressCallback] = None
         mine: List[Dict[str, Any]] = []
         for case in shard:
             hashes = input_hashes(case)
-            if folder.still_valid(case, card.sha256, hashes) is not None:
+            if folder.still_valid(case, card.sha256, hashes, options.n4) is not None:
                 row = {"case": case.case, "status": SKIPPED}
             else:
                 outcome = _translate_case(case, folder, options, translator, warnings, hashes, ranks, cancel, log)

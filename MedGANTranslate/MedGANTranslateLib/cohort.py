@@ -55,6 +55,7 @@ class Outcome:
     metrics: Optional[Dict[str, Any]] = None
     seconds: Optional[float] = None
     rank: int = 0
+    n4: bool = False  # translated with N4 bias-field correction
 
 
 def _stem(path: str) -> str:
@@ -203,10 +204,11 @@ class CohortFolder:
     def record(self, outcome: Outcome) -> None:
         write_atomically(self.status_dir / f"{outcome.case}.json", json.dumps(asdict(outcome), indent=1, default=str))
 
-    def still_valid(self, case: Case, model_sha256: str, hashes: Sequence[str]) -> Optional[Outcome]:
-        """The recorded outcome when it is done, on the same inputs and model, with every output in place."""
+    def still_valid(self, case: Case, model_sha256: str, hashes: Sequence[str], n4: bool = False) -> Optional[Outcome]:
+        """The recorded outcome when it is done, on the same inputs and model, with or without N4 as asked now,
+        with every output in place."""
         found = self.recorded(case)
-        if found is None or found.status != DONE or found.model_sha256 != model_sha256:
+        if found is None or found.status != DONE or found.model_sha256 != model_sha256 or found.n4 != n4:
             return None
         if list(found.input_sha256) != list(hashes) or found.inputs != case.inputs or found.reference != case.reference:
             return None
