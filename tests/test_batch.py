@@ -120,15 +120,16 @@ def test_failures_are_recorded_per_case_and_a_rerun_resumes(tmp_path):
     assert recorded == {case: (out / "status" / f"{case}.json").stat().st_mtime_ns for case in recorded}
     assert _partials(out) == []
 
-    # asked with N4 now: what was made without it is made again, with it, and recorded so
-    third = _batch(["--inputs", str(tmp_path / "cohort.csv"), "--out", str(out), "--n4"])
+    # asked with N4 and mirror averaging now: what was made without them is made again, with them, and recorded so
+    third = _batch(["--inputs", str(tmp_path / "cohort.csv"), "--out", str(out), "--n4", "--tta"])
     assert third.returncode == 2, third.stderr[-3000:]
     rows = _manifest(out)
     assert {k: r["status"] for k, r in rows.items()} == {
         "with_reference": "done", "plain": "done", "ct_as_t1": "done", "missing": "failed", "corrupt": "done"}
-    assert rows["plain"]["n4"] is True
+    assert rows["plain"]["options"] == ["n4", "tta"]
     sidecar = Path(rows["plain"]["outputs"]["synthetic"].replace(".nii.gz", ".json"))  # NIfTI keeps its keys there
-    assert json.loads(sidecar.read_text())["MedGANTranslate.BiasCorrection"] == "N4"
+    keys = json.loads(sidecar.read_text())
+    assert keys["MedGANTranslate.BiasCorrection"] == "N4" and keys["MedGANTranslate.TestTimeMirror"] == "left-right"
 
 
 @pytest.mark.slow

@@ -40,6 +40,11 @@ class BatchOptions:
     models_dirs: Sequence[str] = ()
     strict: bool = False
     n4: bool = False  # N4 bias-field correction of every case's MR inputs
+    tta: bool = False  # mirror averaging along the card's mirror axes
+
+    def engine_options(self) -> List[str]:
+        """The options that change what a case gives, as its status records them."""
+        return [name for name in ("n4", "tta") if getattr(self, name)]
 
 
 @dataclass
@@ -99,7 +104,7 @@ def _translate_case(case: Case, folder: CohortFolder, options: BatchOptions, tra
     card = translator.card
     difference = bool(case.reference) or card.difference.get("without_reference") == "minus_input"
     outcome = Outcome(case.case, case.inputs, case.reference, FAILED, f"{card.id}@{card.version}", card.sha256,
-                      hashes, rank=ranks.rank, n4=options.n4)
+                      hashes, rank=ranks.rank, options=options.engine_options())
     warnings.current = outcome.warnings
     folder.remove_partials(case)
     folder.case_dir(case).mkdir(parents=True, exist_ok=True)
@@ -167,7 +172,7 @@ def run_batch(options: BatchOptions, progress: Optional[ProgressCallback] = None
         warnings = _Warnings()
         translator = Translator(card, device=device, threads=ranks.threads(options.threads), log=log,
                                 strict=options.strict, on_warning=warnings.add, models_dirs=options.models_dirs,
-                                n4=options.n4)
+                                n4=options.n4, tta=options.tta)
         shard = cases[ranks.rank::ranks.world_size]
         timer = StageTimer("batch", len(shard), progress, cancel)
         timer.start(f"{len(shard)} of {len(cases)} cases on {device} (rank {ranks.rank} of {ranks.world_size}, "
@@ -175,7 +180,7 @@ def run_batch(options: BatchOptions, progress: Optional[ProgressCallback] = None
         mine: List[Dict[str, Any]] = []
         for case in shard:
             hashes = input_hashes(case)
-            if folder.still_valid(case, card.sha256, hashes, options.n4) is not None:
+            if folder.still_valid(case, card.sha256, hashes, options.engine_options()) is not None:
                 row = {"case": case.case, "status": SKIPPED}
             else:
                 outcome = _translate_case(case, folder, options, translator, warnings, hashes, ranks, cancel, log)

@@ -160,7 +160,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     install_cancel_handlers(token)
     options = BatchOptions(args.model, args.inputs, Path(args.out), device=args.device, report=args.report,
                            output_format=args.output_format, threads=args.threads, models_dirs=args.models_dir,
-                           strict=args.strict, n4=args.n4)
+                           strict=args.strict, n4=args.n4, tta=args.tta)
     summary = run_batch(options, progress=out.progress_callback(), cancel=token, log=out.log,
                         on_case=lambda row: out.emit("case", **row))
     if summary is None:  # a rank other than 0: rank 0 reports for everyone
@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "among the processes on the machine)")
     batch.add_argument("--strict", action="store_true", help="refuse (record as failed) scans the checks warn about")
     batch.add_argument("--n4", action="store_true", help="N4 bias-field correction of every case's MR input(s), as run --n4")
+    batch.add_argument("--tta", action="store_true", help="mirror averaging for every case, as run --tta")
     batch.add_argument("--models-dir", action="append", default=[], help="extra folder of model folders")
     batch.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
 

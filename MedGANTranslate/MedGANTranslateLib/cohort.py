@@ -55,7 +55,7 @@ class Outcome:
     metrics: Optional[Dict[str, Any]] = None
     seconds: Optional[float] = None
     rank: int = 0
-    n4: bool = False  # translated with N4 bias-field correction
+    options: List[str] = field(default_factory=list)  # the engine options it was translated with (n4, tta)
 
 
 def _stem(path: str) -> str:
@@ -204,11 +204,14 @@ class CohortFolder:
     def record(self, outcome: Outcome) -> None:
         write_atomically(self.status_dir / f"{outcome.case}.json", json.dumps(asdict(outcome), indent=1, default=str))
 
-    def still_valid(self, case: Case, model_sha256: str, hashes: Sequence[str], n4: bool = False) -> Optional[Outcome]:
-        """The recorded outcome when it is done, on the same inputs and model, with or without N4 as asked now,
+    def still_valid(self, case: Case, model_sha256: str, hashes: Sequence[str], options: Sequence[str] = ()
+                    ) -> Optional[Outcome]:
+        """The recorded outcome when it is done, on the same inputs and model, with the engine options asked now,
         with every output in place."""
         found = self.recorded(case)
-        if found is None or found.status != DONE or found.model_sha256 != model_sha256 or found.n4 != n4:
+        if found is None or found.status != DONE or found.model_sha256 != model_sha256:
+            return None
+        if sorted(found.options) != sorted(options):
             return None
         if list(found.input_sha256) != list(hashes) or found.inputs != case.inputs or found.reference != case.reference:
             return None
