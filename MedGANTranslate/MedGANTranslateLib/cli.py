@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import traceback
@@ -137,8 +138,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Output(args.progress)
     card = train(load_config(args.config), args.out, resume=not args.restart, progress=out.progress_callback(),
                  log=out.log, cache_dir=args.cache_dir)
-    if card is None:  # a rank other than 0 under torchrun: rank 0 publishes the model
-        return 0
+    if card is None:  # a rank other than 0 under torchrun: rank 0 publishes the model. It has left the process
+        # group and has nothing more to do; the interpreter's own teardown of torch's and gloo's threads sometimes
+        # aborted it (SIGABRT, exit code 1 from torchrun after a complete run), so it ends here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     if out.json:
         out.emit("done", model={"id": card.id, "version": card.version, "folder": str(card.folder)})
     else:
