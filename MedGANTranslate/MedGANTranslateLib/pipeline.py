@@ -20,7 +20,7 @@ from monai.utils import OptionalImportError
 
 from . import __version__
 from .anatomical_axes import mirror_dims, plane_axes
-from .card import ModelCard
+from .card import ModelCard, takes_mr
 from .checkpoints import load_generator
 from .devices import compute_precision, configure_threads, select_device
 from .errors import CardError, InputError, MedGANError
@@ -129,7 +129,7 @@ class Translator:
                 "Run it without --tta."
             )
         self.tta = tta
-        if n4 and not any(spec.modality == "MR" for spec in card.inputs):
+        if n4 and not takes_mr(card.inputs):
             raise MedGANError(f"Model '{card.id}' takes no MR input, and N4 corrects the bias field of MR scans. "
                               "Run it without --n4.")
         self.preprocessing = {**card.preprocessing, "n4": True} if n4 else card.preprocessing

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from MedGANTranslateLib.card import CardSummary
+from MedGANTranslateLib.card import CardSummary, takes_mr as card_takes_mr
 from MedGANTranslateLib.registry import DEFAULT_MODEL, list_models, model_store
 
 from .engine_messages import format_duration
@@ -40,7 +40,7 @@ def default_model(models: Sequence[CardSummary]) -> CardSummary:
 
 def takes_mr(summary: CardSummary) -> bool:
     """Whether N4 bias-field correction can apply: it corrects MR inputs."""
-    return any(spec.modality == "MR" for spec in summary.inputs)
+    return card_takes_mr(summary.inputs)
 
 
 def input_labels(summary: CardSummary) -> List[str]:
