@@ -5,7 +5,7 @@
 #   benchmarks/gpu_kit.sh run OUT      # there, in the repository root: install them, run the check into OUT/
 #   benchmarks/gpu_kit.sh with CMD...  # there: install them, then any command, e.g. a training run:
 #       benchmarks/gpu_kit.sh with python3 -m MedGANTranslateLib.cli train \
-#           --config models/mr-t1-to-ct-pix2pix/train.yaml --out "$OUT/run" --progress none
+#           --config models/mr-t1-to-ct-pix2pix/train_phantoms.yaml --out "$OUT/run" --progress none
 #
 # The GPU machine brings Python 3.12 with a CUDA torch, numpy, scipy, safetensors and PyYAML; it lacks MONAI,
 # SimpleITK, isal and jsonschema. SimpleITK's wheel (53 MB) is repacked with xz (29 MB) so that the tree

@@ -116,7 +116,8 @@ def phantom_cases(cache: Optional[str]) -> Iterator[Case]:
     yield Case("phantom 1 CT", ("modality_mismatch", "intensity_distribution"), lambda: phantom(1)["ct"])
     yield Case("phantom 1 T1w, 30 mm slab", ("field_of_view",), lambda: slab(phantom(1)["t1"], 30.0))
     yield Case("phantom 1 T1w, 3 mm slices", (), lambda: thick_slices(phantom(1)["t1"], 3.0))
-    yield Case("phantom 1 T1w, 7 mm slices", ("spacing",), lambda: thick_slices(phantom(1)["t1"], 7.0))
+    yield Case("phantom 1 T1w, 7 mm slices", (), lambda: thick_slices(phantom(1)["t1"], 7.0))
+    yield Case("phantom 1 T1w, 12 mm slices", ("spacing",), lambda: thick_slices(phantom(1)["t1"], 12.0))
     yield Case("phantom 1 T1w, skull-stripped", ("skull_stripped",), lambda: skull_stripped(phantom(1)))
 
 
@@ -190,7 +191,7 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def margins(rows: Sequence[Row]) -> str:
+def margins(rows: Sequence[Row], card: ModelCard) -> str:
     """Per threshold, the closest values of the scans that must pass it (those that should get no warning at
     all) and of those that must trip it."""
     quiet = [r for r in rows if not r.expected]
@@ -213,7 +214,8 @@ def margins(rows: Sequence[Row]) -> str:
         + closest("skull_stripped", measured("scalp_bright_fraction"), False),
         f"- field_of_view, extent fraction < {training_distribution.EXTENT_MIN_FRACTION:g}: "
         + closest("field_of_view", lambda r: min(r.measurements["extent_fraction"]), False),
-        f"- spacing, coarsest voxel side > {training_distribution.SPACING_MAX_FACTOR:g} x training: "
+        f"- spacing, coarsest voxel side > {training_distribution.spacing_limit_mm(card.training_inputs):.2g} mm "
+        f"(training {card.training_inputs['spacing_mm']} mm): "
         + closest("spacing", lambda r: max(r.measurements["spacing_mm"]), True),
         f"- modality_mismatch, HU air share >= {image_checks.HU_AIR_SHARE:g}: "
         + closest("modality_mismatch", measured("hounsfield_air_share"), True),
@@ -247,7 +249,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"Scan checks against {card.id} v{card.version} (training contrast distances up to "
           f"{max(c['training_distance_max'] for c in card.training_inputs['contrast']['channels']):.3f})\n")
     print(table(rows) + "\n")
-    print(margins(rows))
+    print(margins(rows, card))
     return 0 if all(row.ok for row in rows) else 1
 
 

@@ -85,7 +85,7 @@ def crop_square(image: np.ndarray, mask: np.ndarray, size: int = 200) -> np.ndar
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "models" / "mr-t1-to-ct-pix2pix" / "train_synth.yaml"))
+    parser.add_argument("--config", default=str(ROOT / "models" / "mr-t1-to-ct-pix2pix" / "train_stage1.yaml"))
     parser.add_argument("--cache-dir", default="/tmp/synth_cache")
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
     parser.add_argument("--count", type=int, default=8)

@@ -40,9 +40,10 @@ def test_table_shows_each_cards_numbers_and_says_when_a_model_is_no_better_than_
     worse["validation"]["metrics"]["mae"] = 400.0
     worse["validation"]["metrics"]["bone_dice"] = 0.123
     rows = docs_tables.models_table([cards[0], worse]).splitlines()[2:]
-    assert "MAE **41.0 HU**" in rows[0] and "no better" not in rows[0]
+    assert f"MAE **{cards[0]['validation']['metrics']['mae']:.1f} HU**" in rows[0] and "no better" not in rows[0]
     assert "MAE **400.0 HU**" in rows[1] and "bone Dice **0.123**" in rows[1] and "no better than the baseline" in rows[1]
-    assert f"{cards[0]['training']['steps']} steps" in rows[0]
+    assert f"{cards[0]['training']['steps']} steps), fine-tuning an earlier run's weights" in rows[0]
+    assert "fine-tuning" not in docs_tables.models_table([cards[1]]), "a run from random weights"
 
 
 def test_a_readme_without_the_markers_is_refused():

@@ -71,7 +71,9 @@ def like(values: np.ndarray, image: sitk.Image) -> sitk.Image:
 def test_a_held_out_phantom_head_passes_every_check(card, phantom):
     report = check(card, phantom.t1)
     assert report.warnings == [] and report.skipped == {}
-    assert report.measurements["contrast_distance"][0] < training_distribution.CONTRAST_DISTANCE_MAX / 2
+    # the default model's training inputs are random T1w contrasts (held-out phantoms 1-5 sit 0.07-0.17 from them,
+    # the real T1w 0.08-0.22: benchmarks/scan_check_calibration.py), so a phantom is well inside, not at the centre
+    assert report.measurements["contrast_distance"][0] < 0.75 * training_distribution.CONTRAST_DISTANCE_MAX
     assert report.measurements["scalp_bright_fraction"][0] > 2 * anatomy_checks.SCALP_BRIGHT_MIN
     assert min(report.measurements["extent_fraction"]) > 0.9
 
@@ -113,12 +115,18 @@ def test_a_30_mm_slab_warns_about_the_field_of_view_and_is_not_called_skull_stri
     assert report.measurements["body_volume_ml"] < anatomy_checks.BRAIN_ONLY_MAX_ML, "small, but its scalp shows"
 
 
-@pytest.mark.parametrize("slice_mm, warns", [(3, False), (7, True)])
-def test_thick_slices_warn_beyond_four_times_the_training_spacing(card, phantom, slice_mm, warns):
-    report = check(card, sitk.BinShrink(phantom.t1, [1, 1, slice_mm]))
+@pytest.mark.parametrize("trained_mm, slice_mm, warns", [
+    ((1.0, 5.9157), 7, False), ((1.0, 5.9157), 10, True),  # the default card: trained on 1-5.9 mm, holds up to 8.9
+    ((1.0, 1.0), 3, False), ((1.0, 1.0), 5, True),  # a model trained at 1 mm only: more than 4x warns
+])
+def test_thick_slices_warn_beyond_what_the_training_spacing_holds_up_to(card, phantom, trained_mm, slice_mm, warns):
+    assert card.data["training_inputs"]["spacing_mm"] == [1.0, 5.9157]
+    trained = edited(card, lambda data: data["training_inputs"].update(spacing_mm=list(trained_mm)))
+    report = check(trained, sitk.BinShrink(phantom.t1, [1, 1, slice_mm]))
     assert codes(report) == (["spacing"] if warns else [])
     if warns:
-        assert "1 × 1 × 7 mm voxels" in report.warnings[0].message
+        limit = "8.9 mm" if trained_mm[1] > 1 else "4 mm"
+        assert f"1 × 1 × {slice_mm} mm voxels, coarser than the {limit} this model handles" in report.warnings[0].message
 
 
 def test_a_skull_stripped_head_warns_a_whole_head_model(card, phantom):

@@ -156,7 +156,7 @@ def small_image(size=(48, 56, 48), pixel=np.int16, seed=0) -> sitk.Image:
 
 
 METADATA = {"MedGANTranslate.Synthetic": "true", "MedGANTranslate.Modality": "CT", "MedGANTranslate.Unit": "HU",
-            "MedGANTranslate.ModelId": MODEL, "MedGANTranslate.ModelVersion": "1.6.0"}
+            "MedGANTranslate.ModelId": MODEL, "MedGANTranslate.ModelVersion": "2.0.0"}
 
 
 # ------------------------------------------------------------------------------ failures before the moves
