@@ -89,7 +89,11 @@ def models_table(cards: List[Dict[str, Any]]) -> str:
         default = "default, " if card["id"] == DEFAULT_MODEL else ""
         training = (f"{t['wall_seconds'] / 60:.0f} min ({t['cpu_threads']} threads, {t['precision']}, "
                     f"{t['steps']} steps)")
-        if t.get("config", {}).get("init_weights"):  # the card times its own run only, not the one it started from
+        start = t.get("init_weights", {}).get("model")  # the run a fine-tuning started from, when its card said
+        if start:
+            training += (f" after {start['wall_seconds'] / 60:.0f} min ({start['steps']} steps) of the run it "
+                         f"fine-tunes")
+        elif t.get("config", {}).get("init_weights"):
             training += ", fine-tuning an earlier run's weights (see the card's training_data)"
         rows.append(f"| `{card['id']}` ({default}v{card['version']}) | {_io(card)} | {metrics} | {baseline} | {training} |")
     return "\n".join(rows)

@@ -42,8 +42,13 @@ def test_table_shows_each_cards_numbers_and_says_when_a_model_is_no_better_than_
     rows = docs_tables.models_table([cards[0], worse]).splitlines()[2:]
     assert f"MAE **{cards[0]['validation']['metrics']['mae']:.1f} HU**" in rows[0] and "no better" not in rows[0]
     assert "MAE **400.0 HU**" in rows[1] and "bone Dice **0.123**" in rows[1] and "no better than the baseline" in rows[1]
-    assert f"{cards[0]['training']['steps']} steps), fine-tuning an earlier run's weights" in rows[0]
-    assert "fine-tuning" not in docs_tables.models_table([cards[1]]), "a run from random weights"
+    start = cards[0]["training"]["init_weights"]["model"]
+    assert (f"{cards[0]['training']['steps']} steps) after {start['wall_seconds'] / 60:.0f} min ({start['steps']} "
+            "steps) of the run it fine-tunes") in rows[0]
+    del worse["training"]["init_weights"]["model"]  # bare weights: no card said what they cost
+    bare_row = docs_tables.models_table([worse])
+    assert f"{cards[0]['training']['steps']} steps), fine-tuning an earlier run's weights" in bare_row
+    assert "fine-tun" not in docs_tables.models_table([cards[1]]), "a run from random weights"
 
 
 def test_a_readme_without_the_markers_is_refused():

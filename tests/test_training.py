@@ -88,6 +88,26 @@ def test_short_run_gives_a_card_that_runs_through_the_pipeline(tmp_path, cache, 
     assert list(result.scan.skipped) == ["skull_stripped"], "the card's training_inputs let the other checks run"
 
 
+def test_a_fine_tuning_runs_card_names_the_weights_it_started_from_and_what_they_cost(tmp_path, cache):
+    from MedGANTranslateLib.training.init_weights import initial_weights_record
+
+    first = train(tiny_config(steps=2), tmp_path / "first", cache_dir=cache)
+    second = train(dict(tiny_config(steps=2), init_weights=str(first.weights_path)), tmp_path / "second",
+                   cache_dir=cache)
+    start = second.data["training"]["init_weights"]
+    assert (start["file"], start["sha256"]) == (str(first.weights_path), first.sha256)
+    assert start["model"] == {"id": "tiny-trained", "version": first.version, "steps": 2, "cpu_threads": 1,
+                              "wall_seconds": first.data["training"]["wall_seconds"], "device": "cpu",
+                              "precision": first.data["training"]["precision"]}
+    bare = tmp_path / "bare.safetensors"
+    bare.write_bytes(first.weights_path.read_bytes())
+    assert initial_weights_record(bare) == {"file": str(bare), "sha256": first.sha256}, "no card beside it"
+    (tmp_path / "model.json").write_text(first.path.read_text())
+    other = tmp_path / "weights.safetensors"
+    other.write_bytes(second.weights_path.read_bytes())
+    assert "model" not in initial_weights_record(other), "a card beside that names other weights is not theirs"
+
+
 @pytest.mark.parametrize("cycle_source", [1.0, 0.1, 0.0])
 def test_cyclegan_weighs_the_source_cycle_by_cycle_source(cycle_source):
     cfg = complete_config(tiny_config("cyclegan"))

@@ -220,6 +220,10 @@ def _publish(cfg, card, recipe: Recipe, out: Path, steps: int, seconds: float, r
     }
     if selection:
         card["training"]["selection"] = selection
+    if cfg.get("init_weights"):
+        from .init_weights import initial_weights_record
+
+        card["training"]["init_weights"] = initial_weights_record(cfg["init_weights"])
     say("info", "describing the training inputs for the scan checks")
     card["training_inputs"] = training_inputs(card, cfg["data"], cache, seed=int(cfg["seed"]))
     folder = out / MODEL_DIR
