@@ -5,7 +5,7 @@ scans wants its inputs corrected the same way. The field is smooth, so it is fit
 about :data:`FIT_SPACING_MM` (inside the body mask when one is given) and evaluated on the full grid. On the real
 T1w heads of ``shared/real-data`` at 1 mm, fitting on 8 mm voxels instead of 4 mm takes 0.9-2.2 s instead of
 5-21 s, moves the log field by 0.02-0.04 on average, and the synthetic CTs of the domain-randomised MR->CT run
-score the same or better on the real-head yardstick (docs/models.md, "Two-stage run on synthetic data").
+score the same or better on the real-head yardstick (docs/models.md, "v2.0.0: two stages on synthetic data").
 """
 from __future__ import annotations
 

@@ -270,10 +270,10 @@ def load_card(path: "str | Path") -> ModelCard:
     return ModelCard(data=data, path=path.resolve())
 
 
-
 def takes_mr(inputs: Sequence["InputSpec"]) -> bool:
     """Whether any of a model's inputs is MR: N4 bias-field correction applies only to those."""
     return any(spec.modality == "MR" for spec in inputs)
+
 
 @dataclass(frozen=True)
 class CardSummary:
