@@ -27,6 +27,7 @@ from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.imageio import read_image
 from MedGANTranslateLib.network_grid import to_input_grid, to_network_grid
 from MedGANTranslateLib.pipeline import TranslationResult, Translator
+from MedGANTranslateLib.run_options import RunOptions
 from MedGANTranslateLib.sliding_window import InferenceReport
 from MedGANTranslateLib.window_planning import count_windows, plan_body_windows
 
@@ -274,7 +275,7 @@ def child_run(card: ModelCard, inputs: Sequence[str], output: str, strategy: str
     """End to end ``repeats`` times: read, preprocess, infer, postprocess, write (the model is loaded once,
     before timing, as a Slicer session keeps it). ``overrides`` replace entries of the card's ``inference``."""
     card.inference.update(overrides or {})
-    translator = STRATEGIES[strategy](card, device="cpu", threads=threads)
+    translator = STRATEGIES[strategy](card, RunOptions(device="cpu", threads=threads))
     runs, result = timed_runs(translator, inputs, output, repeats)
     report = result.report
     window = (1, len(card.inputs), *(report.roi_size or translator.settings.roi_size))
@@ -298,7 +299,7 @@ def child_outputs(card: ModelCard, cases: Sequence[Dict[str, Any]], strategy: st
                   threads: Optional[int]) -> Dict[str, Any]:
     """One translation of each case (``inputs``, ``output``) by ``strategy``, the model loaded once: the outputs
     whose accuracy is compared, untimed."""
-    translator = STRATEGIES[strategy](card, device="cpu", threads=threads)
+    translator = STRATEGIES[strategy](card, RunOptions(device="cpu", threads=threads))
     for case in cases:
         timed_runs(translator, case["inputs"], case["output"], 1)
     return {"strategy": strategy, "cases": len(cases)}
@@ -374,7 +375,7 @@ def measure_throughput(network: torch.nn.Module, volume: np.ndarray, mask: np.nd
 def child_floor(card: ModelCard, inputs: Sequence[str], threads: Optional[int],
                 precisions: Sequence[str]) -> Dict[str, Any]:
     """Compute floor: FLOPs of one pass over the body voxels, divided by the measured throughput."""
-    probe = FloorProbe(card, device="cpu", threads=threads)
+    probe = FloorProbe(card, RunOptions(device="cpu", threads=threads))
     probe.precisions = list(precisions)
     try:
         probe.translate([read_image(p) for p in inputs])

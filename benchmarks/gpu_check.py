@@ -32,6 +32,7 @@ import torch  # noqa: E402
 from MedGANTranslateLib.card import load_card  # noqa: E402
 from MedGANTranslateLib.imageio import read_image  # noqa: E402
 from MedGANTranslateLib.registry import resolve_model  # noqa: E402
+from MedGANTranslateLib.run_options import RunOptions  # noqa: E402
 
 SIZES = {"1mm": 1.0, "0.5mm": 0.5}
 #: A capped run matches the uncapped one when it differs by at most this many times float16's own difference
@@ -56,7 +57,7 @@ def _translator(model: str, device: str, amp: bool, said: Optional[List[str]] = 
     card = load_card(model)
     card.inference["amp"] = amp
     log = (lambda level, message: said.append(message)) if said is not None else None
-    return bench_lib.TimedTranslator(card, device=device, log=log)
+    return bench_lib.TimedTranslator(card, RunOptions(device=device), log=log)
 
 
 def _timed(translator: bench_lib.TimedTranslator, inputs: Sequence[str], output: Path, repeats: int,

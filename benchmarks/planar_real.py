@@ -28,6 +28,7 @@ from torch import nn
 from MedGANTranslateLib.imageio import read_image
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.run_options import RunOptions
 
 SCANS = ("t1/open_ms_patient01_T1W.nii.gz", "ct/ge_head_ct_dicom")
 PLANES = {"axial": 0, "coronal": 1, "sagittal": 2}  # array axes (z, y, x) of the LPS network grid
@@ -65,7 +66,7 @@ def check_scan(path: Path, folder: Path) -> Tuple[float, float, sitk.Image, sitk
     net = kernel_network()
     card = save_model_folder(folder, tri_planar_card(max(image.GetSize())), net, fmt="torchscript",
                              example_input=torch.zeros(1, 1, 16, 16))
-    translator = Translator(card, device="cpu")
+    translator = Translator(card, RunOptions(device="cpu"))
     volume, _, grid = translator.prepare([image])
     if not grid.same_as_input:
         raise AssertionError(f"{path}: the network grid is not the input's grid; the comparison needs it to be")

@@ -279,6 +279,7 @@ def picture(measured: List[Measured], path: Path, dpi: int, labels: Optional[Seq
 def main(argv=None) -> int:
     from MedGANTranslateLib.pipeline import Translator
     from MedGANTranslateLib.registry import resolve_model
+    from MedGANTranslateLib.run_options import RunOptions
     from MedGANTranslateLib.training.real_pairs import PAIRS
 
     here = Path(__file__).resolve().parents[1]
@@ -303,10 +304,10 @@ def main(argv=None) -> int:
         label, _, where = spec.rpartition("=")
         card = resolve_model(where)
         label = label or f"{card.id} v{card.version}"
-        models.append((label, card, Translator(card, device="cpu", threads=args.threads)))
+        models.append((label, card, Translator(card, RunOptions(device="cpu", threads=args.threads))))
         if args.trained_windows:
             models.append((f"{label}, {WINDOW_LABEL}", card,
-                           Translator(card, device="cpu", threads=args.threads, roi=list(TRAINED_WINDOW))))
+                           Translator(card, RunOptions(device="cpu", threads=args.threads, roi=list(TRAINED_WINDOW)))))
     measured = [measure_pair(name, args.real_data, models, models[0][0]) for name in args.pairs]
     if len(measured) > 1:
         cross_baselines(measured)

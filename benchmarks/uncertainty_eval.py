@@ -85,12 +85,14 @@ def evaluate(card, seeds: Sequence[int], cache_dir: Optional[str], threads: Opti
              variants: Optional[int], top: float = 5.0) -> Dict[str, Any]:
     """Per-phantom scores (:func:`uncertainty_scores` and the MAEs) of ``card``'s uncertainty map, and their mean."""
     from MedGANTranslateLib.pipeline import Translator
+    from MedGANTranslateLib.run_options import RunOptions
     from MedGANTranslateLib.training.data import load_phantom
     from MedGANTranslateLib.training.evaluate import DEFAULT_PHANTOM, phantom_roles
 
     input_names, target = phantom_roles(card)
-    varied = Translator(card, device="cpu", threads=threads, uncertainty=True, uncertainty_variants=variants)
-    plain = Translator(card, device="cpu", threads=threads)
+    varied = Translator(card, RunOptions(device="cpu", threads=threads, uncertainty=True,
+                                         uncertainty_variants=variants))
+    plain = Translator(card, RunOptions(device="cpu", threads=threads))
     cases: List[Dict[str, Any]] = []
     description = ""
     for seed in seeds:
@@ -127,10 +129,12 @@ def time_variants(card, inputs: Sequence[Any], repeats: int = 3, threads: Option
     import bench_lib
     from MedGANTranslateLib.imageio import read_image
     from MedGANTranslateLib.pipeline import Translator
+    from MedGANTranslateLib.run_options import RunOptions
 
     images = [read_image(str(p)) if isinstance(p, (str, Path)) else p for p in inputs]
-    plain = bench_lib.TimedTranslator(card, device="cpu", threads=threads)
-    varied = Translator(card, device="cpu", threads=threads, uncertainty=True, uncertainty_variants=variants)
+    plain = bench_lib.TimedTranslator(card, RunOptions(device="cpu", threads=threads))
+    varied = Translator(card, RunOptions(device="cpu", threads=threads, uncertainty=True,
+                                         uncertainty_variants=variants))
     plain_infer, plain_total, total, per_variant = [], [], [], []
     labels: List[str] = []
     for _ in range(repeats):

@@ -13,6 +13,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_lib import MonaiBaseline, MovedBaseline  # noqa: E402
+from MedGANTranslateLib.run_options import RunOptions  # noqa: E402
 
 
 def volume(shape=(1, 40, 36, 44), seed=0) -> np.ndarray:
@@ -21,7 +22,7 @@ def volume(shape=(1, 40, 36, 44), seed=0) -> np.ndarray:
 
 def test_moved_windows_give_the_same_voxels_back_where_the_windows_do_not_matter(make_model):
     card = make_model()
-    base, moved = MonaiBaseline(card, device="cpu"), MovedBaseline(card, device="cpu")
+    base, moved = MonaiBaseline(card, RunOptions(device="cpu")), MovedBaseline(card, RunOptions(device="cpu"))
     torch.manual_seed(3)
     pointwise = torch.nn.Conv3d(1, 1, 1).eval()  # each voxel on its own: windows cannot change anything
     base.network = moved.network = pointwise
@@ -36,7 +37,7 @@ def test_moved_windows_give_the_same_voxels_back_where_the_windows_do_not_matter
 
 def test_a_u_net_on_moved_windows_gives_another_output(make_model):
     card = make_model()  # a U-Net on 16^3 windows: each window's border is padding
-    base, moved = MonaiBaseline(card, device="cpu"), MovedBaseline(card, device="cpu")
+    base, moved = MonaiBaseline(card, RunOptions(device="cpu")), MovedBaseline(card, RunOptions(device="cpu"))
     v = volume()
     a, _ = base._infer(v, None, None, None)
     b, _ = moved._infer(v, None, None, None)

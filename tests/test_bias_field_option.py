@@ -1,4 +1,4 @@
-"""N4 bias-field correction asked for per run (``Translator(n4=True)``, ``--n4``, the Slicer module's box), for a
+"""N4 bias-field correction asked for per run (``RunOptions(n4=True)``, ``--n4``, the Slicer module's box), for a
 model whose card does not apply it: the MR input is corrected before normalisation and the output says so."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from test_cli import run_cli
 from volumes import head_volume, write
 from MedGANTranslateLib.errors import MedGANError
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.run_options import RunOptions
 
 
 def biased_head() -> sitk.Image:
@@ -35,7 +36,7 @@ def test_n4_flattens_the_input_and_is_recorded(make_model):
     card = make_model()
     assert not card.preprocessing.get("n4")
     image = biased_head()
-    plain, corrected = Translator(card, device="cpu"), Translator(card, device="cpu", n4=True)
+    plain, corrected = Translator(card, RunOptions(device="cpu")), Translator(card, RunOptions(device="cpu", n4=True))
     volume, mask, _ = plain.prepare([image])
     volume_n4, mask_n4, _ = corrected.prepare([image])
     assert np.array_equal(mask, mask_n4)
@@ -50,7 +51,7 @@ def test_n4_is_refused_for_a_model_without_mr_input(make_model):
         data["inputs"][0].pop("sequence", None)
 
     with pytest.raises(MedGANError, match="no MR input.*--n4"):
-        Translator(make_model("ct-in", edit=ct_input), device="cpu", n4=True)
+        Translator(make_model("ct-in", edit=ct_input), RunOptions(device="cpu", n4=True))
 
 
 def test_cli_n4_writes_the_tag(make_model, tmp_path):

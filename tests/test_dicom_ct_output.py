@@ -24,6 +24,7 @@ from MedGANTranslateLib.dicom_output import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, 
 from MedGANTranslateLib.file_translation import translate_files
 from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.phantom import make_phantom
+from MedGANTranslateLib.run_options import RunOptions
 
 OBLIQUE = rotation(0.3, -0.2, 0.5)
 PATIENT = {"PatientName": "Müller^Anna", "PatientID": "PH-0042", "PatientBirthDate": "19700101", "PatientSex": "F",
@@ -105,7 +106,8 @@ def strict_reading(monkeypatch):
 
 
 def translate(card, inputs, output, log=None, **kwargs):
-    return translate_files(str(card.folder), [str(p) for p in inputs], str(output), device="cpu", log=log, **kwargs)
+    return translate_files(str(card.folder), [str(p) for p in inputs], str(output), options=RunOptions(device="cpu"),
+                           log=log, **kwargs)
 
 
 def assert_same_geometry(a: sitk.Image, b: sitk.Image) -> None:

@@ -14,6 +14,7 @@ from MedGANTranslateLib.memory_fallbacks import memory_fallbacks
 from MedGANTranslateLib.network_checks import check_fully_convolutional
 from MedGANTranslateLib.networks import UnetGenerator
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.run_options import RunOptions
 from MedGANTranslateLib.sliding_window import run_sliding_window
 from MedGANTranslateLib.window_planning import plan_body_windows
 
@@ -202,4 +203,4 @@ def test_translator_refuses_a_fully_convolutional_card_over_instance_norm(make_m
     card = make_model(edit=edit)
     assert card.architecture["params"].get("norm", "instance") == "instance"
     with pytest.raises(CardError, match="fully_convolutional"):
-        Translator(card, device="cpu")
+        Translator(card, RunOptions(device="cpu"))

@@ -15,6 +15,7 @@ from MedGANTranslateLib.inference_settings import InferenceSettings
 from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.progress import CancelToken
+from MedGANTranslateLib.run_options import RunOptions
 from MedGANTranslateLib.sliding_window import run_sliding_window
 from MedGANTranslateLib.window_planning import count_windows
 
@@ -39,7 +40,7 @@ GEOMETRIES = {
 def test_output_is_on_exactly_the_input_grid(make_model, name):
     card = make_model()
     image = head_volume(**GEOMETRIES[name])
-    result = Translator(card, device="cpu").translate([image])
+    result = Translator(card, RunOptions(device="cpu")).translate([image])
     assert_same_grid(result.synthetic, image)
     assert result.synthetic.GetPixelID() == sitk.sitkInt16
     arr = sitk.GetArrayFromImage(result.synthetic)
@@ -54,7 +55,7 @@ def test_resampling_cards_come_back_to_the_input_grid(make_model, name):
 
     card = make_model(edit=edit)
     image = head_volume(**GEOMETRIES[name])
-    result = Translator(card, device="cpu").translate([image])
+    result = Translator(card, RunOptions(device="cpu")).translate([image])
     assert_same_grid(result.synthetic, image)
     # voxel (i, j, k) of the output is voxel (i, j, k) of the input: the body stays where the input's body is
     body_in = sitk.GetArrayFromImage(image) > 100
@@ -114,9 +115,9 @@ def test_sliding_window_with_roi_equal_to_volume_matches_forward(make_model):
 def test_background_windows_are_skipped_without_changing_the_result(make_model):
     card = make_model(roi=(8, 8, 8))
     image = head_volume(size=(40, 40, 32))
-    on = Translator(card, device="cpu").translate([image])
+    on = Translator(card, RunOptions(device="cpu")).translate([image])
     card.inference["skip_background"] = False
-    off = Translator(card, device="cpu").translate([image])
+    off = Translator(card, RunOptions(device="cpu")).translate([image])
     assert on.report.windows_skipped > 0 and off.report.windows_skipped == 0
     assert on.report.windows_computed < off.report.windows_computed
     np.testing.assert_array_equal(sitk.GetArrayFromImage(on.synthetic), sitk.GetArrayFromImage(off.synthetic))
@@ -125,7 +126,7 @@ def test_background_windows_are_skipped_without_changing_the_result(make_model):
 def test_progress_reports_every_window_with_an_eta(make_model):
     card = make_model(roi=(8, 8, 8))
     events = []
-    Translator(card, device="cpu").translate([head_volume(size=(24, 24, 16))], progress=events.append)
+    Translator(card, RunOptions(device="cpu")).translate([head_volume(size=(24, 24, 16))], progress=events.append)
     infer = [e for e in events if e.stage == "infer"]
     assert infer[0].done == 0 and infer[-1].done == infer[-1].total > 1
     assert [e.done for e in infer] == sorted(e.done for e in infer)
@@ -147,7 +148,8 @@ def test_cancel_stops_during_inference_and_leaves_no_output(make_model, tmp_path
             token.cancel()
 
     with pytest.raises(Cancelled):
-        translate_files(str(card.folder), [src], str(out), device="cpu", progress=progress, cancel=token)
+        translate_files(str(card.folder), [src], str(out), options=RunOptions(device="cpu"), progress=progress,
+                        cancel=token)
     infer = [e for e in seen if e.stage == "infer"]
     assert infer[-1].done < infer[-1].total, "stopped before the last window"
     assert list(out.parent.iterdir()) == []
@@ -156,10 +158,10 @@ def test_cancel_stops_during_inference_and_leaves_no_output(make_model, tmp_path
 def test_difference_and_metrics_against_a_reference(make_model, tmp_path):
     card = make_model()
     image = head_volume(size=(20, 22, 18), spacing=(1.2, 1.0, 1.5))
-    result = Translator(card, device="cpu").translate([image])
+    result = Translator(card, RunOptions(device="cpu")).translate([image])
     # the reference is the synthetic image shifted by +25 HU on an oblique, coarser grid covering the same space
     reference = sitk.Cast(result.synthetic, sitk.sitkFloat32) - 25.0
-    with_ref = Translator(card, device="cpu").translate([image], reference=reference)
+    with_ref = Translator(card, RunOptions(device="cpu")).translate([image], reference=reference)
     diff = sitk.GetArrayFromImage(with_ref.difference)
     assert_same_grid(with_ref.difference, image)
     inside = sitk.GetArrayFromImage(with_ref.synthetic) != -1000
@@ -175,7 +177,7 @@ def test_enhancement_models_show_synthetic_minus_input_without_reference(make_mo
 
     card = make_model(output_modality="MR", edit=edit)
     image = head_volume()
-    result = Translator(card, device="cpu").translate([image])
+    result = Translator(card, RunOptions(device="cpu")).translate([image])
     assert result.difference is not None and result.metrics is None
     assert_same_grid(result.difference, image)
     assert np.isfinite(sitk.GetArrayFromImage(result.difference)).all()
@@ -184,11 +186,11 @@ def test_enhancement_models_show_synthetic_minus_input_without_reference(make_mo
 def test_multi_input_models_take_one_volume_per_input(make_model):
     card = make_model(inputs=2, output_modality="PET")
     t1, t2 = head_volume(seed=1), head_volume(seed=2)
-    result = Translator(card, device="cpu").translate([t1, t2])
+    result = Translator(card, RunOptions(device="cpu")).translate([t1, t2])
     assert_same_grid(result.synthetic, t1)
     assert result.synthetic.GetPixelID() == sitk.sitkFloat32
     with pytest.raises(InputError, match="takes 2 input"):
-        Translator(card, device="cpu").translate([t1])
+        Translator(card, RunOptions(device="cpu")).translate([t1])
 
 
 def test_torchscript_model_through_the_pipeline_matches_safetensors(make_model, tmp_path):
@@ -198,15 +200,15 @@ def test_torchscript_model_through_the_pipeline_matches_safetensors(make_model, 
     data = tiny_card_data(model_id="tiny-ts")
     ts_card = save_model_folder(tmp_path / "ts", data, network=load_generator(card), fmt="torchscript")
     image = head_volume()
-    a = Translator(card, device="cpu").translate([image]).synthetic
-    b = Translator(ts_card, device="cpu").translate([image]).synthetic
+    a = Translator(card, RunOptions(device="cpu")).translate([image]).synthetic
+    b = Translator(ts_card, RunOptions(device="cpu")).translate([image]).synthetic
     assert np.abs(sitk.GetArrayFromImage(a).astype(int) - sitk.GetArrayFromImage(b).astype(int)).max() <= 1
 
 
 def test_roi_that_does_not_suit_the_network_is_refused(make_model):
     card = make_model()
     with pytest.raises(MedGANError, match="multiple of 8"):
-        Translator(card, device="cpu", roi=(20, 16, 16))
+        Translator(card, RunOptions(device="cpu", roi=(20, 16, 16)))
 
 
 def test_a_window_the_divisor_accepts_but_the_network_cannot_take_is_refused(make_model):
@@ -219,7 +221,7 @@ def test_a_window_the_divisor_accepts_but_the_network_cannot_take_is_refused(mak
     card = make_model(architecture=swin, roi=(32, 32, 32))
     with pytest.raises(CardError, match=r"cannot run on a window of \d+ × 1 × 32 × 32 × 32 .*more than 1 spatial "
                                         r"element.*Give a window the network takes"):
-        Translator(card, device="cpu").translate([head_volume()])
+        Translator(card, RunOptions(device="cpu")).translate([head_volume()])
 
 
 def test_a_network_that_needs_a_missing_package_is_refused_naming_it(make_model, monkeypatch):
@@ -234,4 +236,4 @@ def test_a_network_that_needs_a_missing_package_is_refused_naming_it(make_model,
 
     monkeypatch.setattr(pipeline, "run_inference", missing)
     with pytest.raises(CardError, match=r"needs the Python package 'einops'.*pip install einops"):
-        Translator(make_model(), device="cpu").translate([head_volume()])
+        Translator(make_model(), RunOptions(device="cpu")).translate([head_volume()])

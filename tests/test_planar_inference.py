@@ -26,6 +26,7 @@ from MedGANTranslateLib.networks import build_network
 from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.planar_inference import plan_plane_passes
 from MedGANTranslateLib.resources import traced_activation_bytes_per_voxel
+from MedGANTranslateLib.run_options import RunOptions
 
 CPU = torch.device("cpu")
 AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}  # array axes (z, y, x) of an LPS network grid
@@ -310,11 +311,11 @@ def test_a_network_of_the_wrong_rank_is_refused_naming_the_card(tmp_path):
     torch.manual_seed(0)
     card = save_model_folder(tmp_path / "a", card_2d(architecture=three_d), build_network(three_d))
     with pytest.raises(CardError, match=r"2D network: inference.planes \['axial'\], inference.roi_size \[16, 24\].*3D"):
-        Translator(card, device="cpu")
+        Translator(card, RunOptions(device="cpu"))
     flat = tiny_card_data(architecture=UNET_2D, roi=(16, 16, 16))
     card = save_model_folder(tmp_path / "b", flat, unet_2d())
     with pytest.raises(CardError, match=r"3D network: no inference.planes.*convolutions are 2D.*add inference.planes"):
-        Translator(card, device="cpu")
+        Translator(card, RunOptions(device="cpu"))
 
 
 class FunctionalConv(nn.Module):
@@ -333,7 +334,7 @@ def test_a_network_whose_rank_cannot_be_seen_is_refused_at_its_first_window(tmp_
     data = tiny_card_data(architecture={"type": "torchscript"}, roi=(16, 16, 16))
     card = save_model_folder(tmp_path, data, FunctionalConv(), fmt="torchscript",
                              example_input=torch.zeros(1, 1, 16, 16))
-    translator = Translator(card, device="cpu")
+    translator = Translator(card, RunOptions(device="cpu"))
     with pytest.raises(CardError, match=r"cannot run on a window of \d+ × 1 × 16 × 16 × 16 .*3D network.*\]\): "
                                         r"RuntimeError: Expected 4-dimensional input"):
         translator.translate([asymmetric_head()])
@@ -345,7 +346,7 @@ def test_a_network_whose_rank_cannot_be_seen_is_refused_at_its_first_window(tmp_
 def test_axial_pipeline_output_is_the_network_on_each_axial_slice(tmp_path):
     net = unet_2d()
     card = save_model_folder(tmp_path, card_2d(), net)
-    translator = Translator(card, device="cpu")
+    translator = Translator(card, RunOptions(device="cpu"))
     image = asymmetric_head()
     volume, _, grid = translator.prepare([image])
     assert grid.same_as_input and volume.shape == (1, 20, 24, 16)
@@ -370,7 +371,7 @@ def test_a_2d_builtin_with_batch_norm_runs_fully_convolutional_with_its_norms_fo
             m.running_mean.uniform_(-0.3, 0.3)
             m.running_var.uniform_(0.5, 2.0)
     data = card_2d(planes=TRI, roi=(16, 16), architecture=architecture, fully_convolutional=True)
-    translator = Translator(save_model_folder(tmp_path, data, net.eval()), device="cpu")
+    translator = Translator(save_model_folder(tmp_path, data, net.eval()), RunOptions(device="cpu"))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in translator.inference_network.modules())
     x = torch.randn(3, 1, 24, 16)
     with torch.no_grad():
@@ -378,7 +379,7 @@ def test_a_2d_builtin_with_batch_norm_runs_fully_convolutional_with_its_norms_fo
     image = asymmetric_head()
     result = translator.translate([image])
     card_windows = Translator(save_model_folder(tmp_path / "windows", {**data, "inference": {
-        **data["inference"], "fully_convolutional": False}}, net), device="cpu").translate([image])
+        **data["inference"], "fully_convolutional": False}}, net), RunOptions(device="cpu")).translate([image])
     assert result.report.windows_total < card_windows.report.windows_total
     assert result.synthetic.GetSize() == image.GetSize()
     values = sitk.GetArrayFromImage(result.synthetic)
@@ -389,10 +390,10 @@ def test_torchscript_2d_export_gives_the_same_output(tmp_path):
     net = unet_2d(seed=1)
     data = card_2d(planes=TRI, roi=(16, 16))
     image = asymmetric_head()
-    ours = Translator(save_model_folder(tmp_path / "st", data, net), device="cpu").translate([image])
+    ours = Translator(save_model_folder(tmp_path / "st", data, net), RunOptions(device="cpu")).translate([image])
     script = save_model_folder(tmp_path / "ts", data, net, fmt="torchscript")
     assert script.architecture == {"type": "torchscript"} and script.inference["divisible_by"] == 2
-    theirs = Translator(script, device="cpu").translate([image])
+    theirs = Translator(script, RunOptions(device="cpu")).translate([image])
     np.testing.assert_allclose(sitk.GetArrayFromImage(theirs.synthetic), sitk.GetArrayFromImage(ours.synthetic),
                                atol=1e-5)
     assert theirs.provenance["MedGANTranslate.Planes"] == "axial, coronal, sagittal (tri-planar mean)"
@@ -404,7 +405,7 @@ def test_tri_planar_output_lies_on_an_oblique_anisotropic_input_grid(tmp_path):
     card = save_model_folder(tmp_path, data, unet_2d(seed=2))
     image = asymmetric_head(size=(14, 22, 12), spacing=(1.1, 0.9, 1.4), direction=rotation(0.3, -0.2, 0.25),
                             origin=(-12.5, 4.0, 7.25))
-    result = Translator(card, device="cpu").translate([image])
+    result = Translator(card, RunOptions(device="cpu")).translate([image])
     synthetic = result.synthetic
     assert synthetic.GetSize() == image.GetSize()
     np.testing.assert_allclose(synthetic.GetSpacing(), image.GetSpacing(), rtol=0, atol=1e-9)
@@ -424,7 +425,7 @@ def test_planes_are_anatomical_whatever_order_the_voxels_are_stored_in(tmp_path)
                    padding_value=0.0, divisible_by=1)
     data["preprocessing"]["orientation"] = None
     card = save_model_folder(tmp_path, data, kernel_network(LAPLACIAN), fmt="torchscript")
-    translator = Translator(card, device="cpu")
+    translator = Translator(card, RunOptions(device="cpu"))
     stored_lps = asymmetric_head()
     stored_other = sitk.DICOMOrient(stored_lps, "SRP")
     assert stored_other.GetDirection() != stored_lps.GetDirection()
@@ -442,8 +443,8 @@ def test_tta_with_a_2d_model_runs_and_matches_for_a_mirror_symmetric_network(tmp
                    divisible_by=1, test_time_mirror=["left-right"])
     card = save_model_folder(tmp_path, data, kernel_network(MIRROR_W), fmt="torchscript")
     image = asymmetric_head()
-    plain = Translator(card, device="cpu").translate([image])
-    tta = Translator(card, device="cpu", tta=True).translate([image])
+    plain = Translator(card, RunOptions(device="cpu")).translate([image])
+    tta = Translator(card, RunOptions(device="cpu", tta=True)).translate([image])
     np.testing.assert_allclose(sitk.GetArrayFromImage(tta.synthetic), sitk.GetArrayFromImage(plain.synthetic),
                                atol=1e-5)
     assert tta.provenance["MedGANTranslate.TestTimeMirror"] == "left-right"

@@ -31,6 +31,7 @@ from MedGANTranslateLib.report import (
     png_bytes,
     tissue_shares,
 )
+from MedGANTranslateLib.run_options import RunOptions
 
 GRID = dict(size=(20, 22, 18), spacing=(1.1, 0.9, 1.4))
 WHEN = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
@@ -52,9 +53,9 @@ def ct(tmp_path) -> str:
     return write(sitk.Cast(head_volume(**GRID), sitk.sitkInt16) - 1000, tmp_path / "ct.nrrd")
 
 
-def translate(model, inputs, out_dir: Path, **kwargs):
-    return file_translation.translate_files(str(model.folder), inputs, str(out_dir / "sct.nrrd"), device="cpu",
-                                    threads=1, **kwargs)
+def translate(model, inputs, out_dir: Path, strict: bool = False, **kwargs):
+    return file_translation.translate_files(str(model.folder), inputs, str(out_dir / "sct.nrrd"),
+                                            options=RunOptions(device="cpu", threads=1, strict=strict), **kwargs)
 
 
 def images_of(page: str):
@@ -244,7 +245,7 @@ def test_cli_writes_the_report_with_the_other_outputs(model, mr, ct, tmp_path):
 
 def _result_with_uncertainty(model, tmp_path):
     image = head_volume(**GRID)
-    result = pipeline.Translator(model, device="cpu").translate([image])
+    result = pipeline.Translator(model, RunOptions(device="cpu")).translate([image])
     body = sitk.GetArrayFromImage(result.body_mask) > 0
     ramp = np.broadcast_to(np.linspace(0, 300, body.shape[2], dtype=np.float32), body.shape).copy()
     uncertainty = sitk.GetImageFromArray(ramp)
@@ -276,7 +277,7 @@ def test_the_page_depends_only_on_its_arguments_and_the_planes_are_radiological(
     values[:, 10:14, 1:4] = 5000.0  # low i: the patient's left, since i runs to the right (R) here
     marked = sitk.GetImageFromArray(values)
     marked.CopyInformation(image)
-    result = pipeline.Translator(model, device="cpu").translate([marked])
+    result = pipeline.Translator(model, RunOptions(device="cpu")).translate([marked])
     inputs = [ReportInput("t1.nrrd", "input 't1' (MR T1w)", marked)]
     page = make_report(model, result, inputs, created=WHEN)
     assert page == make_report(model, result, inputs, created=WHEN)

@@ -43,7 +43,8 @@ def test_the_precise_figure_decides_only_when_the_bound_would_refuse():
 _CHILD = """
 import json, sys
 from MedGANTranslateLib.file_translation import translate_files
-translate_files(sys.argv[1], [sys.argv[2]], sys.argv[3], device="cpu")
+from MedGANTranslateLib.run_options import RunOptions
+translate_files(sys.argv[1], [sys.argv[2]], sys.argv[3], options=RunOptions(device="cpu"))
 peak = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 print(json.dumps({"peak": peak}))
 """

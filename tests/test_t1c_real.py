@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from MedGANTranslateLib.registry import resolve_model
+from MedGANTranslateLib.run_options import RunOptions
 from MedGANTranslateLib.training.real_pairs import (ALIGN_TOLERANCE_MM, PAIRS, PHANTOM_NAWM_T1, brain_mask,
                                                      multi_otsu, nawm_mask, nawm_value, prepare_pair, with_share)
 
@@ -163,7 +164,7 @@ def test_shipped_model_on_the_open_ms_pair_as_the_benchmark_measures_it():
 
     real_file(PAIRS["open_ms_patient07"].t1)
     card = resolve_model("mr-t1-to-t1c-pix2pix")
-    models = [("shipped", card, Translator(card, device="cpu", threads=1))]
+    models = [("shipped", card, Translator(card, RunOptions(device="cpu", threads=1)))]
     m = t1c_real.measure_pair("open_ms_patient07", REAL_DATA, models, None)
     rows = dict(m.rows)
     shipped, identity = rows["shipped"], rows["baseline: T1c = T1 (no enhancement)"]

@@ -15,6 +15,7 @@ from MedGANTranslateLib.checkpoints import load_generator
 from MedGANTranslateLib.errors import CardError, MedGANError
 from MedGANTranslateLib.inference_settings import InferenceSettings
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.run_options import RunOptions
 from MedGANTranslateLib.sliding_window import run_sliding_window
 
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
@@ -71,17 +72,17 @@ def test_mirrored_input_gives_the_mirrored_output_only_with_tta(make_model):
 def test_translator_mirrors_along_left_right_of_a_sagittal_scan_and_records_it(make_model):
     card = make_model(edit=_mirrored)
     image = head_volume(size=(20, 22, 18), direction=np.array(SAGITTAL, float).reshape(3, 3))
-    result = Translator(card, device="cpu", tta=True).translate([image])
+    result = Translator(card, RunOptions(device="cpu", tta=True)).translate([image])
     assert result.report.mirrored == (0,)
     assert result.provenance["MedGANTranslate.TestTimeMirror"] == "left-right"
-    plain = Translator(card, device="cpu").translate([image])
+    plain = Translator(card, RunOptions(device="cpu")).translate([image])
     assert plain.report.mirrored == () and "MedGANTranslate.TestTimeMirror" not in plain.provenance
     assert not np.array_equal(sitk.GetArrayFromImage(result.synthetic), sitk.GetArrayFromImage(plain.synthetic))
 
 
 def test_tta_is_refused_for_a_model_trained_without_mirroring(make_model):
     with pytest.raises(MedGANError, match="no test-time mirror axes"):
-        Translator(make_model(), device="cpu", tta=True)
+        Translator(make_model(), RunOptions(device="cpu", tta=True))
 
 
 def test_cli_tta_writes_the_tag_and_refuses_models_without_mirror_axes(make_model, tmp_path):

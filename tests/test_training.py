@@ -23,6 +23,7 @@ from MedGANTranslateLib.errors import MedGANError
 from MedGANTranslateLib.model_folder import tiny_card_data
 from MedGANTranslateLib.pipeline import Translator, inference_settings
 from MedGANTranslateLib.registry import bundled_models_dirs, verify_weights
+from MedGANTranslateLib.run_options import RunOptions
 from MedGANTranslateLib.training import evaluate_model, load_config, train
 from MedGANTranslateLib.training.config import complete_config
 from MedGANTranslateLib.devices import compute_precision, cpu_bfloat16_native
@@ -80,7 +81,7 @@ def test_short_run_gives_a_card_that_runs_through_the_pipeline(tmp_path, cache, 
     verify_weights(card)
     assert load_card(card.folder).data["training"]["steps"] == 4
     images = load_phantom(5, TINY_PHANTOM, cache)
-    result = Translator(card, device="cpu", threads=1).translate([images["t1"]], images["ct"])
+    result = Translator(card, RunOptions(device="cpu", threads=1)).translate([images["t1"]], images["ct"])
     assert result.synthetic.GetSize() == images["t1"].GetSize()
     assert result.metrics["mae"] is not None
     described = card.training_inputs

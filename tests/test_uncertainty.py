@@ -26,6 +26,7 @@ from MedGANTranslateLib.model_folder import save_model_folder, tiny_card_data
 from MedGANTranslateLib.networks import build_network
 from MedGANTranslateLib.output_mapping import map_output, normalised_background_output
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.run_options import RunOptions
 from MedGANTranslateLib.window_planning import plan_body_windows
 from MedGANTranslateLib.uncertainty import (
     RunningMoments,
@@ -113,7 +114,7 @@ class PartlyPositional(nn.Module):
 def test_the_map_is_zero_where_the_variants_agree_and_positive_where_they_differ(make_model):
     card = make_model(edit=_mirrored)
     image = head_volume(size=(30, 28, 22))
-    translator = Translator(card, device="cpu", uncertainty=True)
+    translator = Translator(card, RunOptions(device="cpu", uncertainty=True))
     translator.inference_network = PartlyPositional()
     result = translator.translate([image])
     volume, mask, grid = translator.prepare([image])
@@ -148,7 +149,7 @@ def _manual_variants(translator, volume, mask, shifts):
 def test_the_synthetic_image_is_the_mean_of_the_variants_and_the_shifts_really_shift(make_model):
     card = make_model(edit=_mirrored, output_modality="PET")  # float32 output: nothing rounded
     image = head_volume(size=(30, 28, 22), seed=2)
-    translator = Translator(card, device="cpu", uncertainty=True)
+    translator = Translator(card, RunOptions(device="cpu", uncertainty=True))
     result = translator.translate([image])
     volume, mask, _ = translator.prepare([image])
     shifts = [v.shift for v in translator.uncertainty.variants if any(v.shift)]
@@ -162,7 +163,7 @@ def test_the_synthetic_image_is_the_mean_of_the_variants_and_the_shifts_really_s
     np.testing.assert_allclose(_array(result.synthetic)[mask], mean[mask], atol=1e-4)
     np.testing.assert_allclose(_array(result.uncertainty)[mask], std[mask], atol=1e-4)
     assert _array(result.uncertainty)[mask].min() > 0
-    plain = Translator(card, device="cpu").translate([image])
+    plain = Translator(card, RunOptions(device="cpu")).translate([image])
     assert np.abs(_array(plain.synthetic) - _array(result.synthetic))[mask].max() > 1e-3
 
 
@@ -190,7 +191,7 @@ def test_a_shift_moves_a_fully_convolutional_networks_large_windows():
 def test_the_map_lies_on_the_inputs_grid_in_float32(make_model):
     image = head_volume(size=(26, 22, 14), spacing=(0.9, 1.1, 2.5), direction=rotation(0.2, -0.1, 0.4),
                         origin=(12.5, -30.0, 7.0))
-    result = Translator(make_model(edit=_mirrored), device="cpu", uncertainty=True).translate([image])
+    result = Translator(make_model(edit=_mirrored), RunOptions(device="cpu", uncertainty=True)).translate([image])
     u = result.uncertainty
     assert u.GetPixelID() == sitk.sitkFloat32
     assert u.GetSize() == image.GetSize()
@@ -204,24 +205,24 @@ def test_the_map_lies_on_the_inputs_grid_in_float32(make_model):
 def test_provenance_records_the_variants_and_only_when_asked(make_model):
     card = make_model(edit=_mirrored)
     image = head_volume(size=(20, 22, 18))
-    result = Translator(card, device="cpu", uncertainty=True, uncertainty_variants=3).translate([image])
+    result = Translator(card, RunOptions(device="cpu", uncertainty=True, uncertainty_variants=3)).translate([image])
     assert result.provenance["MedGANTranslate.Uncertainty"] == (
         "std over 3 variants: as is, mirror left-right, 1 window-grid shift (8 voxels)")
     assert [label for label, _ in result.variant_seconds] == ["as is", "mirror left-right", "window grid moved 8 voxels"]
     assert all(t > 0 for _, t in result.variant_seconds)
     assert result.report.mirrored == () and "MedGANTranslate.TestTimeMirror" not in result.provenance
-    plain = Translator(card, device="cpu").translate([image])
+    plain = Translator(card, RunOptions(device="cpu")).translate([image])
     assert plain.uncertainty is None and "MedGANTranslate.Uncertainty" not in plain.provenance
 
 
 def test_the_translator_refuses_mixed_up_requests(make_model):
     card = make_model(edit=_mirrored)
     with pytest.raises(MedGANError, match="Drop --tta"):
-        Translator(card, device="cpu", uncertainty=True, tta=True)
+        Translator(card, RunOptions(device="cpu", uncertainty=True, tta=True))
     with pytest.raises(MedGANError, match="without asking for the uncertainty map"):
-        Translator(card, device="cpu", uncertainty_variants=3)
+        Translator(card, RunOptions(device="cpu", uncertainty_variants=3))
     with pytest.raises(MedGANError, match="at least 2 variants"):
-        Translator(make_model("plain"), device="cpu", uncertainty=True, uncertainty_variants=1)
+        Translator(make_model("plain"), RunOptions(device="cpu", uncertainty=True, uncertainty_variants=1))
 
 
 # ------------------------------------------------------------------------------------------- ensembles, dropout
@@ -252,7 +253,7 @@ def _ensemble_model(tmp_path, members, name="ens"):
 def test_ensemble_members_are_averaged_and_spread(tmp_path):
     card = _ensemble_model(tmp_path, [1, 2])
     image = head_volume(size=(20, 22, 18))
-    translator = Translator(card, device="cpu", uncertainty=True, uncertainty_variants=1)
+    translator = Translator(card, RunOptions(device="cpu", uncertainty=True, uncertainty_variants=1))
     result = translator.translate([image])
     assert result.provenance["MedGANTranslate.Uncertainty"] == (
         "std over 3 variants: 3 ensemble members (model.safetensors, member1.safetensors, member2.safetensors) "
@@ -266,8 +267,8 @@ def test_ensemble_members_that_cannot_be_used_are_refused_by_name(tmp_path, make
     wrong = _ensemble_model(tmp_path, [{"file": "model.safetensors.bak", "sha256": "0" * 64}], name="bad-sha")
     (wrong.folder / "model.safetensors.bak").write_bytes(wrong.weights_path.read_bytes())
     with pytest.raises(WeightsError, match="do not match the card's SHA-256"):
-        Translator(wrong, device="cpu", uncertainty=True)
-    Translator(wrong, device="cpu")  # the card's own weights alone still run without --uncertainty
+        Translator(wrong, RunOptions(device="cpu", uncertainty=True))
+    Translator(wrong, RunOptions(device="cpu"))  # the card's own weights alone still run without --uncertainty
     with pytest.raises(CardError, match="names both a model"):
         _ensemble_model(tmp_path, [{"model": "x", "file": "a", "sha256": "0" * 64}], name="both")
     with pytest.raises(CardError, match="needs 'file' and 'sha256'"):
@@ -277,17 +278,17 @@ def test_ensemble_members_that_cannot_be_used_are_refused_by_name(tmp_path, make
     other = make_model("pet", output_modality="PET")
     mixed = _ensemble_model(tmp_path, [{"model": str(other.folder)}], name="mixed")
     with pytest.raises(CardError, match=r"ensemble member 1 \('pet' v0.1.0\) cannot be averaged with it: .*output_mapping"):
-        Translator(mixed, device="cpu", uncertainty=True)
+        Translator(mixed, RunOptions(device="cpu", uncertainty=True))
     missing = _ensemble_model(tmp_path, [{"model": "no-such-model"}], name="missing")
     with pytest.raises(CardError, match="'no-such-model'\\) cannot be found"):
-        Translator(missing, device="cpu", uncertainty=True)
+        Translator(missing, RunOptions(device="cpu", uncertainty=True))
 
 
 def test_an_ensemble_member_may_be_another_model(tmp_path, make_model):
     other = make_model("sibling", seed=3)
     card = _ensemble_model(tmp_path, [{"model": "sibling"}], name="with-sibling")
-    result = Translator(card, device="cpu", uncertainty=True, uncertainty_variants=1,
-                        models_dirs=[str(other.folder.parent)]).translate([head_volume(size=(20, 22, 18))])
+    options = RunOptions(device="cpu", uncertainty=True, uncertainty_variants=1, models_dirs=[str(other.folder.parent)])
+    result = Translator(card, options).translate([head_volume(size=(20, 22, 18))])
     assert "2 ensemble members (model.safetensors, sibling v0.1.0)" in result.provenance["MedGANTranslate.Uncertainty"]
 
 
@@ -301,7 +302,7 @@ def _dropout(data):
 def test_a_network_with_dropout_gets_monte_carlo_draws(make_model):
     card = make_model("dropout", edit=_dropout)
     image = head_volume(size=(20, 22, 18))
-    translator = Translator(card, device="cpu", uncertainty=True, uncertainty_variants=2)
+    translator = Translator(card, RunOptions(device="cpu", uncertainty=True, uncertainty_variants=2))
     assert has_dropout(translator.network) and translator.uncertainty.dropout
     result = translator.translate([image])
     assert result.provenance["MedGANTranslate.Uncertainty"].endswith("each with a new Monte-Carlo dropout draw")
@@ -313,7 +314,7 @@ def test_a_network_with_dropout_gets_monte_carlo_draws(make_model):
     assert _array(drawn.uncertainty)[body].mean() > 1.0, "dropout is active in the variants"
     dropouts = [m for m in translator.inference_network.modules() if isinstance(m, nn.Dropout)]
     assert dropouts and not any(m.training for m in dropouts), "the plain path keeps the card's eval mode"
-    assert not Translator(make_model("plain"), device="cpu", uncertainty=True).uncertainty.dropout
+    assert not Translator(make_model("plain"), RunOptions(device="cpu", uncertainty=True)).uncertainty.dropout
 
 
 # ------------------------------------------------------------------------------------------ the command line

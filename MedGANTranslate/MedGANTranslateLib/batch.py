@@ -16,7 +16,7 @@ import logging
 import socket
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -24,6 +24,7 @@ from .cohort import DONE, FAILED, PENDING, SKIPPED, Case, CohortFolder, Outcome,
 from .distributed import Ranks
 from .errors import Cancelled, MedGANError
 from .progress import CancelToken, ProgressCallback, StageTimer
+from .run_options import RunOptions
 
 OUTPUT_FORMATS = (".nii.gz", ".nrrd", ".mha")
 
@@ -33,18 +34,9 @@ class BatchOptions:
     model: str
     inputs: str
     out: Path
-    device: str = "auto"
+    run: RunOptions = RunOptions()  # every case's; the device and threads are a rank's share of them
     report: bool = False
     output_format: str = ".nii.gz"
-    threads: Optional[int] = None
-    models_dirs: Sequence[str] = ()
-    strict: bool = False
-    n4: bool = False  # N4 bias-field correction of every case's MR inputs
-    tta: bool = False  # mirror averaging along the card's mirror axes
-
-    def engine_options(self) -> List[str]:
-        """The options that change what a case gives, as its status records them."""
-        return [name for name in ("n4", "tta") if getattr(self, name)]
 
 
 @dataclass
@@ -104,7 +96,7 @@ def _translate_case(case: Case, folder: CohortFolder, options: BatchOptions, tra
     card = translator.card
     difference = bool(case.reference) or card.difference.get("without_reference") == "minus_input"
     outcome = Outcome(case.case, case.inputs, case.reference, FAILED, f"{card.id}@{card.version}", card.sha256,
-                      hashes, rank=ranks.rank, options=options.engine_options())
+                      hashes, rank=ranks.rank, options=options.run.changing_results())
     warnings.current = outcome.warnings
     folder.remove_partials(case)
     folder.case_dir(case).mkdir(parents=True, exist_ok=True)
@@ -159,20 +151,19 @@ def run_batch(options: BatchOptions, progress: Optional[ProgressCallback] = None
         raise MedGANError(f"Output format {options.output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}.")
     started = time.perf_counter()
     cancel = cancel or CancelToken()
-    card = resolve_model(options.model, options.models_dirs, log=log)
+    card = resolve_model(options.model, options.run.models_dirs, log=log)
     cases = read_cohort(options.inputs, [spec.name for spec in card.inputs])
     folder = CohortFolder(options.out)
     ranks = Ranks.from_environment()
-    device = ranks.device(options.device)
+    device = ranks.device(options.run.device)
     ranks.join(device)
     try:
         if ranks.rank == 0:
             options.out.mkdir(parents=True, exist_ok=True)
             folder.write_manifest(folder.manifest_rows(cases, {}))
         warnings = _Warnings()
-        translator = Translator(card, device=device, threads=ranks.threads(options.threads), log=log,
-                                strict=options.strict, on_warning=warnings.add, models_dirs=options.models_dirs,
-                                n4=options.n4, tta=options.tta)
+        run = replace(options.run, device=device, threads=ranks.threads(options.run.threads))
+        translator = Translator(card, run, log=log, on_warning=warnings.add)
         shard = cases[ranks.rank::ranks.world_size]
         timer = StageTimer("batch", len(shard), progress, cancel)
         timer.start(f"{len(shard)} of {len(cases)} cases on {device} (rank {ranks.rank} of {ranks.world_size}, "
@@ -180,7 +171,7 @@ def run_batch(options: BatchOptions, progress: Optional[ProgressCallback] = None
         mine: List[Dict[str, Any]] = []
         for case in shard:
             hashes = input_hashes(case)
-            if folder.still_valid(case, card.sha256, hashes, options.engine_options()) is not None:
+            if folder.still_valid(case, card.sha256, hashes, options.run.changing_results()) is not None:
                 row = {"case": case.case, "status": SKIPPED}
             else:
                 outcome = _translate_case(case, folder, options, translator, warnings, hashes, ranks, cancel, log)

@@ -41,19 +41,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         reference=args.reference,
         diff=args.diff,
         uncertainty=args.uncertainty,
-        uncertainty_variants=args.uncertainty_variants,
         metrics_path=args.metrics,
-        device=args.device,
-        roi=args.roi,
-        overlap=args.overlap,
-        models_dirs=args.models_dir,
-        threads=args.threads,
+        options=_run_options(args, roi=args.roi, overlap=args.overlap, uncertainty_variants=args.uncertainty_variants),
         progress=out.progress_callback(),
         cancel=token,
         log=out.log,
-        tta=args.tta,
-        n4=args.n4,
-        strict=args.strict,
         on_warning=out.warning,
         report=args.report,
         report_options=_report_options(args),
@@ -99,6 +91,14 @@ def _report_options(args: argparse.Namespace):
         return None
     return ReportOptions(tuple(args.report_input_name), args.report_reference_name or "",
                          args.report_uncertainty_threshold)
+
+
+def _run_options(args: argparse.Namespace, **only_run):
+    """How the model runs, from the options ``run`` and ``batch`` share; ``only_run``: those only ``run`` has."""
+    from .run_options import RunOptions
+
+    return RunOptions(device=args.device, threads=args.threads, models_dirs=tuple(args.models_dir), tta=args.tta,
+                      n4=args.n4, strict=args.strict, **only_run)
 
 
 def format_metrics(metrics: Dict[str, Optional[float]]) -> str:
@@ -163,9 +163,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     out = Output(args.progress)
     token = CancelToken()
     install_cancel_handlers(token)
-    options = BatchOptions(args.model, args.inputs, Path(args.out), device=args.device, report=args.report,
-                           output_format=args.output_format, threads=args.threads, models_dirs=args.models_dir,
-                           strict=args.strict, n4=args.n4, tta=args.tta)
+    options = BatchOptions(args.model, args.inputs, Path(args.out), _run_options(args), report=args.report,
+                           output_format=args.output_format)
     summary = run_batch(options, progress=out.progress_callback(), cancel=token, log=out.log,
                         on_case=lambda row: out.emit("case", **row))
     if summary is None:  # a rank other than 0: rank 0 reports for everyone

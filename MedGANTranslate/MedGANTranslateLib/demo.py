@@ -19,6 +19,7 @@ from .pipeline import TranslationResult
 from .preview import Panel, render_preview
 from .progress import CancelToken, ProgressCallback
 from .registry import DEFAULT_MODEL, resolve_model
+from .run_options import RunOptions
 DEMO_SEED = 3  # a validation seed: never used for training
 
 
@@ -64,8 +65,7 @@ def run_demo(
         reference=str(ref_path) if ref_path else None,
         diff=str(out / "difference.nii.gz") if ref_path or card.difference.get("without_reference") == "minus_input" else None,
         metrics_path=str(out / "metrics.json") if ref_path else None,
-        device=device,
-        models_dirs=models_dirs,
+        options=RunOptions(device=device, models_dirs=models_dirs),
         progress=progress,
         cancel=cancel,
         log=log,

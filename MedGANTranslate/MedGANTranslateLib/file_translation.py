@@ -12,6 +12,7 @@ does not depend on files, DICOM or the report.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -34,6 +35,7 @@ from .progress import CancelToken, ProgressCallback, start_stage
 from .registry import resolve_model
 from .report import ReportOptions, check_report_path, make_report, report_inputs
 from .resources import check_fits, estimate_job_bytes, network_grid_voxels, traced_activation_bytes_per_voxel
+from .run_options import RunOptions
 from .scan_report import WarningCallback
 
 
@@ -55,34 +57,26 @@ def translate_files(
     reference: Optional[str] = None,
     diff: Optional[str] = None,
     metrics_path: Optional[str] = None,
-    device: str = "auto",
-    roi: Optional[Sequence[int]] = None,
-    overlap: Optional[float] = None,
-    models_dirs: Sequence[str] = (),
-    threads: Optional[int] = None,
+    uncertainty: Optional[str] = None,
+    options: RunOptions = RunOptions(),
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     log: Optional[LogCallback] = None,
-    tta: bool = False,
-    strict: bool = False,
     on_warning: Optional[WarningCallback] = None,
     report: Optional[str] = None,
     report_options: Optional[ReportOptions] = None,
-    uncertainty: Optional[str] = None,
-    uncertainty_variants: Optional[int] = None,
     translator: Optional[Translator] = None,
-    n4: bool = False,
 ) -> TranslationResult:
-    """Reads, translates and writes; every output appears complete or not at all. ``translator``: a model
-    already loaded (a batch reuses one for every case; ``model`` and the loading options are then its own). ``tta``: average with the
-    mirror images the card declares (about twice the inference time). ``strict``: refuse, writing nothing, a
-    scan the checks warn about; ``on_warning`` receives each warning (see :class:`Translator`). ``report``: a
-    QA report (:mod:`.report`, an .html file) written with the other outputs; ``report_options`` name the inputs
-    in it and set its uncertainty threshold. ``uncertainty``: where the uncertainty map goes (the variants' standard
-    deviation in output units, :mod:`.uncertainty`; ``uncertainty_variants`` per ensemble member, None: the
-    card's default), written with the other outputs; the synthetic image is then the variants' mean. ``n4``: N4
-    bias-field correction of the MR inputs (see :class:`Translator`)."""
-    card = translator.card if translator is not None else resolve_model(model, models_dirs, log=log)
+    """Reads, translates and writes; every output appears complete or not at all. ``options``: how the model runs
+    (:class:`.RunOptions`; with ``options.strict`` a scan the checks warn about is refused, writing nothing);
+    ``on_warning`` receives each warning (see :class:`Translator`). ``translator``: a model already loaded (a
+    batch reuses one for every case; ``model`` and ``options`` are then its own). ``report``: a QA report
+    (:mod:`.report`, an .html file) written with the other outputs; ``report_options`` name the inputs in it and
+    set its uncertainty threshold. ``uncertainty``: where the uncertainty map goes (the variants' standard
+    deviation in output units, :mod:`.uncertainty`), written with the other outputs; giving it turns
+    ``options.uncertainty`` on, and the synthetic image is then the variants' mean."""
+    options = replace(options, uncertainty=bool(uncertainty))
+    card = translator.card if translator is not None else resolve_model(model, options.models_dirs, log=log)
     all_inputs: List[str] = list(inputs) + ([reference] if reference else [])
     if len(inputs) != len(card.inputs):
         wanted = ", ".join(s.label for s in card.inputs)
@@ -105,7 +99,7 @@ def translate_files(
         raise MedGANError("Metrics need a reference volume; add --reference or drop --metrics.")
 
     headers = [read_header(p) for p in inputs]
-    settings = inference_settings(card, roi, overlap)
+    settings = inference_settings(card, options.roi, options.overlap)
     width = int((card.architecture.get("params") or {}).get("ngf", 64))
     spacing = card.preprocessing.get("spacing")
     needed = estimate_job_bytes(headers, spacing, estimate_window_bytes(settings, len(headers), width))
@@ -117,9 +111,7 @@ def translate_files(
 
     if translator is None:
         stage = start_stage(progress, cancel, "load", f"loading model {card.id} v{card.version}")
-        translator = Translator(card, device=device, roi=roi, overlap=overlap, threads=threads, log=log, tta=tta,
-                                strict=strict, on_warning=on_warning, uncertainty=bool(uncertainty),
-                                uncertainty_variants=uncertainty_variants, models_dirs=models_dirs, n4=n4)
+        translator = Translator(card, options, log=log, on_warning=on_warning)
         stage.finish()
     stage = start_stage(progress, cancel, "read", "reading input volume(s)")
     roles = [f"input '{s.name}' ({s.label})" for s in card.inputs]

@@ -36,6 +36,7 @@ from .networks import required_divisor
 from .output_mapping import cast_output, map_output, normalised_background_output, output_scale
 from .preprocessing import network_inputs
 from .progress import CancelToken, ProgressCallback, start_stage
+from .run_options import RunOptions
 from .scan_checks import check_reference, check_scan
 from .scan_report import ScanReport, ScanWarning, WarningCallback
 from .sliding_window import InferenceReport
@@ -84,75 +85,61 @@ def inference_settings(card: ModelCard, roi: Optional[Sequence[int]] = None, ove
 class Translator:
     """A model card with its network loaded on a device, ready to translate volumes."""
 
-    def __init__(
-        self,
-        card: ModelCard,
-        device: str = "auto",
-        roi: Optional[Sequence[int]] = None,
-        overlap: Optional[float] = None,
-        threads: Optional[int] = None,
-        log: Optional[LogCallback] = None,
-        tta: bool = False,
-        strict: bool = False,
-        on_warning: Optional[WarningCallback] = None,
-        uncertainty: bool = False,
-        uncertainty_variants: Optional[int] = None,
-        models_dirs: Sequence[str] = (),
-        n4: bool = False,
-    ) -> None:
-        """``strict``: refuse a scan the checks warn about (:mod:`.scan_checks`), before the network runs;
-        ``on_warning`` receives each warning (without it, warnings go to ``log``). ``uncertainty``: run the
-        test-time variants (:mod:`.uncertainty`; ``uncertainty_variants`` per ensemble member, None: the
-        default), the synthetic image their mean and :attr:`TranslationResult.uncertainty` their spread; an
-        ensemble member given by model id is looked up in ``models_dirs`` too. ``n4``: N4 bias-field correction of
-        the MR inputs before normalisation even where the card does not ask for it, for a scan whose intensities
-        drift strongly across the head (a model trained with random bias fields copes with what is left)."""
+    def __init__(self, card: ModelCard, options: RunOptions = RunOptions(), log: Optional[LogCallback] = None,
+                 on_warning: Optional[WarningCallback] = None) -> None:
+        """``options``: device, windows, threads and what to run (:class:`.RunOptions`). With ``options.strict`` a
+        scan the checks warn about (:mod:`.scan_checks`) is refused before the network runs; ``on_warning``
+        receives each warning (without it, warnings go to ``log``). ``options.uncertainty``: run the test-time
+        variants (:mod:`.uncertainty`), the synthetic image their mean and :attr:`TranslationResult.uncertainty`
+        their spread. ``options.n4``: N4 bias-field correction of the MR inputs before normalisation even where the
+        card does not ask for it, for a scan whose intensities drift strongly across the head (a model trained
+        with random bias fields copes with what is left)."""
         self.card = card
         self.log = log
-        self.strict = strict
+        self.strict = options.strict
         self.on_warning = on_warning
-        configure_threads(threads)
-        self.device = select_device(device)
-        self.settings = inference_settings(card, roi, overlap)
-        if uncertainty_variants is not None and not uncertainty:
+        configure_threads(options.threads)
+        self.device = select_device(options.device)
+        self.settings = inference_settings(card, options.roi, options.overlap)
+        if options.uncertainty_variants is not None and not options.uncertainty:
             raise MedGANError("A number of uncertainty variants was given without asking for the uncertainty map; "
                               "add --uncertainty FILE, or drop --uncertainty-variants.")
-        if uncertainty and tta:
+        if options.uncertainty and options.tta:
             raise MedGANError(
                 "--tta and --uncertainty were both given: the uncertainty map's variants already include the mirror "
                 "image, and its synthetic image is the mean of all variants. Drop --tta."
             )
-        if tta and not self.settings.test_time_mirror:
+        if options.tta and not self.settings.test_time_mirror:
             raise MedGANError(
                 f"Model '{card.id}' declares no test-time mirror axes (card inference.test_time_mirror): it was not "
                 "trained to give mirrored anatomy a mirrored result, so test-time augmentation would blur it. "
                 "Run it without --tta."
             )
-        self.tta = tta
-        if n4 and not takes_mr(card.inputs):
+        self.tta = options.tta
+        if options.n4 and not takes_mr(card.inputs):
             raise MedGANError(f"Model '{card.id}' takes no MR input, and N4 corrects the bias field of MR scans. "
                               "Run it without --n4.")
-        self.preprocessing = {**card.preprocessing, "n4": True} if n4 else card.preprocessing
+        self.preprocessing = {**card.preprocessing, "n4": True} if options.n4 else card.preprocessing
         self.network = load_generator(card, device=str(self.device))
         check_network_rank(self.network, self.settings)
         check_fully_convolutional(self.network, self.settings)
         self.inference_network = optimise_for_inference(
             self.network, compute_precision(self.settings, self.device), self.device.type
         )
-        self.uncertainty = self._estimator(uncertainty_variants, roi, overlap, models_dirs) if uncertainty else None
+        self.uncertainty = self._estimator(options) if options.uncertainty else None
 
-    def _estimator(self, count: Optional[int], roi, overlap, models_dirs: Sequence[str]) -> UncertaintyEstimator:
+    def _estimator(self, options: RunOptions) -> UncertaintyEstimator:
         """The uncertainty map's variants: this card's network first, then each ensemble member's, loaded here."""
         members = [Member(f"{self.card.weights['file']}", None, self.settings)]
-        for label, member in member_cards(self.card, models_dirs):
-            settings = replace(inference_settings(member, roi, overlap), grid_shift=())
+        for label, member in member_cards(self.card, options.models_dirs):
+            settings = replace(inference_settings(member, options.roi, options.overlap), grid_shift=())
             network = load_generator(member, device=str(self.device))
             check_network_rank(network, settings)
             check_fully_convolutional(network, settings)
             members.append(Member(label, optimise_for_inference(network, compute_precision(settings, self.device),
                                                                 self.device.type), settings))
         dropout = has_dropout(self.network) or any(has_dropout(m.network) for m in members[1:])
-        return UncertaintyEstimator(self.card, members, count, dropout)
+        return UncertaintyEstimator(self.card, members, options.uncertainty_variants, dropout)
 
     def translate(
         self,

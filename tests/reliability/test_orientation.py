@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.errors import CardError
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.run_options import RunOptions
 
 from volumes import head_volume, rotation
 
@@ -28,7 +29,7 @@ def lps_values(image: sitk.Image) -> np.ndarray:
 def test_the_same_head_stored_in_all_48_orientations_gives_the_same_synthetic_values(make_model):
     assert len(set(ORIENTATIONS)) == 48
     card = make_model(edit=lambda data: data["preprocessing"].update(orientation="LPS"), roi=(16, 16, 16))
-    translator = Translator(card, device="cpu")
+    translator = Translator(card, RunOptions(device="cpu"))
     head = head_volume(size=(24, 28, 20), direction=rotation(0.05, -0.03, 0.02))  # slightly oblique, as scans are
     expected = lps_values(translator.translate([head]).synthetic)
     for code in ORIENTATIONS:
@@ -41,7 +42,7 @@ def test_the_same_head_stored_in_all_48_orientations_gives_the_same_synthetic_va
 def test_without_a_card_orientation_the_storage_order_changes_the_result(make_model):
     """Why the card must say it: the same random network on the same head stored two ways differs."""
     card = make_model(roi=(16, 16, 16))  # orientation null
-    translator = Translator(card, device="cpu")
+    translator = Translator(card, RunOptions(device="cpu"))
     head = head_volume(size=(24, 28, 20))
     as_lps = lps_values(translator.translate([head]).synthetic)
     as_asl = lps_values(translator.translate([sitk.DICOMOrient(head, "ASL")]).synthetic)

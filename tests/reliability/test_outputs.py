@@ -40,6 +40,7 @@ from MedGANTranslateLib.image_writing import write_image
 from MedGANTranslateLib.phantom import make_phantom, save_phantom
 from MedGANTranslateLib.pipeline import Translator
 from MedGANTranslateLib.progress import CancelToken
+from MedGANTranslateLib.run_options import RunOptions
 
 MODEL = "mr-t1-to-ct-pix2pix"
 CLI = [sys.executable, "-m", "MedGANTranslateLib.cli"]
@@ -90,7 +91,8 @@ def job_paths(folder: Path) -> Dict[str, str]:
 def translated(phantom, tmp_path_factory):
     """One real translation of the phantom with its reference (a few seconds)."""
     out = tmp_path_factory.mktemp("first")
-    return translate_files(MODEL, [str(phantom["t1"])], reference=str(phantom["ct"]), threads=1, **job_paths(out))
+    return translate_files(MODEL, [str(phantom["t1"])], reference=str(phantom["ct"]), options=RunOptions(threads=1),
+                           **job_paths(out))
 
 
 @pytest.fixture
@@ -106,7 +108,7 @@ def replayed(monkeypatch, translated):
 
 def run_job(phantom, folder: Path, **kwargs):
     """The phantom's job with its reference, outputs in ``folder``."""
-    return translate_files(MODEL, [str(phantom["t1"])], reference=str(phantom["ct"]), threads=1,
+    return translate_files(MODEL, [str(phantom["t1"])], reference=str(phantom["ct"]), options=RunOptions(threads=1),
                            **{**job_paths(folder), **kwargs})
 
 
@@ -289,7 +291,7 @@ def test_paths_that_collide_are_refused_naming_both(phantom, replayed, tmp_path,
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     paths = {"output": None, "diff": None, "metrics_path": None, **{k: str(folder / v) for k, v in given.items()}}
     with pytest.raises(OutputError) as err:
-        translate_files(MODEL, [str(source)], reference=str(phantom["ct"]), threads=1, **paths)
+        translate_files(MODEL, [str(source)], reference=str(phantom["ct"]), options=RunOptions(threads=1), **paths)
     assert err.value.exit_code == 2
     for name in named:
         assert str(folder / name) in str(err.value)

@@ -7,13 +7,14 @@ import pytest
 import SimpleITK as sitk
 
 from MedGANTranslateLib.pipeline import Translator
+from MedGANTranslateLib.run_options import RunOptions
 
 from volumes import head_volume
 
 
 @pytest.mark.parametrize("spike", [1e6, 1e30, -1e6])
 def test_an_absurd_voxel_changes_the_output_only_near_itself_and_warns(make_model, spike):
-    translator = Translator(make_model(roi=(16, 16, 16)), device="cpu")
+    translator = Translator(make_model(roi=(16, 16, 16)), RunOptions(device="cpu"))
     head = head_volume(size=(32, 36, 28))
     clean = translator.translate([head])
     values = sitk.GetArrayFromImage(head)

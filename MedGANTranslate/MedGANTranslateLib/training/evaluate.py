@@ -23,6 +23,7 @@ from ..normalisation import normalize
 from ..output_mapping import map_output
 from ..pipeline import TranslationResult, Translator
 from ..progress import ProgressCallback
+from ..run_options import RunOptions
 from .data import load_phantom
 
 DEFAULT_PHANTOM = {"shape": [192, 224, 192], "spacing": [1.0, 1.0, 1.0], "tumour": True, "deform": True, "noise": True}
@@ -117,7 +118,7 @@ def evaluate_model(
     mirroring; measured on the CPU only); ``tta``: with test-time mirroring."""
     phantom = dict(DEFAULT_PHANTOM, **(phantom or {}))
     input_names, target_name = phantom_roles(card)
-    translator = Translator(card, device=device, threads=threads, tta=tta)
+    translator = Translator(card, RunOptions(device=device, threads=threads, tta=tta))
     cases, base_cases, precisions = [], {}, set()
     seconds = None
     timed = runtime and device == "cpu"
@@ -171,8 +172,8 @@ def whole_translation(card: ModelCard, inputs: Sequence[sitk.Image], threads: Op
             paths.append(os.path.join(folder, f"input{i}.nrrd"))
             sitk.WriteImage(image, paths[-1], useCompression=False)
         start = time.perf_counter()
-        result = translate_files(str(card.folder), paths, os.path.join(folder, "synthetic.nrrd"), device="cpu",
-                                 threads=threads, progress=progress)
+        result = translate_files(str(card.folder), paths, os.path.join(folder, "synthetic.nrrd"),
+                                 options=RunOptions(device="cpu", threads=threads), progress=progress)
         return time.perf_counter() - start, result
 
 
