@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from MedGANTranslateLib.card import load_card
 from MedGANTranslateLib.errors import MedGANError
 from MedGANTranslateLib.model_folder import tiny_card_data
+from MedGANTranslateLib.networks import build_network
 from MedGANTranslateLib.pipeline import Translator, inference_settings
 from MedGANTranslateLib.registry import bundled_models_dirs, verify_weights
 from MedGANTranslateLib.run_options import RunOptions
@@ -317,6 +318,18 @@ def test_bundled_model_card_validates_and_checksum_matches(model_id):
     # settings added since the model was trained default to the behaviour it was trained with
     trained = complete_config(dict(copy.deepcopy(card.data["training"]["config"]), card=config["card"]))
     assert trained == config, "train.yaml reproduces the bundled weights"
+
+
+@pytest.mark.parametrize("recipe", sorted(MODELS.glob("*/train*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_in_a_model_folder_loads_and_builds_that_models_generator(recipe):
+    """The experiments' recipes kept beside a model (docs cite them to reproduce a measurement) stay runnable:
+    a config the loader refuses or a generator that cannot be built fails here, not in someone's hour-long run."""
+    config = load_config(recipe)
+    assert config["card"]["id"] == recipe.parent.name
+    generator = build_network(config["generator"])
+    patch = torch.zeros(1, len(config["data"]["inputs"]), *config["data"]["patch_size"])
+    with torch.no_grad():
+        assert generator.eval()(patch).shape == (1, 1, *config["data"]["patch_size"])
 
 
 @pytest.mark.parametrize("model_id", BUNDLED)
