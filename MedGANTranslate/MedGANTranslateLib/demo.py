@@ -20,6 +20,7 @@ from .preview import Panel, render_preview
 from .progress import CancelToken, ProgressCallback
 from .registry import DEFAULT_MODEL, resolve_model
 from .run_options import RunOptions
+
 DEMO_SEED = 3  # a validation seed: never used for training
 
 
