@@ -99,7 +99,7 @@ def translate_files(
         raise MedGANError("Metrics need a reference volume; add --reference or drop --metrics.")
 
     headers = [read_header(p) for p in inputs]
-    settings = inference_settings(card, options.roi, options.overlap)
+    settings = translator.settings if translator is not None else inference_settings(card, options.roi, options.overlap)
     width = int((card.architecture.get("params") or {}).get("ngf", 64))
     spacing = card.preprocessing.get("spacing")
     needed = estimate_job_bytes(headers, spacing, estimate_window_bytes(settings, len(headers), width))
