@@ -121,9 +121,9 @@ def main() -> int:
             if col == 0:
                 ax.set_ylabel(rows[row], color="white", fontsize=7)
         acq = r.acquisition
-        kind = acq.description.split(" mm")[0]
-        axes[0, col].set_title(f"{r.anatomy}\n{kind} mm\nGM/WM {acq.means[5]:.2f}, fat {acq.means[1]:.2f}"
-                               f"{', defaced' if acq.deface else ''}", color="white", fontsize=6)
+        title = (f"{acq.description.split(' mm')[0]} mm\nGM/WM {acq.means[5]:.2f}, fat {acq.means[1]:.2f}"
+                 f"{', defaced' if acq.deface else ''}") if acq else r.description
+        axes[0, col].set_title(f"{r.anatomy}\n{title}", color="white", fontsize=6)
     fig.suptitle("Synthetic training pairs (template_synth): domain-randomised T1w from label maps, and the CT of the "
                  "same labels; network grid, 1 mm, input normalised as at inference; CT window -1000..1600 HU",
                  color="white", fontsize=7)
@@ -162,7 +162,7 @@ def main() -> int:
         save(fig, out / "synth_vs_real_t1.png")
         plt.close(fig)
     for r in samples:
-        print(f"{r[4].index}: {r[4].anatomy}: {r[4].acquisition.description}")
+        print(f"{r[4].index}: {r[4].anatomy}: {r[4].description}")
     if args.measure:
         measure_targets(cfg, card, args.cache_dir, Path(args.real_data), args.measure)
     return 0

@@ -17,8 +17,8 @@ from MedGANTranslateLib.template_head_labels import TEETH
 from MedGANTranslateLib.training import train
 from MedGANTranslateLib.training.config import complete_config
 from MedGANTranslateLib.training.loop import LOSS_LOG, card_template
-from MedGANTranslateLib.training.synth import (SYNTH_DEFAULTS, T1W_BOUNDS, Acquisition, SynthSampler, realise,
-                                               synthesize_t1w)
+from MedGANTranslateLib.training.synth import (SYNTH_DEFAULTS, T1W_BOUNDS, Acquisition, SynthSampler, _field_of_view,
+                                               realisation_rng, realise, synthesize_t1w)
 
 from test_training import tiny_config
 
@@ -85,6 +85,9 @@ def test_config_fills_the_synthesis_defaults_and_refuses_what_it_cannot_make():
     bad["validation"] = {"seeds": [101]}
     with pytest.raises(MedGANError, match="overlap"):
         complete_config(bad)
+    for share, phantom_share in ((1.5, 1.0), (0.5, 0.0)):
+        with pytest.raises(MedGANError, match="phantom_own_scan_share"):
+            complete_config(synth_config(phantom_own_scan_share=share, phantom_share=phantom_share))
 
 
 # ------------------------------------------------------------------------------------------- synthesis
@@ -174,6 +177,32 @@ def test_realisations_are_a_function_of_seed_and_index_and_the_ct_matches_the_la
     labels_extent = np.asarray(a.labels.GetOrigin()) + np.asarray(a.labels.GetSpacing()) * (np.asarray(a.labels.GetSize()) - 1)
     assert np.all(np.asarray(a.mr.GetOrigin()) >= np.asarray(a.labels.GetOrigin()) - 1e-6)
     assert np.all(mr_extent <= labels_extent + 1e-6), "the scan lies inside its label map"
+
+
+def test_a_phantom_realisation_may_keep_the_phantoms_own_t1w_cut_to_its_field_of_view(cache):
+    """phantom_own_scan_share: the phantom's simulated scanner joins the random ones; without it (the default) no
+    extra random draw is made, so existing recipes realise exactly what they did."""
+    from MedGANTranslateLib.training.data import load_phantom
+
+    own = complete_config(synth_config(phantom_own_scan_share=1.0))["data"]
+    mixed = complete_config(synth_config(phantom_own_scan_share=0.5))["data"]
+    never = complete_config(synth_config())["data"]
+    a = realise(3, 7, own, cache)
+    assert a.acquisition is None and a.description == "its own T1w"
+    phantom_t1 = load_phantom(int(a.anatomy.split()[1]), own["phantom"], cache)["t1"]
+    index = phantom_t1.TransformPhysicalPointToIndex(a.mr.GetOrigin())
+    size = a.mr.GetSize()
+    expected = phantom_t1[index[0]:index[0] + size[0], index[1]:index[1] + size[1], index[2]:index[2] + size[2]]
+    assert np.array_equal(sitk.GetArrayViewFromImage(a.mr), sitk.GetArrayViewFromImage(expected))
+    assert a.mr.GetSize() == a.ct.GetSize() == a.labels.GetSize() and a.mr.GetOrigin() == a.ct.GetOrigin()
+    kinds = {realise(i, 7, mixed, cache).acquisition is None for i in range(12)}
+    assert kinds == {True, False}, "a share of one half gives both kinds"
+    plain = realise(4, 7, never, cache)
+    rng = realisation_rng(7, 4)  # the draws as they were before the option: anatomy, field of view, scan
+    rng.random()
+    seed = never["synth"]["phantom_seeds"][int(rng.integers(len(never["synth"]["phantom_seeds"])))]
+    _field_of_view(load_phantom(seed, never["phantom"], cache)["labels"], rng, never["synth"])
+    assert Acquisition.draw(rng, never["synth"]).description == plain.description
 
 
 def test_sampler_replaces_spent_realisations_and_resumes_exactly(cache):

@@ -28,6 +28,9 @@ field of view and imaged by a random T1w acquisition:
    of air from none to 25 mm, sometimes the nose or the occiput cut; the head's pose and size vary in the template
    heads themselves.
 
+A recipe may let a share of the phantom realisations keep the phantom's own T1w (``phantom_own_scan_share``), so
+the phantom's simulated scanner is one of the scanners the network learns.
+
 The target CT is the anatomy's own CT on the same voxels (template heads: the phantom's CT physics on the
 template labels; phantoms: the phantom's CT), so the pair stays consistent whatever the MR draw. Each realisation
 then goes through the engine's own ``network_inputs`` (network grid, body mask, normalisation), as every input
@@ -78,6 +81,7 @@ SYNTH_DEFAULTS: Dict[str, Any] = {
     "head_spacing": [1.0, 1.0, 1.0],  # its voxel size, mm (the labels' resolution: keep it at the network's)
     "phantom_seeds": [],  # phantom heads (data.phantom settings) used as anatomies besides the template heads
     "phantom_share": 0.0,  # fraction of realisations made on a phantom head
+    "phantom_own_scan_share": 0.0,  # fraction of those that keep the phantom's own T1w instead of a random scan
     "pool": 6,  # realisations held at once
     "patches_per_volume": 96,  # patches drawn from a realisation before it is replaced
     "thick_slice_probability": 0.6,  # 2D acquisitions, else 3D
@@ -135,20 +139,22 @@ def load_template_head(seed: int, synth: Dict[str, Any], cache_dir: Optional["st
     return {n: sitk.ReadImage(str(folder / f"{n}.nii")) for n in names}
 
 
-def load_anatomy(kind: str, seed: int, data: Dict[str, Any], cache_dir: Optional["str | Path"]) -> Dict[str, sitk.Image]:
+def load_anatomy(kind: str, seed: int, data: Dict[str, Any], cache_dir: Optional["str | Path"],
+                 own_scan: bool = False) -> Dict[str, sitk.Image]:
     """Labels and CT of one anatomy: ``kind`` ``template`` or ``phantom`` (read from the phantom cache, so a
-    freshly made phantom gives the same grid as a cached one)."""
+    freshly made phantom gives the same grid as a cached one); ``own_scan``: a phantom's own T1w too (``t1``)."""
     if kind == "template":
         return load_template_head(seed, data["synth"], cache_dir)
     from .data import _cache_key, load_phantom
 
+    names = ("labels", "ct", "t1") if own_scan else ("labels", "ct")
     if cache_dir is None:
         images = load_phantom(seed, data["phantom"], None)
-        return {"labels": images["labels"], "ct": images["ct"]}
+        return {n: images[n] for n in names}
     folder = Path(cache_dir) / _cache_key(seed, data["phantom"])
-    if not all((folder / f"{n}.nii").is_file() for n in ("labels", "ct")):
+    if not all((folder / f"{n}.nii").is_file() for n in names):
         load_phantom(seed, data["phantom"], cache_dir)
-    return {n: sitk.ReadImage(str(folder / f"{n}.nii")) for n in ("labels", "ct")}
+    return {n: sitk.ReadImage(str(folder / f"{n}.nii")) for n in names}
 
 
 # ------------------------------------------------------------------------------------------- acquisition
@@ -347,7 +353,11 @@ class Realisation:
     mr: sitk.Image
     ct: sitk.Image
     labels: sitk.Image
-    acquisition: Acquisition
+    acquisition: Optional[Acquisition]  # None: the phantom's own T1w (its simulated scanner)
+
+    @property
+    def description(self) -> str:
+        return self.acquisition.description if self.acquisition else "its own T1w"
 
 
 def realisation_rng(seed: int, index: int) -> np.random.Generator:
@@ -355,17 +365,27 @@ def realisation_rng(seed: int, index: int) -> np.random.Generator:
 
 
 def realise(index: int, seed: int, data: Dict[str, Any], cache_dir: Optional["str | Path"]) -> Realisation:
-    """Realisation ``index`` of a run with seed ``seed``: a pure function of both (and the cached anatomies)."""
+    """Realisation ``index`` of a run with seed ``seed``: a pure function of both (and the cached anatomies).
+
+    With ``phantom_own_scan_share`` a phantom realisation may keep the phantom's own T1w (cut to the same random
+    field of view) instead of a random acquisition: the phantom's scanner is then one more scanner in training,
+    as SynthSR mixes real scans into its synthetic ones. The draw for it is made only when the share is above
+    zero, so recipes without it realise exactly what they did before it existed."""
     synth = data["synth"]
     rng = realisation_rng(seed, index)
     phantoms = list(synth["phantom_seeds"])
+    own_share = float(synth["phantom_own_scan_share"])
+    own_scan = False
     if phantoms and rng.random() < float(synth["phantom_share"]):
         kind, anatomy_seed = "phantom", int(phantoms[int(rng.integers(len(phantoms)))])
+        own_scan = own_share > 0 and bool(rng.random() < own_share)
     else:
         kind, anatomy_seed = "template", int(data["train_seeds"][int(rng.integers(len(data["train_seeds"])))])
-    images = load_anatomy(kind, anatomy_seed, data, cache_dir)
+    images = load_anatomy(kind, anatomy_seed, data, cache_dir, own_scan)
     box = _field_of_view(images["labels"], rng, synth)
     labels, ct = _crop(images["labels"], box), _crop(images["ct"], box)
+    if own_scan:
+        return Realisation(index, f"{kind} {anatomy_seed}", _crop(images["t1"], box), ct, labels, None)
     acq = Acquisition.draw(rng, synth)
     mr = synthesize_t1w(labels, acq, rng)
     return Realisation(index, f"{kind} {anatomy_seed}", mr, ct, labels, acq)
@@ -381,6 +401,10 @@ def check_synth_config(cfg: Dict[str, Any]) -> None:
     if not 0.0 <= float(synth["phantom_share"]) <= 1.0 or (float(synth["phantom_share"]) > 0 and not synth["phantom_seeds"]):
         raise MedGANError("Training config: data.synth.phantom_share must lie in [0, 1], and needs "
                           "data.synth.phantom_seeds when above 0.")
+    if not 0.0 <= float(synth["phantom_own_scan_share"]) <= 1.0 or (
+            float(synth["phantom_own_scan_share"]) > 0 and float(synth["phantom_share"]) == 0):
+        raise MedGANError("Training config: data.synth.phantom_own_scan_share must lie in [0, 1], and needs "
+                          "data.synth.phantom_share above 0 (it is a share of the phantom realisations).")
     if set(synth["phantom_seeds"]) & (set(cfg["validation"]["seeds"]) | set(cfg["selection"]["seeds"])):
         raise MedGANError("Training config: data.synth.phantom_seeds overlap the validation or selection seeds.")
     if int(synth["pool"]) < 1 or int(synth["patches_per_volume"]) < 1:
@@ -437,7 +461,7 @@ class SynthSampler:
                               f"network grid, smaller than the patch {list(self.patch_size)}; raise "
                               "data.synth.fov_height_mm or lower data.patch_size.")
         self.seconds += time.perf_counter() - t0
-        self.log("info", f"realisation {index}: {r.anatomy}, {r.acquisition.description} "
+        self.log("info", f"realisation {index}: {r.anatomy}, {r.description} "
                          f"({time.perf_counter() - t0:.1f} s)")
         return volume
 
