@@ -56,7 +56,8 @@ Baselines, measured with the same code on the same head masks:
 prints the phantom goals and the cards' held-out phantom numbers, then a Markdown table (rows: scan x model or
 baseline, the real CT as reference; ``s``: the model's translation through ``Translator.translate`` with
 default settings, preprocessing to output on the input grid); writes ``<scan>.png`` per scan (input T1w and
-each synthetic CT in a bone window, three template-space planes) and an overview picture. About 2 minutes on
+each synthetic CT in a bone window, three template-space planes) and an overview picture (``overview.png`` there
+unless ``--overview`` names another place). About 2 minutes on
 2 CPU cores.
 """
 from __future__ import annotations
@@ -496,13 +497,16 @@ def main(argv=None) -> int:
     here = Path(__file__).resolve().parents[1]
     parser.add_argument("--real-data", type=Path, default=here.parent / "shared" / "real-data")
     parser.add_argument("--out", type=Path, default=here / "benchmarks" / "out" / "real_heads")
-    parser.add_argument("--overview", type=Path, default=here / "docs" / "images" / "real_heads.png")
+    parser.add_argument("--overview", type=Path, default=None,
+                        help="the overview picture (default: overview.png in --out; docs/images/real_heads.png is "
+                             "the one the docs show, so name it only when measuring the bundled models)")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--scans", nargs="+", default=list(T1_SCANS), help="T1w file names under t1/, no suffix")
     parser.add_argument("--write-cards", action="store_true",
                         help="write each bundled model's numbers into models/<id>/model.json (validation.real_heads)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.overview = args.overview or args.out / "overview.png"
 
     cards = [resolve_model(m) for m in args.models]
     print("\n".join(phantom_lines(cards)) + "\n", flush=True)
