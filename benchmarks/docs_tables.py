@@ -111,7 +111,8 @@ def _range(values: List[float], digits: int) -> str:
 
 def _real_head_cells(m: Dict[str, float]) -> str:
     return (f"{m['bone_head']:.1f} | {m['bone_cranium']:.1f} | {m['rings']:.0f} ({m['cranial_slices']:.0f}) | "
-            f"{m['brain_bone_ml']:.1f} ({m['brain_bone_pct']:.2f}) | {m['w1_head']:.0f} | {m['w1_brain']:.0f}")
+            f"{m['brain_bone_ml']:.1f} ({m['brain_bone_pct']:.2f}) | {m['solid_air_ml']:.1f} ({m['solid_air_pct']:.2f}) | "
+            f"{m['w1_head']:.0f} | {m['w1_brain']:.0f}")
 
 
 def real_heads_table(cards: List[Dict[str, Any]]) -> str:
@@ -119,7 +120,7 @@ def real_heads_table(cards: List[Dict[str, Any]]) -> str:
     the scans (the cards' ``validation.real_heads``)."""
     measured = [c for c in cards if c.get("validation", {}).get("real_heads")]
     rows = ["| scan | CT from | bone % head | bone % cranium | closed rings % (slices) | bone in brain mL (%) "
-            "| W1 head HU | W1 brain HU |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| air in solid mL (%) | W1 head HU | W1 brain HU |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     if not measured:
         return "\n".join(rows)
     first = measured[0]["validation"]["real_heads"]
@@ -136,6 +137,7 @@ def real_heads_table(cards: List[Dict[str, Any]]) -> str:
             f"| each of the {len(scans)} T1w | baseline: {baseline} | {_range(column['bone_head'], 1)} | "
             f"{_range(column['bone_cranium'], 1)} | {_range(column['rings'], 0)} | "
             f"{_range(column['brain_bone_ml'], 1)} ({_range(column['brain_bone_pct'], 2)}) | "
+            f"{_range(column['solid_air_ml'], 1)} ({_range(column['solid_air_pct'], 2)}) | "
             f"{_range(column['w1_head'], 0)} | {_range(column['w1_brain'], 0)} |")
     return "\n".join(rows)
 

@@ -37,6 +37,12 @@ The metrics (pure numpy/scipy, importable: :func:`bone_share`, :func:`skull_ring
 - ``brain bone mL (%)``: voxels above 300 HU in the brain region, in mL of the scan's own space (the
   template grid's voxels times the registration's volume change) and in % of the region (should be ~0; the
   real CT has a few calcifications);
+- ``air in solid mL (%)``: voxels below -400 HU where every head is solid: template head voxels whose average CT
+  is at least 0 HU and at least 5 mm from any voxel of it below -200 HU (the outside, the sinuses, the airway and
+  the mastoids as averaged), from the skull base down to the first vertebra (z -70 to +65), in covered slices; in
+  mL of the scan's space and % of the region. A model that reads a dark T1w region (clivus, petrous bone, spine,
+  signal voids of a low-SNR scan) as a sinus puts air where no head has any; the real CT has some, where its
+  sinuses are larger than the average's;
 - ``W1 head`` / ``W1 brain``: 1-D Wasserstein distance (earth mover's distance, in HU) between the HU histogram
   of the synthetic CT and that of the real head CT in the same region (head, brain), over the slices covered by
   both, values clipped to [-1024, 3071] and binned at 1 HU: the mean number of HU each voxel's value must move
@@ -81,6 +87,9 @@ HEAD_Z = (-40.0, 65.0)  #: template heights (MNI mm) of the head region
 CRANIAL_Z = (20.0, 65.0)  #: template heights of the cranial slices
 BRAIN_Z = (0.0, 65.0)  #: template heights of the brain region
 BRAIN_EROSION_MM = 4.0
+SOLID_Z = (-70.0, 65.0)  #: template heights of the solid region (air in solid)
+SOLID_MARGIN_MM = 5.0  #: the solid region keeps this far from the template's air
+AIR_HU = -400.0
 COVERED = 0.99  #: a slice counts when the scan's field of view holds this share of the template head's section
 HU_RANGE = (-1024, 3071)  #: the cards' valid CT range; histograms are compared over it
 BONE_WINDOW = (-450.0, 1050.0)  #: level 300, width 1500 (the CT cards' display window)
@@ -139,6 +148,12 @@ def bone_in_region(ct: np.ndarray, region: np.ndarray, voxel_ml: float = 0.001,
     return count * voxel_ml, 100.0 * count / max(1, int(region.sum()))
 
 
+def air_in_region(ct: np.ndarray, region: np.ndarray, voxel_ml: float = 0.001,
+                  air_hu: float = AIR_HU) -> Tuple[float, float]:
+    """(mL, % of the region) of ``region``'s voxels below ``air_hu``."""
+    return bone_in_region(-np.asarray(ct), region, voxel_ml, -air_hu)
+
+
 def wasserstein_hu(values: np.ndarray, reference: np.ndarray, hu_range: Tuple[int, int] = HU_RANGE) -> float:
     """1-D Wasserstein distance in HU between the distributions of ``values`` and ``reference`` (any shapes),
     clipped to ``hu_range`` and binned at 1 HU: the area between their cumulative distributions."""
@@ -178,6 +193,7 @@ class Template:
     fine_ct: np.ndarray
     brain: np.ndarray
     head: np.ndarray
+    solid: np.ndarray
     zs: np.ndarray
 
     @classmethod
@@ -200,8 +216,11 @@ class Template:
         brain = (depth > BRAIN_EROSION_MM) & _between(zs, BRAIN_Z)[:, None, None]
         # outside the template's box: air (0 Cormack units is -1024 HU)
         fine_ct = sitk.Resample(ct, grid, sitk.Transform(), sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
-        head = sitk.GetArrayViewFromImage(fine_ct) > -500
-        return cls(grid, t1, ct, sitk.GetArrayFromImage(fine_ct), brain, head, zs)
+        values = sitk.GetArrayFromImage(fine_ct)
+        head = values > -500
+        clear = ndimage.distance_transform_edt(values >= -200)  # 1 mm grid: mm from the nearest air
+        solid = head & (values >= 0) & (clear >= SOLID_MARGIN_MM) & _between(zs, SOLID_Z)[:, None, None]
+        return cls(grid, t1, ct, values, brain, head, solid, zs)
 
     def rows(self, bounds: Tuple[float, float]) -> np.ndarray:
         return _between(self.zs, bounds)
@@ -327,6 +346,7 @@ def measure(ct: np.ndarray, scan: Placed, template: Template, reference: Placed)
     cranial = np.flatnonzero(template.rows(CRANIAL_Z) & scan.covered)
     brain = template.brain & scan.covered[:, None, None] & head
     millilitres, percent = bone_in_region(ct, brain, scan.voxel_ml)
+    air_ml, air_percent = air_in_region(ct, template.solid & scan.covered[:, None, None] & head, scan.voxel_ml)
     matched = template.rows(HEAD_Z) & both
     reference_brain = template.brain & both[:, None, None]
     return {
@@ -336,6 +356,8 @@ def measure(ct: np.ndarray, scan: Placed, template: Template, reference: Placed)
         "cranial_slices": len(cranial),
         "brain_bone_ml": millilitres,
         "brain_bone_pct": percent,
+        "solid_air_ml": air_ml,
+        "solid_air_pct": air_percent,
         "w1_head": wasserstein_hu(ct[head & matched[:, None, None]],
                                   reference.ct[reference.head & matched[:, None, None]]),
         "w1_brain": wasserstein_hu(ct[brain & both[:, None, None]],
@@ -426,14 +448,15 @@ def reference_ct(real_data: Path, template: Template, spec: Mapping[str, object]
 
 def format_table(rows: Sequence[Row]) -> str:
     lines = ["| scan | CT from | bone % head | bone % cranium | closed rings % (slices) | bone in brain mL (%) "
-             "| W1 head HU | W1 brain HU | s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| air in solid mL (%) | W1 head HU | W1 brain HU | s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         m = row.metrics
         seconds = f"{row.seconds:.1f}" if row.seconds is not None else "–"
         lines.append(
             f"| {row.scan} | {row.what} | {m['bone_head']:.1f} | {m['bone_cranium']:.1f} | "
             f"{m['rings']:.0f} ({m['cranial_slices']}) | {m['brain_bone_ml']:.1f} ({m['brain_bone_pct']:.2f}) | "
-            f"{m['w1_head']:.0f} | {m['w1_brain']:.0f} | {seconds} |")
+            f"{m['solid_air_ml']:.1f} ({m['solid_air_pct']:.2f}) | {m['w1_head']:.0f} | {m['w1_brain']:.0f} | {seconds} |")
     return "\n".join(lines)
 
 

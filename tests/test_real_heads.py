@@ -19,6 +19,7 @@ from real_data import REAL_DATA, real_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import real_heads  # noqa: E402
 from real_heads import (  # noqa: E402
+    air_in_region,
     bone_in_region,
     bone_share,
     cormack_to_hounsfield,
@@ -82,6 +83,17 @@ def test_bone_in_the_brain_counts_a_blob_and_nothing_else():
     millilitres, percent = bone_in_region(ct, brain, voxel_ml=0.008)
     assert millilitres == pytest.approx(45 * 0.008)
     assert percent == pytest.approx(100 * 45 / 8000)
+
+
+def test_air_in_a_solid_region_counts_voxels_below_minus_400_hu_inside_it_only():
+    ct = np.full((40, 40, 40), 30.0, np.float32)
+    solid = np.zeros(ct.shape, bool)
+    solid[10:30, 10:30, 10:30] = True
+    ct[0:5] = -1000.0  # air outside the region does not count
+    ct[12:14, 12:14, 12:20] = -400.0  # -400 HU itself is not air
+    assert air_in_region(ct, solid) == (0.0, 0.0)
+    ct[20:23, 20:23, 20:25] = -700.0  # 45 voxels
+    assert air_in_region(ct, solid, voxel_ml=0.008) == (pytest.approx(45 * 0.008), pytest.approx(100 * 45 / 8000))
 
 
 def test_bone_share_is_the_share_of_the_region_above_300_hu():
@@ -155,6 +167,9 @@ def test_the_real_head_ct_passes_its_own_yardstick(template, real_ct):
     assert 11.0 <= metrics["bone_head"] <= 20.0
     assert metrics["rings"] >= 90.0, "a real skull is a closed ring above the orbits"
     assert metrics["brain_bone_ml"] < 0.5, "calcifications at most"
+    assert metrics["solid_air_ml"] < 5.0, "air only where its sinuses reach beyond the average head's"
+    assert template.solid.sum() > 1_000_000, "the solid region spans skull base, brain and vault (> 1 L)"
+    assert not (template.solid & (template.fine_ct < -200)).any()
     assert metrics["w1_head"] == 0.0 and metrics["w1_brain"] == 0.0
 
 
