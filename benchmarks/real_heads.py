@@ -39,7 +39,8 @@ The metrics (pure numpy/scipy, importable: :func:`bone_share`, :func:`skull_ring
   real CT has a few calcifications);
 - ``air in solid mL (%)``: voxels below -400 HU where every head is solid: template head voxels whose average CT
   is at least 0 HU and at least 5 mm from any voxel of it below -200 HU (the outside, the sinuses, the airway and
-  the mastoids as averaged), from the skull base down to the first vertebra (z -70 to +65), in covered slices; in
+  the mastoids as averaged), and at least 5 mm inside the scan's own head (a head smaller than the template's does
+  not count its outside), from the skull base down to the first vertebra (z -70 to +65), in covered slices; in
   mL of the scan's space and % of the region. A model that reads a dark T1w region (clivus, petrous bone, spine,
   signal voids of a low-SNR scan) as a sinus puts air where no head has any; the real CT has some, where its
   sinuses are larger than the average's;
@@ -346,7 +347,8 @@ def measure(ct: np.ndarray, scan: Placed, template: Template, reference: Placed)
     cranial = np.flatnonzero(template.rows(CRANIAL_Z) & scan.covered)
     brain = template.brain & scan.covered[:, None, None] & head
     millilitres, percent = bone_in_region(ct, brain, scan.voxel_ml)
-    air_ml, air_percent = air_in_region(ct, template.solid & scan.covered[:, None, None] & head, scan.voxel_ml)
+    inside = ndimage.distance_transform_edt(np.pad(head, 1))[1:-1, 1:-1, 1:-1] >= SOLID_MARGIN_MM
+    air_ml, air_percent = air_in_region(ct, template.solid & scan.covered[:, None, None] & inside, scan.voxel_ml)
     matched = template.rows(HEAD_Z) & both
     reference_brain = template.brain & both[:, None, None]
     return {
