@@ -24,7 +24,7 @@ gantry tilt or head pitch, and anatomical levels are template heights z (MNI mm,
   affine registration's error does not reach the inner table), at z from +0 to +65, in covered slices.
 
 The metrics (pure numpy/scipy, importable: :func:`bone_share`, :func:`skull_ring_share`,
-:func:`enclosed_share`, :func:`bone_in_region`, :func:`wasserstein_hu`):
+:func:`enclosed_share`, :func:`bone_in_region`, :func:`air_in_region`, :func:`wasserstein_hu`):
 
 - ``bone % head`` / ``bone % cranium``: share of the head's voxels above 300 HU, in the head region / in the
   cranial slices;
