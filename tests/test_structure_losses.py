@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from MedGANTranslateLib.errors import MedGANError
 from MedGANTranslateLib.training.config import complete_config
-from MedGANTranslateLib.training.recipes import CycleGAN
+from MedGANTranslateLib.training.recipes import CycleGAN, adversarial_weight
 from MedGANTranslateLib.training.structure_losses import GradientConsistencyLoss, MINDLoss, mind_ssc
 
 from test_training import tiny_config
@@ -70,6 +70,23 @@ def test_cyclegan_adds_the_weighted_structure_loss_of_both_generators():
     out = recipe.step(a, b, 0, np.random.default_rng(0))
     assert out["structure"] > 0
     assert out["G"] == pytest.approx(out["G_adv"] + 10.0 * out["cycle_b"] + 5.0 * out["structure"], rel=1e-5)
+
+
+def test_the_adversarial_weight_ramps_linearly_to_its_final_value_and_the_cyclegan_uses_it():
+    cfg = complete_config(tiny_config("cyclegan", steps=11))
+    cfg["losses"].update(adversarial=1.0, adversarial_final=3.0, cycle=10.0, cycle_source=0.0, identity=0.0)
+    assert [adversarial_weight(cfg["losses"], cfg["optim"], s) for s in (0, 5, 10, 20)] == [1.0, 2.0, 3.0, 3.0]
+    assert adversarial_weight(dict(cfg["losses"], adversarial_final=None), cfg["optim"], 10) == 1.0
+    torch.manual_seed(0)
+    recipe = CycleGAN(cfg, 1, torch.device("cpu"))
+    a, b = torch.rand(1, 1, 16, 16, 16) * 2 - 1, torch.rand(1, 1, 16, 16, 16) * 2 - 1
+    out = recipe.step(a, b, 10, np.random.default_rng(0))
+    assert out["G"] == pytest.approx(3.0 * out["G_adv"] + 10.0 * out["cycle_b"], rel=1e-5)
+    for bad in (-1.0, "strong", True):
+        config = tiny_config("cyclegan")
+        config["losses"] = {"adversarial_final": bad}
+        with pytest.raises(MedGANError, match="adversarial_final"):
+            complete_config(config)
 
 
 @pytest.mark.parametrize("structure, named", [

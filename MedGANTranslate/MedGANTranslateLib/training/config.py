@@ -91,6 +91,10 @@ def complete_config(config: Dict[str, Any]) -> Dict[str, Any]:
         raise MedGANError("Training config: 'losses.l1_emphasis' needs a weight of at least 1 (1 turns it off) "
                           "and a radius of 0 or more voxels.")
     _check_structure(cfg["losses"].get("structure"))
+    final = cfg["losses"].get("adversarial_final")  # optional and not filled in, like losses.structure
+    if final is not None and (isinstance(final, bool) or not isinstance(final, (int, float)) or final < 0):
+        raise MedGANError("Training config: 'losses.adversarial_final' must be a weight of 0 or more (the adversarial "
+                          "weight at the last step, reached linearly from 'losses.adversarial'), or left out.")
     return cfg
 
 

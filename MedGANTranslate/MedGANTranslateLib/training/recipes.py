@@ -46,6 +46,16 @@ def _lr_schedule(optim: Dict[str, Any]):
     return factor
 
 
+def adversarial_weight(losses: Dict[str, Any], optim: Dict[str, Any], step: int) -> float:
+    """``losses.adversarial``; with ``losses.adversarial_final``, a linear ramp from it at step 0 to that at the
+    last step, so the structure settles under a weak adversarial term before a strong one pushes realism."""
+    start, final = float(losses["adversarial"]), losses.get("adversarial_final")
+    if final is None:
+        return start
+    last = max(1, int(optim["steps"]) - 1)
+    return start + (float(final) - start) * min(step, last) / last
+
+
 def _set_grad(modules: List[nn.Module], flag: bool) -> None:
     """Discriminators need no gradients while the generators step: saves their backward pass."""
     for m in modules:
@@ -226,7 +236,8 @@ class Pix2Pix(Recipe):
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int, rng: np.random.Generator) -> Dict[str, float]:
         self.set_lr(step)
-        adversarial = step >= int(self.cfg["optim"]["warmup_steps"]) and float(self.losses["adversarial"]) > 0
+        weight = adversarial_weight(self.losses, self.cfg["optim"], step)
+        adversarial = step >= int(self.cfg["optim"]["warmup_steps"]) and weight > 0
         out: Dict[str, float] = {}
         with self._autocast():
             fake = self.generator(x)
@@ -243,7 +254,7 @@ class Pix2Pix(Recipe):
             loss_g = float(self.losses["l1"]) * l1
             if adversarial:
                 g_adv = self._adv(self.disc, torch.cat([x, fake], 1), True, False)
-                loss_g = loss_g + float(self.losses["adversarial"]) * g_adv
+                loss_g = loss_g + weight * g_adv
                 out["G_adv"] = g_adv.item()
         self._backward(loss_g, self.optimizers["G"])
         self._end_step()
@@ -294,7 +305,7 @@ class CycleGAN(Recipe):
         lc = float(self.losses["cycle"])
         lc_a = lc * float(self.losses["cycle_source"])
         li = float(self.losses["identity"]) * lc
-        wa = float(self.losses["adversarial"])
+        wa = adversarial_weight(self.losses, self.cfg["optim"], step)
         _set_grad([self.d_a, self.d_b], False)
         with self._autocast():
             fake_b = self.generator(a)
