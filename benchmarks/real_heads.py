@@ -43,7 +43,7 @@ The metrics (pure numpy/scipy, importable: :func:`bone_share`, :func:`skull_ring
   not count its outside), from the skull base down to the first vertebra (z -70 to +65), in covered slices; in
   mL of the scan's space and % of the region. A model that reads a dark T1w region (clivus, petrous bone, spine,
   signal voids of a low-SNR scan) as a sinus puts air where no head has any; the real CT has some, where its
-  sinuses are larger than the average's;
+  sinuses or mastoid cells reach beyond the average's;
 - ``W1 head`` / ``W1 brain``: 1-D Wasserstein distance (earth mover's distance, in HU) between the HU histogram
   of the synthetic CT and that of the real head CT in the same region (head, brain), over the slices covered by
   both, values clipped to [-1024, 3071] and binned at 1 HU: the mean number of HU each voxel's value must move
@@ -73,6 +73,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -321,6 +322,11 @@ class Placed:
     transform: sitk.Transform
     ct: Optional[np.ndarray] = None  # the real CT itself (reference only)
 
+    @cached_property
+    def interior(self) -> np.ndarray:
+        """The head's voxels at least :data:`SOLID_MARGIN_MM` inside its surface (once per scan, not per model)."""
+        return ndimage.distance_transform_edt(np.pad(self.head, 1))[1:-1, 1:-1, 1:-1] >= SOLID_MARGIN_MM
+
 
 def place(name: str, scan: sitk.Image, head: sitk.Image, template: Template, is_ct: bool) -> Placed:
     """Registers ``scan`` to the template (the CT template for a CT) and brings its head mask and itself there."""
@@ -347,8 +353,8 @@ def measure(ct: np.ndarray, scan: Placed, template: Template, reference: Placed)
     cranial = np.flatnonzero(template.rows(CRANIAL_Z) & scan.covered)
     brain = template.brain & scan.covered[:, None, None] & head
     millilitres, percent = bone_in_region(ct, brain, scan.voxel_ml)
-    inside = ndimage.distance_transform_edt(np.pad(head, 1))[1:-1, 1:-1, 1:-1] >= SOLID_MARGIN_MM
-    air_ml, air_percent = air_in_region(ct, template.solid & scan.covered[:, None, None] & inside, scan.voxel_ml)
+    air_ml, air_percent = air_in_region(ct, template.solid & scan.covered[:, None, None] & scan.interior,
+                                        scan.voxel_ml)
     matched = template.rows(HEAD_Z) & both
     reference_brain = template.brain & both[:, None, None]
     return {
