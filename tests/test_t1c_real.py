@@ -15,7 +15,8 @@ import SimpleITK as sitk
 from MedGANTranslateLib.registry import resolve_model
 from MedGANTranslateLib.run_options import RunOptions
 from MedGANTranslateLib.training.real_pairs import (ALIGN_TOLERANCE_MM, PAIRS, PHANTOM_NAWM_T1, brain_mask,
-                                                     multi_otsu, nawm_mask, nawm_value, prepare_pair, with_share)
+                                                     nawm_mask, nawm_value, prepare_pair, with_share)
+from MedGANTranslateLib.white_matter import three_class_thresholds
 
 from real_data import REAL_DATA, real_file
 
@@ -72,10 +73,10 @@ def test_global_linear_fit_recovers_a_known_map():
     assert fit_linear(t1, 0.4 * t1 + 0.6, brain) == pytest.approx((0.4, 0.6), abs=1e-6)
 
 
-def test_multi_otsu_splits_three_tissues_and_nawm_is_the_brightest():
+def test_three_classes_split_three_tissues_and_nawm_is_the_brightest():
     rng = np.random.default_rng(1)
     values = np.concatenate([rng.normal(200, 20, 3000), rng.normal(500, 25, 5000), rng.normal(800, 25, 5000)])
-    low, high = multi_otsu(values)
+    low, high = three_class_thresholds(values)
     assert 250 < low < 450 and 550 < high < 750
     t1, t1c, brain = toy_pair()
     nawm = nawm_mask(t1 * 800, brain)
@@ -201,11 +202,16 @@ def test_a_real_pair_becomes_a_training_volume_on_the_network_scale():
     pair = prepare_pair("open_ms_patient07", check=False)
     assert volume.inputs.shape[1:] == volume.target.shape == volume.mask.shape
     assert volume.mask.sum() >= pair.brain.sum() * 0.9  # the pipeline's body mask of a brain-only scan: the brain
-    # the network grid is the scan reoriented to LPS: the same tissue voxels, on the card's 0-1600 -> [-1, 1] scale
-    tissue = sitk.GetArrayFromImage(pair.t1)
+    # the network grid is the scan reoriented to LPS: the same tissue voxels, times the engine's white-matter factor
+    # (its 20 mm deep estimate against the pair's whole-brain one: within 4 %), on the card's 0-1600 -> [-1, 1] scale
+    from MedGANTranslateLib.training.data import card_network_inputs
+
+    scale = card_network_inputs([pair.t1], card)[2].input_scale
+    assert scale == pytest.approx(1.0, abs=0.04) and scale != 1.0
+    tissue = sitk.GetArrayFromImage(pair.t1) * scale
     tissue = tissue[tissue > 40.0]
     network = volume.inputs[0][volume.inputs[0] > 40.0 / 800.0 - 1.0]
-    assert np.median(network) == pytest.approx(np.median(np.minimum(tissue, 1600.0)) / 800.0 - 1.0, abs=0.005)
+    assert np.median(network) == pytest.approx(np.median(np.minimum(tissue, 1600.0)) / 800.0 - 1.0, abs=0.002)
     target = volume.target[volume.target > 40.0 / 800.0 - 1.0]
     assert np.median(target) > np.median(network) - 0.1  # the T1c on the same scale: white matter stays put
     assert 0 < volume.focus_index.size < volume.body_index.size

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .errors import CardError
 
@@ -70,6 +70,13 @@ def _check_consistency(data: Dict[str, Any], source: str) -> None:
         raise CardError(
             f"Model card {source}: field 'preprocessing.normalization' has {n_norm} entr{'y' if n_norm == 1 else 'ies'} "
             f"but the card declares {n_inputs} input(s); give one normalization per input."
+        )
+    first = data["preprocessing"]["normalization"][0]["method"]
+    if data["postprocessing"]["output_mapping"].get("input_units") and first != "white_matter":
+        raise CardError(
+            f"Model card {source}: field 'postprocessing.output_mapping.input_units' puts the output in the first "
+            f"input's units by undoing its white-matter scaling, but that input's normalization is '{first}': use "
+            "'white_matter' for it, or drop input_units."
         )
     contrast = data.get("training_inputs", {}).get("contrast")
     if contrast is not None:
@@ -257,6 +264,19 @@ class ModelCard:
             "MedGANTranslate.Unit": self.output["unit"],
             "MedGANTranslate.IntendedUse": self.intended_use,
         }
+
+
+#: Provenance key of an output in its input's own units (``output_mapping.input_units``): how many output units
+#: one unit of the card's scale is, so its display preset can follow.
+OUTPUT_SCALE_KEY = "MedGANTranslate.OutputScale"
+_SCALED_DISPLAY = ("window", "level", "difference_window")
+
+
+def output_display(display: Mapping[str, Any], provenance: Mapping[str, Any]) -> Dict[str, Any]:
+    """A card's display preset for one output: window, level and difference window in that output's units (times
+    its :data:`OUTPUT_SCALE_KEY` when the provenance has one), the rest as the card says."""
+    scale = float(provenance.get(OUTPUT_SCALE_KEY, 1.0))
+    return {k: (v * scale if k in _SCALED_DISPLAY and v is not None else v) for k, v in display.items()}
 
 
 def load_card(path: "str | Path") -> ModelCard:

@@ -15,6 +15,8 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from .white_matter import WhiteMatter
+
 #: Grids whose spacing and origin differ by less than this (mm), and direction cosines by less than
 #: ``DIRECTION_TOLERANCE``, are the same grid: the difference is float rounding in file headers.
 GRID_TOLERANCE_MM = 1e-4
@@ -109,12 +111,16 @@ def to_input_grid(
 
 @dataclass(frozen=True)
 class NetworkGrid:
-    """Geometry of the network grid, kept without its voxels; ``same_as_input``: it is the first input's grid."""
+    """The way from the network's arrays back to the first input: the grid's geometry, kept without its voxels
+    (``same_as_input``: it is the first input's grid), and, for a card that normalises it to white matter, the
+    factor its intensities were multiplied by (``input_scale``) and the white matter found (``white_matter``)."""
 
     origin: Tuple[float, ...]
     spacing: Tuple[float, ...]
     direction: Tuple[float, ...]
     same_as_input: bool
+    input_scale: float = 1.0
+    white_matter: Optional[WhiteMatter] = None
 
     @classmethod
     def of(cls, grid: sitk.Image, input_image: sitk.Image) -> "NetworkGrid":

@@ -14,6 +14,7 @@ import numpy as np
 from monai.transforms import NormalizeIntensity
 
 from .errors import InputError
+from .white_matter import WhiteMatter
 
 
 def linear_map(values: np.ndarray, source: Sequence[float], target: Sequence[float], clip: bool) -> np.ndarray:
@@ -91,16 +92,19 @@ def _statistics_region(values: np.ndarray, spec: Mapping[str, Any], mask: Option
     return inside
 
 
-def normalize(array: np.ndarray, spec: Mapping[str, Any], mask: Optional[np.ndarray] = None) -> np.ndarray:
+def normalize(array: np.ndarray, spec: Mapping[str, Any], mask: Optional[np.ndarray] = None,
+              scale: float = 1.0) -> np.ndarray:
     """Maps intensities to the network's range (float32), per the card's ``normalization`` entry.
 
     ``percentile``: the ``lower``/``upper`` percentiles (inside ``mask`` when the entry's mask is "body") map
     to ``target_range``, clipped. ``range``: fixed ``source_range`` to ``target_range``, clipped (CT in HU).
+    ``white_matter``: the intensities times ``scale`` (:func:`white_matter_scale`), then as ``range``.
     ``zscore``: minus the mean, divided by the standard deviation, both inside the mask."""
     values = np.asarray(array, dtype=np.float32)
     method = spec["method"]
-    if method == "range":
-        return linear_map(values, spec["source_range"], spec["target_range"], clip=True)
+    if method in ("range", "white_matter"):
+        factor = float(scale) if method == "white_matter" else 1.0
+        return linear_map(values, [float(v) / factor for v in spec["source_range"]], spec["target_range"], clip=True)
     region = _statistics_region(values, spec, mask)
     if method == "percentile":
         low, high = _percentiles(region, [spec["lower"], spec["upper"]])
@@ -118,12 +122,17 @@ def normalize(array: np.ndarray, spec: Mapping[str, Any], mask: Optional[np.ndar
     raise ValueError(f"Unknown normalization method {method!r}.")
 
 
+def white_matter_scale(spec: Mapping[str, Any], found: WhiteMatter) -> float:
+    """The factor that puts a scan's white matter (``found``) at the card's ``reference`` value."""
+    return float(spec["reference"]) / found.value
+
+
 def background_value(spec: Mapping[str, Any], normalized: Optional[np.ndarray] = None) -> float:
     """The normalised value of the darkest intensity (background), used to pad windows and skip empty ones.
 
-    ``percentile`` and ``range`` map it to ``target_range[0]``. A z-scored background depends on the image,
+    ``percentile``, ``range`` and ``white_matter`` map it to ``target_range[0]``. A z-scored background depends on the image,
     so for ``zscore`` it is the minimum of the ``normalized`` array, which must then be given."""
-    if spec["method"] in ("percentile", "range"):
+    if spec["method"] in ("percentile", "range", "white_matter"):
         return float(spec["target_range"][0])
     if normalized is None:
         raise ValueError("background_value of a zscore normalization needs the normalized array.")

@@ -1,8 +1,8 @@
 """The network's output in physical units: the card's ``postprocessing.output_mapping``, clip and output type.
 
 The network writes values in its own range (e.g. [-1, 1]); :func:`map_output` maps them linearly to physical
-units (e.g. HU), :func:`cast_output` clips them to the card's valid range and stores them in its output type,
-refusing NaN/Inf. :func:`output_scale` and :func:`normalised_background_output` go the other way through the
+units (e.g. HU; for a white-matter normalised input, back into that input's own units), :func:`cast_output`
+clips them to the card's valid range and stores them in its output type, refusing NaN/Inf. :func:`output_scale` and :func:`normalised_background_output` go the other way through the
 same mapping: the size of one network unit (for spreads) and the network value of the physical background.
 """
 from __future__ import annotations
@@ -39,13 +39,23 @@ def normalised_background_output(postprocessing: Dict[str, Any]) -> float:
     return float(s0 + (value - t0) * (s1 - s0) / (t1 - t0))
 
 
-def map_output(array: np.ndarray, postprocessing: Mapping[str, Any]) -> np.ndarray:
-    """Network output to physical units (float32): the linear ``output_mapping``, then ``clip`` when set."""
+def input_units_factor(postprocessing: Mapping[str, Any], input_scale: float) -> float:
+    """What the mapped output is multiplied by to be in the first input's own units: ``1 / input_scale`` (the
+    factor its white-matter normalisation applied) when the ``output_mapping`` says ``input_units``, else 1."""
+    return 1.0 / float(input_scale) if postprocessing["output_mapping"].get("input_units") else 1.0
+
+
+def map_output(array: np.ndarray, postprocessing: Mapping[str, Any], input_scale: float = 1.0) -> np.ndarray:
+    """Network output to physical units (float32): the linear ``output_mapping``, then ``clip`` when set, then,
+    for ``input_units``, into the first input's units (:func:`input_units_factor`)."""
     mapping = postprocessing["output_mapping"]
     out = linear_map(array, mapping["source_range"], mapping["target_range"], clip=False)
     clip = postprocessing.get("clip")
     if clip is not None:
-        out = np.clip(out, clip[0], clip[1])
+        np.clip(out, clip[0], clip[1], out=out)
+    factor = input_units_factor(postprocessing, input_scale)
+    if factor != 1.0:
+        out *= np.float32(factor)
     return out
 
 

@@ -20,7 +20,7 @@ from monai.utils import OptionalImportError
 
 from . import __version__
 from .anatomical_axes import mirror_dims, plane_axes
-from .card import ModelCard, takes_mr
+from .card import OUTPUT_SCALE_KEY, ModelCard, takes_mr
 from .checkpoints import load_generator
 from .devices import compute_precision, configure_threads, select_device
 from .errors import CardError, InputError, MedGANError
@@ -33,7 +33,8 @@ from .network_checks import check_fully_convolutional, check_network_rank
 from .network_grid import NetworkGrid, to_input_grid, to_network_grid
 from .network_rewrite import optimise_for_inference
 from .networks import required_divisor
-from .output_mapping import cast_output, map_output, normalised_background_output, output_scale
+from .output_mapping import (cast_output, input_units_factor, map_output, normalised_background_output,
+                             output_scale)
 from .preprocessing import network_inputs
 from .progress import CancelToken, ProgressCallback, start_stage
 from .run_options import RunOptions
@@ -189,10 +190,12 @@ class Translator:
 
         stage = start_stage(progress, cancel, "postprocess", "inverse intensity mapping and resampling to the input grid")
         background = post.get("background_value")
-        valid = post.get("clip") or card.output["valid_range"]
+        units = input_units_factor(post, grid.input_scale)  # the card's physical values, in the input's units
+        valid = [v * units for v in (post.get("clip") or card.output["valid_range"])]
+        background = None if background is None else background * units
         fill = float(background if background is not None else valid[0])
         # On the input grid the images stay in SimpleITK (threaded, no NumPy round trips of input-sized arrays).
-        synthetic_image = self._on_input_grid(map_output(out, post), grid, images[0], fill)
+        synthetic_image = self._on_input_grid(map_output(out, post, grid.input_scale), grid, images[0], fill)
         del out
         mask_image = self._on_input_grid(mask.astype(np.uint8), grid, images[0], 0, sitk.sitkNearestNeighbor)
         del mask
@@ -213,6 +216,10 @@ class Translator:
             }
         )
         provenance.update(scan.provenance())
+        if grid.white_matter is not None:
+            provenance["MedGANTranslate.WhiteMatterReference"] = white_matter_text(grid)
+        if units != 1.0:
+            provenance[OUTPUT_SCALE_KEY] = f"{units:.9g}"
         if self.preprocessing.get("n4"):
             provenance["MedGANTranslate.BiasCorrection"] = "N4"
         if report.mirrored:
@@ -231,7 +238,7 @@ class Translator:
         output mapping's scale, resampled as the synthetic image is, 0 outside the body."""
         std = varied.std
         varied.std = None  # type: ignore[assignment]
-        std *= output_scale(self.card.postprocessing)
+        std *= output_scale(self.card.postprocessing) * input_units_factor(self.card.postprocessing, grid.input_scale)
         spread = self._on_input_grid(std, grid, target, 0.0)
         del std
         return sitk.Cast(sitk.Mask(spread, mask_image, outsideValue=0.0), sitk.sitkFloat32)
@@ -380,9 +387,10 @@ class Translator:
             if card.output["modality"] == "CT":
                 metrics.update(ct_tissue_metrics(synth, ref, mask))
             return self._like(difference, synthetic), metrics
-        fill = float(card.postprocessing.get("background_value") or 0.0)
+        units = input_units_factor(card.postprocessing, grid.input_scale)
+        fill = float(card.postprocessing.get("background_value") or 0.0) * units
         as_output = sitk.GetArrayFromImage(
-            self._on_input_grid(map_output(normalised_input, card.postprocessing), grid, source, fill)
+            self._on_input_grid(map_output(normalised_input, card.postprocessing, grid.input_scale), grid, source, fill)
         )
         return self._like(synth - as_output, synthetic), None
 
@@ -399,6 +407,12 @@ class Translator:
         ones.CopyInformation(image)
         inside = sitk.Resample(ones, target, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         return sitk.GetArrayViewFromImage(inside) > 0
+
+
+def white_matter_text(grid: NetworkGrid) -> str:
+    """How the provenance records a white-matter normalisation: the value found, its spread and the factor."""
+    found = grid.white_matter
+    return f"{found.value:.6g} (spread {found.spread:.2f}, {found.voxels} voxels; scaled by {grid.input_scale:.6g})"
 
 
 def planes_text(planes: Sequence[str]) -> str:

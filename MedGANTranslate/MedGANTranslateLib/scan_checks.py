@@ -22,6 +22,8 @@ The checks, and where each lives:
 - ``spacing`` (:mod:`.training_distribution`): the voxel spacing against the training inputs'.
 - ``intensity_distribution`` (:mod:`.training_distribution`): the contrast of the head's core (where the brain
   is) against the training inputs', as a Wasserstein-1 distance.
+- ``white_matter`` (here, :mod:`.white_matter`): for a card that normalises its first input to white matter, a
+  white matter that is not one clear tissue (the scale of the whole scan is then a guess).
 - ``input_overlap`` (:mod:`.field_overlap`): for multi-input models, each later input's field of view against
   the body found on the first (refused before this when it holds none of the first's field of view).
 
@@ -39,7 +41,7 @@ the phantoms and the real scans, and the comment of each constant gives the marg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -52,6 +54,7 @@ from .image_checks import check_input_notes, check_modality, check_outliers, mod
 from .network_grid import NetworkGrid
 from .scan_report import ScanReport, ScanWarning
 from .training_distribution import CORE_MIN_ML, check_field_of_view, check_intensity, check_spacing, core_contrast
+from .white_matter import DOUBTFUL_SPREAD
 
 #: Below this share of the body in the reference's field of view, metrics against it are left out: they would
 #: describe another region than the synthetic image, or compare it with padding.
@@ -77,6 +80,7 @@ def check_scan(card: ModelCard, images: Sequence[sitk.Image], volume: np.ndarray
         _add(report, check_outliers(spec, image))
     report.measurements["hounsfield_air_share"] = air
     _check_anatomy(report, specs, sample)
+    _add(report, check_white_matter(specs[0], grid, report.measurements))
     if len(specs) > 1:
         warnings, shares = check_input_overlap(specs, images, body_points(mask, grid))
         report.warnings.extend(warnings)
@@ -94,6 +98,26 @@ def check_scan(card: ModelCard, images: Sequence[sitk.Image], volume: np.ndarray
 def _add(report: ScanReport, warning: Optional[ScanWarning]) -> None:
     if warning is not None:
         report.warnings.append(warning)
+
+
+def check_white_matter(spec: InputSpec, grid: NetworkGrid, measurements: Dict[str, Any]) -> Optional[ScanWarning]:
+    """For a card that normalises its first input to white matter: a warning when the white matter found was
+    not one clean tissue (:data:`~.white_matter.DOUBTFUL_SPREAD`), since then the whole scan is scaled by a guess."""
+    found = grid.white_matter
+    if found is None:
+        return None
+    measurements.update(white_matter=round(found.value, 4), white_matter_spread=round(found.spread, 3))
+    if not found.doubtful:
+        return None
+    return ScanWarning(
+        "white_matter",
+        f"The white matter used to put this scan on the model's intensity scale is not one clear tissue (its "
+        f"intensities spread {100 * found.spread:.0f} % around their median {found.value:.4g}, above "
+        f"{100 * DOUBTFUL_SPREAD:.0f} %), so the synthetic image may be too bright or too dark as a whole.",
+        "A strong bias field or weak grey/white contrast does this: compare the synthetic image's white matter "
+        "with the input's before using it.",
+        spec.name,
+    )
 
 
 def _check_anatomy(report: ScanReport, specs: Sequence[InputSpec], sample: BodySample) -> None:

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List
 
 CHECKS = ("modality_mismatch", "skull_stripped", "field_of_view", "spacing", "intensity_distribution",
-          "irregular_geometry", "input_overlap", "reference_modality", "reference_overlap", "intensity_outliers")
+          "irregular_geometry", "input_overlap", "reference_modality", "reference_overlap", "intensity_outliers",
+          "white_matter")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..network_grid import NetworkGrid, to_network_grid
-from ..output_mapping import normalised_background_output
+from ..output_mapping import input_units_factor, normalised_background_output
 from ..preprocessing import network_inputs
 
 PHANTOM_IMAGES = ("labels", "t1", "t2", "ct", "pet", "t1c")
@@ -104,13 +104,6 @@ def card_network_inputs(images: Sequence[sitk.Image], card: Dict[str, Any]) -> T
                           [spec["modality"] for spec in card["inputs"]])
 
 
-def prepare_inputs(images: Sequence[sitk.Image], card: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray, sitk.Image]:
-    """Normalised channels (C, z, y, x), body mask (z, y, x) and an image on the network grid (the mask, as
-    uint8), as :func:`card_network_inputs` makes them."""
-    volume, mask, grid = card_network_inputs(images, card)
-    return volume.astype(np.float32, copy=False), np.array(mask), grid.image(mask.astype(np.uint8))
-
-
 @dataclass
 class Volume:
     """One prepared phantom: network inputs, target in network range, body mask, and the voxel indices of
@@ -125,10 +118,12 @@ class Volume:
 
 def prepare_volume(images: Dict[str, sitk.Image], input_names: Sequence[str], target_name: str,
                    card: Dict[str, Any], focus_threshold: Optional[float] = None) -> Volume:
-    inputs, mask, grid0 = prepare_inputs([images[n] for n in input_names], card)
+    volume, on_grid, grid = card_network_inputs([images[n] for n in input_names], card)
+    inputs, mask = volume.astype(np.float32, copy=False), np.array(on_grid)
     post = card["postprocessing"]
-    target_img = to_network_grid(images[target_name], {}, reference_grid=grid0)
-    target = to_network_range(sitk.GetArrayFromImage(target_img), post)
+    target_img = to_network_grid(images[target_name], {}, reference_grid=grid.image(mask.astype(np.uint8)))
+    # A card whose output is in the input's units was run on the input scaled to its reference: so is the target.
+    target = to_network_range(sitk.GetArrayFromImage(target_img) / input_units_factor(post, grid.input_scale), post)
     if post.get("background_value") is not None:
         target[~mask] = normalised_background_output(post)  # the pipeline writes the background there anyway
     focus = np.zeros(0, np.int64)

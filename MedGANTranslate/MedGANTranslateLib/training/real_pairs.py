@@ -16,9 +16,10 @@ Definitions (all on the native T1's grid):
 - *brain*: voxels where both the T1 and the (aligned) T1c are above 0 (the pairs are skull-stripped), the largest
   connected piece with its holes filled, eroded by :data:`BRAIN_EROSION_MM` (the stripping edge and the partial
   volume at it are left out);
-- *NAWM*: the brightest of three intensity classes of the T1 inside the brain (multi-level Otsu on a 256-bin
-  histogram: CSF, grey matter, white matter), eroded by one voxel; its median is the image's white-matter value.
-  It is found on the T1 alone, so it is the same voxels for every T1c (true, predicted, baseline) compared;
+- *NAWM*: the brightest of three intensity classes of the T1 inside the whole brain (the engine's
+  :func:`~MedGANTranslateLib.white_matter.nawm_mask`: CSF, grey matter, white matter), eroded by one voxel; its
+  median is the image's white-matter value. It is found on the T1 alone, so it is the same voxels for every T1c
+  (true, predicted, baseline) compared;
 - *alignment*: the pairs come co-registered. :func:`check_alignment` registers the T1c rigidly to the T1 (Mattes
   mutual information, 2 mm copies) and reports how far that moves the brain; at or under
   :data:`ALIGN_TOLERANCE_MM` the T1c is used as it is, beyond it resampled through the found transform.
@@ -34,6 +35,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+
+from ..white_matter import nawm_mask
 
 #: Median T1w of the training phantoms' NAWM: :func:`nawm_mask` on the brain labels (CSF, grey and white matter,
 #: ventricles, tumour; eroded by 2 voxels) of phantoms 100-111 gives 679-941 a.u., mean 812 (each phantom draws
@@ -172,40 +175,6 @@ def brain_mask(t1: np.ndarray, t1c: np.ndarray, spacing_mm: float = 1.0,
     inside = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
     radius = int(round(erosion_mm / spacing_mm))
     return ndimage.binary_erosion(inside, _ball(radius)) if radius > 0 else inside
-
-
-def multi_otsu(values: np.ndarray, classes: int = 3, bins: int = 256) -> np.ndarray:
-    """Thresholds that split ``values`` into ``classes`` classes with the largest between-class variance
-    (multi-level Otsu on a ``bins``-bin histogram between the 0.1 and 99.9 percentiles; exhaustive)."""
-    low, high = np.percentile(values, [0.1, 99.9])
-    counts, edges = np.histogram(np.clip(values, low, high), bins, (low, high))
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    p = counts / counts.sum()
-    w = np.concatenate([[0.0], np.cumsum(p)])
-    m = np.concatenate([[0.0], np.cumsum(p * centres)])
-
-    def term(a: int, b: int) -> float:  # classes hold bins a..b-1
-        weight = w[b] - w[a]
-        return (m[b] - m[a]) ** 2 / weight if weight > 0 else 0.0
-
-    if classes != 3:
-        raise ValueError("multi_otsu here splits into 3 classes.")
-    best, cut = -1.0, (1, 2)
-    for i in range(1, bins - 1):
-        left = term(0, i)
-        for j in range(i + 1, bins):
-            score = left + term(i, j) + term(j, bins)
-            if score > best:
-                best, cut = score, (i, j)
-    return np.array([edges[cut[0]], edges[cut[1]]])
-
-
-def nawm_mask(t1: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """The brightest of three T1 classes inside ``brain``, eroded by one voxel (normal-appearing white matter)."""
-    thresholds = multi_otsu(t1[brain])
-    wm = brain & (t1 > thresholds[1])
-    eroded = ndimage.binary_erosion(wm, _ball(1))
-    return eroded if eroded.sum() >= 100 else wm
 
 
 def nawm_value(values: np.ndarray, nawm: np.ndarray) -> float:
