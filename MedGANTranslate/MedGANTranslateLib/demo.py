@@ -12,6 +12,7 @@ from typing import Dict, Optional, Sequence
 
 import SimpleITK as sitk
 
+from .card import output_display
 from .file_translation import translate_files
 from .image_writing import write_image
 from .phantom import make_phantom
@@ -89,7 +90,7 @@ def _to_stderr(level: str, message: str) -> None:
 
 def _panels(card, source: sitk.Image, result: TranslationResult, reference: Optional[sitk.Image]):
     kind = {"CT": "ct", "PET": "pet"}.get(card.output["modality"], "grey")
-    display = card.display
+    display = output_display(card.display, result.provenance)
     window = None
     if "window" in display and "level" in display:
         window = (display["level"] - display["window"] / 2, display["level"] + display["window"] / 2)

@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import dicom_output
-from .card import ModelCard
+from .card import ModelCard, output_display
 from .dicom_reading import dicom_source, study_tags
 from .errors import InputError, MedGANError
 from .image_headers import ImageHeader, read_header
@@ -127,11 +127,11 @@ def translate_files(
     record = result.metrics_record()
     with OutputSet(cancel) as outputs:  # every output staged and verified, then all moved into place
         result.outputs = {"synthetic": str(stage_image(outputs, result.synthetic, output, meta, "synthetic image",
-                                                       source, _display_window(card))),
+                                                       source, _display_window(card, meta))),
                           "difference": None, "metrics": None, "report": None}
         if diff and result.difference is not None:
             difference = stage_image(outputs, result.difference, diff, _difference_metadata(meta, reference),
-                                     "difference map", source, _display_window(card, difference=True))
+                                     "difference map", source, _display_window(card, meta, difference=True))
             result.outputs["difference"] = str(difference)
         result.outputs["uncertainty"] = None
         if uncertainty and result.uncertainty is not None:
@@ -188,9 +188,9 @@ def _dicom_source(path: str, role: str, image: sitk.Image, outputs: Sequence[Opt
     return source
 
 
-def _display_window(card: ModelCard, difference: bool = False) -> Optional[Tuple[float, float]]:
-    """The card's display window as (centre, width); a difference map's is centred on 0."""
-    display = card.display
+def _display_window(card: ModelCard, provenance: Dict[str, str], difference: bool = False) -> Optional[Tuple[float, float]]:
+    """The card's display window as (centre, width) in the output's units; a difference map's is centred on 0."""
+    display = output_display(card.display, provenance)
     if difference:
         half = display.get("difference_window")
         return None if half is None else (0.0, 2.0 * float(half))

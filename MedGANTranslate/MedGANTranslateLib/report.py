@@ -25,14 +25,14 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
 from . import __version__
-from .card import RESEARCH_ONLY, ModelCard
+from .card import RESEARCH_ONLY, ModelCard, output_display
 from .errors import OutputError
 from .metrics import AIR_BELOW_HU, BONE_FROM_HU
 from .preview import Panel, _display_range, _planes
@@ -110,11 +110,12 @@ def check_report_path(path: "str | Path") -> Path:
     return path
 
 
-def default_uncertainty_threshold(card: ModelCard) -> float:
-    """100 HU for CT; for other outputs a tenth of the card's display window, else of its valid range."""
+def default_uncertainty_threshold(card: ModelCard, provenance: Optional[Dict[str, str]] = None) -> float:
+    """100 HU for CT; for other outputs a tenth of the card's display window (in the output's units, see
+    :func:`~.card.output_display`), else of its valid range."""
     if card.output["modality"] == "CT":
         return CT_UNCERTAINTY_THRESHOLD
-    window = card.display.get("window")
+    window = output_display(card.display, provenance or {}).get("window")
     if window:
         return OTHER_UNCERTAINTY_SHARE * float(window)
     low, high = card.output["valid_range"]
@@ -260,8 +261,7 @@ def _body_centre(mask: Optional[sitk.Image]) -> Optional[Tuple[int, int, int]]:
     return tuple(int((axis.min() + axis.max()) // 2) for axis in inside)  # type: ignore[return-value]
 
 
-def _window(card: ModelCard) -> Optional[Tuple[float, float]]:
-    display = card.display
+def _window(display: Dict[str, Any]) -> Optional[Tuple[float, float]]:
     if display.get("window") is None or display.get("level") is None:
         return None
     return float(display["level"]) - float(display["window"]) / 2, float(display["level"]) + float(display["window"]) / 2
@@ -277,9 +277,10 @@ def _columns(card: ModelCard, result: "TranslationResult", inputs: Sequence[Repo
                                                                      sitk.sitkLinear, 0.0, sitk.sitkFloat32)
         panels.append((Panel(f"input {spec.label}", image), ""))
     kind = {"CT": "ct", "PET": "pet"}.get(card.output["modality"], "grey")
-    panels.append((Panel(card.output_label, result.synthetic, kind, _window(card)), unit))
+    display = output_display(card.display, result.provenance)
+    panels.append((Panel(card.output_label, result.synthetic, kind, _window(display)), unit))
     if result.difference is not None:
-        half = card.display.get("difference_window")
+        half = display.get("difference_window")
         panels.append((Panel(f"difference (synthetic - {minus})", result.difference, "difference",
                              (-float(half), float(half)) if half else None), unit))
     if uncertainty is not None:
@@ -536,7 +537,7 @@ def make_report(card: ModelCard, result: "TranslationResult", inputs: Sequence[R
     created = created or datetime.now().astimezone()
     uncertainty = getattr(result, "uncertainty", None)
     threshold = (options.uncertainty_threshold if options.uncertainty_threshold is not None
-                 else default_uncertainty_threshold(card))
+                 else default_uncertainty_threshold(card, result.provenance))
     minus = "reference" if reference is not None else "input"
     columns = _columns(card, result, inputs, minus, uncertainty, threshold)
     modality = card.output["modality"]

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import slicer
 
-from MedGANTranslateLib.card import CardSummary
+from MedGANTranslateLib.card import CardSummary, output_display
 
 from . import scene
 from .engine_job import STOPPING, EngineJob, JobWording, engine_process, poll_timer
@@ -192,13 +192,14 @@ class TranslationJob(EngineJob):
             synthetic = scene.volume_from_file(outputs.get("synthetic") or self._paths["synthetic"], input_node, names["synthetic"])
             created.append(synthetic)
             scene.set_provenance(synthetic, provenance, {"MedGANTranslate.InputVolume": input_node.GetName()})
-            scene.apply_synthetic_display(synthetic, self.request.model.display)
+            display = output_display(self.request.model.display, provenance)
+            scene.apply_synthetic_display(synthetic, display)
             difference = None
             if outputs.get("difference"):
                 difference = scene.volume_from_file(outputs["difference"], input_node, names["difference"])
                 created.append(difference)
                 scene.set_provenance(difference, provenance, {"MedGANTranslate.Kind": "difference"})
-                scene.apply_difference_display(difference, self.request.model.display)
+                scene.apply_difference_display(difference, display)
             uncertainty = None
             if outputs.get("uncertainty"):
                 uncertainty = scene.volume_from_file(outputs["uncertainty"], input_node, names["uncertainty"])

@@ -18,6 +18,7 @@ import slicer
 import vtk
 
 from MedGANTranslateLib import dicom_reading, image_writing, imageio
+from MedGANTranslateLib.card import output_display
 from MedGANTranslateLib.errors import MedGANError
 from MedGANTranslateSlicer import models as model_list
 from MedGANTranslateSlicer import scene
@@ -171,7 +172,8 @@ class ReviewSession:
             result = job.result
             self.synthetic, self.files, self.metrics = result.synthetic, result.files, result.metrics
             if "reference" in self.nodes:  # the same window on both, so the panes compare
-                scene.apply_synthetic_display(self.nodes["reference"], job.request.model.display)
+                scene.apply_synthetic_display(self.nodes["reference"], output_display(job.request.model.display,
+                                                                                      result.provenance))
             self.warnings = list(result.warnings) + [warning_text(w) for w in result.scan_warnings]
             self.message = "Done: " + self.synthetic.GetName()
 

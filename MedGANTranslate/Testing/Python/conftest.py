@@ -85,7 +85,15 @@ def tiny_models(tmp_path_factory):
     def mirrored(data):
         data["inference"]["test_time_mirror"] = ["left-right"]
 
+    def white_matter_units(data):
+        data["preprocessing"]["normalization"] = [{"method": "white_matter", "reference": 0.5, "depth_mm": 0,
+                                                   "source_range": [0, 1], "target_range": [-1, 1]}]
+        data["postprocessing"]["output_mapping"]["input_units"] = True
+        data["difference"] = {"without_reference": "minus_input"}
+        data["display"]["difference_window"] = 0.25
+
     make("tiny-ct", model_id="tiny-ct", edit=mirrored)
+    make("tiny-t1c", model_id="tiny-t1c", output_modality="MR", edit=white_matter_units)
     make("tiny-pet", model_id="tiny-pet", output_modality="PET", edit=pet_difference)
     make("tiny-two", model_id="tiny-two", inputs=2, output_modality="PET", edit=two_inputs)
     return root

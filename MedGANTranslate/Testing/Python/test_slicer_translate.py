@@ -178,6 +178,27 @@ def test_two_input_pet_model_without_reference(slicer_standin, widget, tiny_mode
     assert t2.GetID() not in {c.GetBackgroundVolumeID() for c in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode")}
 
 
+def test_an_output_in_its_inputs_units_is_shown_with_the_cards_window_in_those_units(slicer_standin, widget, tiny_models):
+    """A white-matter normalised card with ``input_units``: the synthetic image comes back on the scan's own scale
+    (here about 800 times the card's 0-1), so the card's window and difference window are scaled with it."""
+    slicer = slicer_standin
+    slicer.util.addVolumeFromArray(head_array(5), name="Case3_t1")
+    _prepare(widget, tiny_models, "tiny-t1c")
+    widget.ui.roiXSpinBox.value = widget.ui.roiYSpinBox.value = widget.ui.roiZSpinBox.value = 16
+    job = _run(slicer, widget)
+
+    assert job.error is None, job.error and job.error.log
+    synthetic, difference = job.result.synthetic, job.result.difference
+    scale = float(synthetic.GetAttribute("MedGANTranslate.OutputScale"))
+    assert 600 < scale < 1000  # white matter near 430 put at 0.5
+    assert "scaled by" in synthetic.GetAttribute("MedGANTranslate.WhiteMatterReference")
+    display = synthetic.GetScalarVolumeDisplayNode()
+    assert (display.GetWindow(), display.GetLevel()) == pytest.approx((scale, 0.5 * scale))
+    assert 0 <= slicer.util.arrayFromVolume(synthetic).min() and slicer.util.arrayFromVolume(synthetic).max() <= scale
+    low, high = difference.GetScalarVolumeDisplayNode().GetWindowLevelMin(), difference.GetScalarVolumeDisplayNode().GetWindowLevelMax()
+    assert (low, high) == pytest.approx((-0.25 * scale, 0.25 * scale))
+
+
 def test_translation_with_an_uncertainty_map(slicer_standin, widget, tiny_models):
     slicer = slicer_standin
     matrix = oblique_ijk_to_ras()
