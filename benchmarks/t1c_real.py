@@ -13,8 +13,10 @@ T1 / T1POST, brain only, 1 mm). Each pair is measured as follows (the pieces are
    matter (NAWM) is the brightest of three Otsu classes of the T1 in the brain, eroded by one voxel (found on the
    T1 alone, so the same voxels for every image compared).
 3. *Model input*: the T1 times one factor that puts its NAWM median at 810 a.u., the value the same estimator
-   gives on the training phantoms (the card reads a fixed 0-1600 scale), then ``Translator.translate`` with the
-   card's settings (preprocessing to output on the T1's grid). One row also runs the T1 as stored ("raw").
+   gives on the training phantoms, then ``Translator.translate`` with the card's settings (preprocessing to
+   output on the T1's grid). One row also runs the T1 as stored ("raw"): since v1.2.0 the card normalises to white
+   matter itself (:mod:`MedGANTranslateLib.white_matter`), so the two rows differ only by the engine's estimate
+   (20 mm deep) against this module's (the whole brain); v1.1.0 read a fixed 0-1600 scale and failed on it.
 4. *Normalisation*: every image compared (T1, true T1c, predicted T1c, baselines) is divided by its own median
    over the NAWM, so 1 is white matter and the scanner's gain is gone: values are in NAWM units.
 
@@ -45,13 +47,22 @@ that pair: its rows are for held-out pairs only.
 
     .venv/bin/python benchmarks/t1c_real.py [--real-data ../shared/real-data] [--out benchmarks/out/t1c_real]
         [--models mr-t1-to-t1c-pix2pix LABEL=FOLDER ...] [--picture docs/images/t1c_real.png]
-        [--picture-pairs open_ms_patient07] [--no-trained-windows]
+        [--picture-pairs open_ms_patient07] [--no-trained-windows] [--write-card]
 
 prints a Markdown table (rows: pair x model or baseline) and writes ``results.json``, one picture per pair (T1,
 true T1c, each model's predicted T1c on the slice with most top voxels; true and predicted E) in ``--out`` and the
 overview ``--picture`` of ``--picture-pairs``. The overview shows only the CC-BY open_ms pair unless told
 otherwise: the BraTS pair's terms say to use it from the shared folder and not commit it, and a picture of it in
 the repository would be a copy of part of it. About 2 minutes on 2 CPU cores for three models.
+
+    .venv/bin/python benchmarks/t1c_real.py --heads [NAME ...] [--models ...] [--heads-picture PATH]
+
+runs the models instead on the real whole-head T1w scans under ``t1/`` (:data:`HEADS`; no post-contrast scan
+exists for them): :func:`measure_head` gives the synthetic T1c's white matter over the input's (about 1 for a
+model that reads the scan on its own scale) and the scan warnings, written to ``heads.json``, and
+:func:`heads_picture` draws each head's axial slice with most white matter, input and each model's output on the
+input's own grey scale. ``--write-card`` puts the first model's numbers into its bundled card
+(``validation.real_pairs``, or ``validation.real_heads`` with ``--heads``).
 """
 from __future__ import annotations
 
@@ -192,7 +203,7 @@ def measure_pair(name: str, root: Path, models: Sequence[Tuple[str, Any, Any]], 
             pred = normalised(sitk.GetArrayFromImage(raw.synthetic), pair.nawm)
             scores = t1c_scores(t1n, true_n, pred, pair.brain, deep=m.deep)
             scores["warnings"] = [w.code for w in raw.scan.warnings] if raw.scan else []
-            m.rows.append((f"{label}, T1 as stored (not put on the phantom scale)", scores))
+            m.rows.append((f"{label}, T1 as stored (the scale the file holds)", scores))
             print(f"  {label} raw: {fmt(scores)}", flush=True)
     return m
 
@@ -268,12 +279,132 @@ def picture(measured: List[Measured], path: Path, dpi: int, labels: Optional[Seq
             show(row[3 + len(panels) + k], enhancement(m.t1n, pred), f"predicted enhancement\n{label}", "magma", 0.0, 1.5)
         for ax in row[3 + 2 * len(panels):]:
             ax.axis("off")
-    figure.suptitle("Real T1 / T1c pairs: axial slice with most of the deep brain's top-1 % enhancing voxels; "
-                    "grey 0-2.5, enhancement 0-1.5 NAWM units", fontsize=8)
+    save_figure(figure, "Real T1 / T1c pairs: axial slice with most of the deep brain's top-1 % enhancing voxels; "
+                "grey 0-2.5, enhancement 0-1.5 NAWM units", path, dpi)
+
+
+def save_figure(figure, title: str, path: Path, dpi: int) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.suptitle(title, fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)
     plt.close(figure)
+
+
+ENHANCING_SHARE = 0.5
+DEEP_HEAD_MM = 20.0
+HEADS = ("open_ms_patient01_T1W", "open_ms_patient04_T1W", "philips_adni_mprage_1mm", "siemens_xa30_t1w_2mm")
+
+
+def measure_head(name: str, root: Path, models: Sequence[Tuple[str, Any, Any]], template) -> Dict[str, Any]:
+    """A real whole-head T1w (no post-contrast scan to compare with) through each model: the white matter of the
+    synthetic T1c over the input's, on the input's NAWM (a healthy white matter barely enhances: about 1; a model
+    that reads the scan on the wrong scale is far from it), the volume (mL) it makes enhance by more than
+    :data:`ENHANCING_SHARE` of the white matter inside the cerebrum (``real_heads.Template.brain``: the average
+    head's grey and white matter, 4 mm inside, above the skull base, registered affinely to the scan; only
+    vessels, the choroid plexus and active lesions enhance there), the scan warnings, and the slices for the
+    picture. The input's NAWM is the engine's estimator at :data:`DEEP_HEAD_MM`."""
+    from real_heads import in_template, place
+    from scipy import ndimage
+
+    from MedGANTranslateLib.imageio import read_image
+    from MedGANTranslateLib.white_matter import white_matter, nawm_mask
+
+    image = read_image(root / "t1" / f"{name}.nii.gz")
+    t1 = sitk.GetArrayFromImage(image).astype(np.float32)
+    out: Dict[str, Any] = {"head": name, "rows": {}, "slices": {}}
+    for label, _, translator in models:
+        result = translator.translate([image])
+        body = sitk.GetArrayFromImage(result.body_mask) > 0
+        if "nawm" not in out:
+            deep = ndimage.distance_transform_edt(body, sampling=image.GetSpacing()[::-1]) >= DEEP_HEAD_MM
+            out["nawm"] = nawm_mask(t1, deep)
+            out["wm"] = white_matter(t1, body, image.GetSpacing()).value
+            out["z"] = int(np.argmax(out["nawm"].sum(axis=(1, 2))))
+            out["slices"]["input"] = t1[out["z"]]
+        if "placed" not in out:
+            out["placed"] = place(name, image, result.body_mask, template, is_ct=False)
+        placed = out["placed"]
+        synthetic = sitk.GetArrayFromImage(result.synthetic)
+        ratio = float(np.median(synthetic[out["nawm"]]) / np.median(t1[out["nawm"]]))
+        added = in_template(sitk.Cast(result.synthetic, sitk.sitkFloat32) - sitk.Cast(image, sitk.sitkFloat32),
+                            placed.transform, template)
+        brain = template.brain & placed.covered[:, None, None] & placed.head
+        enhancing = brain & (added > ENHANCING_SHARE * out["wm"])
+        out["rows"][label] = {"white_matter_ratio": round(ratio, 3),
+                              "enhancing_ml": round(float(enhancing.sum()) * placed.voxel_ml, 2),
+                              "warnings": [w.code for w in result.scan.warnings] if result.scan else []}
+        out["slices"][label] = synthetic[out["z"]]
+        print(f"{name}: {label}: synthetic/input white matter {ratio:.3f}; enhancing "
+              f"{out['rows'][label]['enhancing_ml']} mL; warnings {out['rows'][label]['warnings']}", flush=True)
+    return out
+
+
+def heads_picture(heads: List[Dict[str, Any]], labels: Sequence[str], path: Path, dpi: int) -> None:
+    """Per head: the T1w and each model's synthetic T1c on the axial slice with most white matter, all shown
+    from 0 to 2.5 times the input's white matter (its own scale), so a model on the wrong scale shows black or white."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = 1 + len(labels)
+    figure, axes = plt.subplots(len(heads), columns, figsize=(2.4 * columns, 2.5 * len(heads)), squeeze=False)
+    for row, head in zip(axes, heads):
+        panels = [("T1w (input)", head["slices"]["input"])] + [(label, head["slices"][label]) for label in labels]
+        for ax, (title, values) in zip(row, panels):
+            ax.imshow(values[::-1], cmap="gray", vmin=0, vmax=2.5 * head["wm"], interpolation="nearest")
+            row_ = head["rows"].get(title, {})
+            ratio = "" if not row_ else f"\nWM ratio {row_['white_matter_ratio']:.2f}, enhancing {row_['enhancing_ml']:.1f} mL"
+            ax.set_title((f"{head['head']}\n" if title.startswith("T1w") else "") + title + ratio, fontsize=7)
+            ax.axis("off")
+    save_figure(figure, "Synthetic T1c of real whole-head T1w scans (no post-contrast scan of them exists): grey 0 "
+                "to 2.5x the input's white matter; WM ratio: synthetic over input white matter (about 1 expected)",
+                path, dpi)
+
+
+CARD_KEYS = ("mae", "ssim", "E_true", "E_pred", "captured", "captured_deep", "r_E")
+
+
+def _rounded(scores: Dict[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
+    return {k: (None if scores.get(k) is None else round(float(scores[k]), 3)) for k in keys}
+
+
+def pairs_section(measured: List[Measured], label: str) -> Dict[str, Any]:
+    """A card's ``validation.real_pairs``: the model's row ``label`` on each real pair with the baselines beside it."""
+    pairs = []
+    for m in measured:
+        rows = dict(m.rows)
+        if label not in rows:
+            continue
+        baselines = {k[len("baseline: "):]: _rounded(v, CARD_KEYS) for k, v in m.rows
+                     if k.startswith("baseline: ") and "oracle" not in k}
+        pairs.append({"pair": m.pair, **_rounded(rows[label], CARD_KEYS), "baselines": baselines})
+    return {"dataset": "Real native / post-contrast T1 pairs (../shared/real-data/t1c: brats_gli_00001, "
+                       "open_ms_patient07), brain only, values in units of each image's white matter; metrics as "
+                       "defined in benchmarks/t1c_real.py (E: enhancement in the 1 % of the brain enhancing most).",
+            "pairs": pairs}
+
+
+def heads_section(heads: List[Dict[str, Any]], label: str) -> Dict[str, Any]:
+    """A card's ``validation.real_heads``: the model's numbers on each real whole-head T1w (no T1c exists)."""
+    return {"dataset": "Real whole-head T1w scans without a post-contrast scan (../shared/real-data/t1); "
+                       "white_matter_ratio: synthetic over input white matter (about 1 expected); enhancing_ml: "
+                       f"cerebrum brightened by more than {ENHANCING_SHARE:g} of the white matter (benchmarks/t1c_real.py --heads).",
+            "scans": [{"scan": h["head"], **h["rows"][label]} for h in heads]}
+
+
+def write_card(card, key: str, section: Dict[str, Any]) -> Optional[Path]:
+    """Writes ``validation.<key>`` into a bundled card (``models/<id>/model.json``); other cards are left alone."""
+    path = Path(__file__).resolve().parents[1] / "models" / card.id / "model.json"
+    if not path.is_file() or path.resolve() != Path(card.path).resolve():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.setdefault("validation", {})[key] = section
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def main(argv=None) -> int:
@@ -296,18 +427,39 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-trained-windows", dest="trained_windows", action="store_false",
                         help="skip the second run of each model on 64^3 windows (--roi 64 64 64)")
+    parser.add_argument("--heads", nargs="*", default=None, metavar="NAME",
+                        help="instead of the pairs, run each model on these real whole-head T1w scans under t1/ "
+                             f"(no names: {', '.join(HEADS)}) and draw --heads-picture")
+    parser.add_argument("--heads-picture", type=Path, default=None,
+                        help="the heads' picture (default: heads.png in --out)")
+    parser.add_argument("--write-card", action="store_true",
+                        help="write the first model's numbers into its bundled card (validation.real_pairs, or "
+                             "validation.real_heads with --heads)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-
     models = []
     for spec in args.models:
         label, _, where = spec.rpartition("=")
         card = resolve_model(where)
         label = label or f"{card.id} v{card.version}"
         models.append((label, card, Translator(card, RunOptions(device="cpu", threads=args.threads))))
-        if args.trained_windows:
+        if args.trained_windows and args.heads is None:
             models.append((f"{label}, {WINDOW_LABEL}", card,
                            Translator(card, RunOptions(device="cpu", threads=args.threads, roi=list(TRAINED_WINDOW)))))
+    if args.heads is not None:
+        from real_heads import Template
+
+        template = Template.load(args.real_data / "templates")
+        heads = [measure_head(name, args.real_data, models, template) for name in (args.heads or HEADS)]
+        (args.out / "heads.json").write_text(json.dumps([{"head": h["head"], "white_matter": h["wm"], **h["rows"]}
+                                                         for h in heads], indent=2), encoding="utf-8")
+        heads_picture(heads, [label for label, _, _ in models], args.heads_picture or args.out / "heads.png",
+                      args.picture_dpi)
+        if args.write_card:
+            print(f"wrote {write_card(models[0][1], 'real_heads', heads_section(heads, models[0][0]))}")
+        print(f"heads: results and picture in {args.out}")
+        return 0
+
     measured = [measure_pair(name, args.real_data, models, models[0][0]) for name in args.pairs]
     if len(measured) > 1:
         cross_baselines(measured)
@@ -316,6 +468,8 @@ def main(argv=None) -> int:
     results = {m.pair: {"alignment": m.alignment, "rows": [{"prediction": label, **s} for label, s in m.rows]}
                for m in measured}
     (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if args.write_card:
+        print(f"wrote {write_card(models[0][1], 'real_pairs', pairs_section(measured, models[0][0]))}")
     for m in measured:
         picture([m], args.out / f"{m.pair}.png", 80)
     shown = [m for m in measured if m.pair in args.picture_pairs]
