@@ -62,7 +62,7 @@ exists for them): :func:`measure_head` gives the synthetic T1c's white matter ov
 model that reads the scan on its own scale) and the scan warnings, written to ``heads.json``, and
 :func:`heads_picture` draws each head's axial slice with most white matter, input and each model's output on the
 input's own grey scale. ``--write-card`` puts the first model's numbers into its bundled card
-(``validation.real_pairs``, or ``validation.real_heads`` with ``--heads``).
+(``validation.real_pairs``, or ``validation.real_heads_enhancement`` with ``--heads``).
 """
 from __future__ import annotations
 
@@ -389,7 +389,8 @@ def pairs_section(measured: List[Measured], label: str) -> Dict[str, Any]:
 
 
 def heads_section(heads: List[Dict[str, Any]], label: str) -> Dict[str, Any]:
-    """A card's ``validation.real_heads``: the model's numbers on each real whole-head T1w (no T1c exists)."""
+    """A card's ``validation.real_heads_enhancement``: the model's numbers on each real whole-head T1w (no T1c of
+    them exists)."""
     return {"dataset": "Real whole-head T1w scans without a post-contrast scan (../shared/real-data/t1); "
                        "white_matter_ratio: synthetic over input white matter (about 1 expected); enhancing_ml: "
                        f"cerebrum brightened by more than {ENHANCING_SHARE:g} of the white matter (benchmarks/t1c_real.py --heads).",
@@ -434,7 +435,7 @@ def main(argv=None) -> int:
                         help="the heads' picture (default: heads.png in --out)")
     parser.add_argument("--write-card", action="store_true",
                         help="write the first model's numbers into its bundled card (validation.real_pairs, or "
-                             "validation.real_heads with --heads)")
+                             "validation.real_heads_enhancement with --heads)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     models = []
@@ -456,7 +457,7 @@ def main(argv=None) -> int:
         heads_picture(heads, [label for label, _, _ in models], args.heads_picture or args.out / "heads.png",
                       args.picture_dpi)
         if args.write_card:
-            print(f"wrote {write_card(models[0][1], 'real_heads', heads_section(heads, models[0][0]))}")
+            print(f"wrote {write_card(models[0][1], 'real_heads_enhancement', heads_section(heads, models[0][0]))}")
         print(f"heads: results and picture in {args.out}")
         return 0
 

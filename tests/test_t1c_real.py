@@ -215,3 +215,22 @@ def test_a_real_pair_becomes_a_training_volume_on_the_network_scale():
     target = volume.target[volume.target > 40.0 / 800.0 - 1.0]
     assert np.median(target) > np.median(network) - 0.1  # the T1c on the same scale: white matter stays put
     assert 0 < volume.focus_index.size < volume.body_index.size
+
+
+def test_the_card_sections_the_benchmark_writes_validate_and_carry_the_models_row():
+    import json
+
+    from MedGANTranslateLib.card import validate_card_data
+
+    t1, t1c, brain = toy_pair()
+    m = t1c_real.Measured("toy", t1, t1c, brain, brain, {}, brain, False)
+    m.rows = [("baseline: T1c = T1 (no enhancement)", t1c_scores(t1, t1c, t1, brain)), ("model", t1c_scores(t1, t1c, t1c, brain))]
+    heads = [{"head": "toy_head", "rows": {"model": {"white_matter_ratio": 0.96, "enhancing_ml": 1.5, "warnings": []}}}]
+    data = json.loads((resolve_model("mr-t1-to-t1c-pix2pix").folder / "model.json").read_text())
+    data["validation"]["real_pairs"] = t1c_real.pairs_section([m], "model")
+    data["validation"]["real_heads_enhancement"] = t1c_real.heads_section(heads, "model")
+    validate_card_data(data)
+    (pair,) = data["validation"]["real_pairs"]["pairs"]
+    assert pair["pair"] == "toy" and pair["mae"] == 0 and pair["captured"] == 1.0
+    assert pair["baselines"]["T1c = T1 (no enhancement)"]["captured"] == 0
+    assert data["validation"]["real_heads_enhancement"]["scans"] == [{"scan": "toy_head", **heads[0]["rows"]["model"]}]

@@ -1,7 +1,8 @@
 """Intensity normalisation of the network's inputs, per the card's ``preprocessing.normalization`` entries.
 
 A generator only sees intensities in the range it was trained on, so each input is mapped there: by its own
-percentiles inside the body, by a fixed range (CT in HU) or by z-score; :func:`background_value` says what the
+percentiles inside the body, by a fixed range (CT in HU), by a fixed range after scaling a T1w's white matter to a
+reference (:func:`white_matter_scale`, :mod:`.white_matter`) or by z-score; :func:`background_value` says what the
 background becomes, for padding and skipping empty windows. :func:`linear_map` is the one linear map of a range
 onto another, shared with the output mapping, and the percentiles are found exactly without sorting every voxel.
 """
@@ -130,8 +131,8 @@ def white_matter_scale(spec: Mapping[str, Any], found: WhiteMatter) -> float:
 def background_value(spec: Mapping[str, Any], normalized: Optional[np.ndarray] = None) -> float:
     """The normalised value of the darkest intensity (background), used to pad windows and skip empty ones.
 
-    ``percentile``, ``range`` and ``white_matter`` map it to ``target_range[0]``. A z-scored background depends on the image,
-    so for ``zscore`` it is the minimum of the ``normalized`` array, which must then be given."""
+    ``percentile``, ``range`` and ``white_matter`` map it to ``target_range[0]``. A z-scored background depends on
+    the image, so for ``zscore`` it is the minimum of the ``normalized`` array, which must then be given."""
     if spec["method"] in ("percentile", "range", "white_matter"):
         return float(spec["target_range"][0])
     if normalized is None:
