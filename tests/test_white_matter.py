@@ -175,3 +175,17 @@ def test_the_bias_ridden_siemens_scan_is_flagged_doubtful():
     from MedGANTranslateLib.imageio import read_image
 
     assert _engine_white_matter(read_image(real_file("t1/siemens_xa30_t1w_2mm.nii.gz"))).doubtful
+
+
+def test_the_deep_region_on_the_bodys_box_is_the_whole_arrays():
+    """Exact: the same voxels as the distance transform of the whole array, for a body inside the array and one
+    that touches its edges (anisotropic voxels)."""
+    from scipy import ndimage
+
+    from MedGANTranslateLib.white_matter import deep_region
+
+    _, body = synthetic_head()
+    for mask in (body, body[20:, :100, 5:]):
+        spacing = (0.9, 1.1, 1.3)
+        whole = ndimage.distance_transform_edt(mask, sampling=spacing[::-1]) >= 20
+        assert whole.any() and np.array_equal(deep_region(mask, spacing, 20), whole)

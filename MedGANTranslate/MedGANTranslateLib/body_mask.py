@@ -55,7 +55,7 @@ def foreground_bounds(values: np.ndarray) -> Tuple[List[int], List[int]]:
     return [int(h[0]) for h in hits], [int(h[-1]) + 1 for h in hits]
 
 
-def _foreground_box(values: np.ndarray, margin: Sequence[int]) -> Tuple[slice, ...]:
+def foreground_box(values: np.ndarray, margin: Sequence[int]) -> Tuple[slice, ...]:
     """Array slices of the bounding box of ``values``' foreground plus ``margin`` voxels (x, y, z) of background.
     The body mask's steps give the same voxels on the cut array, since nothing they do reaches further than the
     closing and dilation radii beyond the foreground, and the background ring keeps the outside air in one piece
@@ -74,7 +74,7 @@ def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
     floor stays out; the grid's 3 x 3 x 3 median first, so that specks and chains of noise above the floor do
     not grow the mask into the air: on a real low-SNR 2 mm head they added 61 mL of air), closed, holes
     of each slice filled across all three axes, largest connected component kept, dilated; on the thresholded
-    body's bounding box (see :func:`_foreground_box`). Works for MR (dark background) and CT (air at -1000 HU),
+    body's bounding box (see :func:`foreground_box`). Works for MR (dark background) and CT (air at -1000 HU),
     whatever the intensity scale, bias field or noise. The steps run on a grid of about ``working_spacing_mm``
     (block averages, which also average the noise down), then each block's value goes back to its voxels: the
     mask only separates the body from the air around it, and the morphology costs ~20x less on a 2 mm grid
@@ -93,7 +93,7 @@ def body_mask(image: sitk.Image, spec: Mapping[str, Any]) -> sitk.Image:
     spacing = working.GetSpacing()
     closing = ball_radius(float(spec.get("closing_radius_mm", 3.0)), spacing)
     dilation = ball_radius(float(spec.get("dilation_mm", 2.0)), spacing)
-    box = _foreground_box(values, [c + d + 1 for c, d in zip(closing, dilation)])
+    box = foreground_box(values, [c + d + 1 for c, d in zip(closing, dilation)])
     body = values[box]
     if any(closing):
         body = close(body, closing)

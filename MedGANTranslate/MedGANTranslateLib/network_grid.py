@@ -10,12 +10,13 @@ geometry without its voxels, so the network's output can be placed on it once th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
-from .white_matter import WhiteMatter
+if TYPE_CHECKING:  # annotation only: white_matter needs the body mask, which needs this module
+    from .white_matter import WhiteMatter
 
 #: Grids whose spacing and origin differ by less than this (mm), and direction cosines by less than
 #: ``DIRECTION_TOLERANCE``, are the same grid: the difference is float rounding in file headers.

