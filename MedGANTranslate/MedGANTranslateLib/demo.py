@@ -12,12 +12,11 @@ from typing import Dict, Optional, Sequence
 
 import SimpleITK as sitk
 
-from .card import output_display
 from .file_translation import translate_files
 from .image_writing import write_image
 from .phantom import make_phantom
 from .pipeline import TranslationResult
-from .preview import Panel, render_preview
+from .preview import Panel, output_look, render_preview
 from .progress import CancelToken, ProgressCallback
 from .registry import DEFAULT_MODEL, resolve_model
 from .run_options import RunOptions
@@ -89,17 +88,13 @@ def _to_stderr(level: str, message: str) -> None:
 
 
 def _panels(card, source: sitk.Image, result: TranslationResult, reference: Optional[sitk.Image]):
-    kind = {"CT": "ct", "PET": "pet"}.get(card.output["modality"], "grey")
-    display = output_display(card.display, result.provenance)
-    window = None
-    if "window" in display and "level" in display:
-        window = (display["level"] - display["window"] / 2, display["level"] + display["window"] / 2)
-    panels = [Panel("input " + card.inputs[0].label, source), Panel(card.output_label, result.synthetic, kind, window)]
+    look = output_look(card, result.provenance)
+    panels = [Panel("input " + card.inputs[0].label, source),
+              Panel(card.output_label, result.synthetic, look.kind, look.window)]
     if reference is not None:
-        panels.append(Panel("reference (phantom)", reference, kind, window))
+        panels.append(Panel("reference (phantom)", reference, look.kind, look.window))
     if result.difference is not None:
-        half = display.get("difference_window")
-        panels.append(Panel("difference", result.difference, "difference", (-half, half) if half else None))
+        panels.append(Panel("difference", result.difference, "difference", look.difference))
     return panels
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+
+from .card import output_display
 
 
 @dataclass
@@ -20,6 +22,29 @@ class Panel:
     image: sitk.Image
     kind: str = "grey"  # "grey", "ct", "pet" or "difference"
     window: Optional[Tuple[float, float]] = None  # (low, high); None: robust range of the data
+
+
+@dataclass(frozen=True)
+class OutputLook:
+    """How a translation's output panels are shown: the colour ``kind`` of its modality, the card's display
+    ``window`` and the difference map's (both (low, high) in the output's units; None: the data's own range)."""
+
+    kind: str
+    window: Optional[Tuple[float, float]]
+    difference: Optional[Tuple[float, float]]
+
+
+def output_look(card, provenance: Mapping[str, Any]) -> OutputLook:
+    """The :class:`OutputLook` of one output of ``card``, its display preset taken in that output's units
+    (:func:`~.card.output_display` with the output's ``provenance``)."""
+    display = output_display(card.display, provenance)
+    window = None
+    if display.get("window") is not None and display.get("level") is not None:
+        level, width = float(display["level"]), float(display["window"])
+        window = (level - width / 2, level + width / 2)
+    half = display.get("difference_window")
+    return OutputLook({"CT": "ct", "PET": "pet"}.get(card.output["modality"], "grey"), window,
+                      (-float(half), float(half)) if half else None)
 
 
 def _display_range(panel: Panel, array: np.ndarray) -> Tuple[float, float]:

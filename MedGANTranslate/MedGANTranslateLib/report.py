@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -35,7 +35,7 @@ from . import __version__
 from .card import RESEARCH_ONLY, ModelCard, output_display
 from .errors import OutputError
 from .metrics import AIR_BELOW_HU, BONE_FROM_HU
-from .preview import Panel, _display_range, _planes
+from .preview import Panel, _display_range, _planes, output_look
 
 if TYPE_CHECKING:  # only annotations need the pipeline's result type
     from .pipeline import TranslationResult
@@ -261,12 +261,6 @@ def _body_centre(mask: Optional[sitk.Image]) -> Optional[Tuple[int, int, int]]:
     return tuple(int((axis.min() + axis.max()) // 2) for axis in inside)  # type: ignore[return-value]
 
 
-def _window(display: Dict[str, Any]) -> Optional[Tuple[float, float]]:
-    if display.get("window") is None or display.get("level") is None:
-        return None
-    return float(display["level"]) - float(display["window"]) / 2, float(display["level"]) + float(display["window"]) / 2
-
-
 def _columns(card: ModelCard, result: "TranslationResult", inputs: Sequence[ReportInput], minus: str,
              uncertainty: Optional[sitk.Image], threshold: float) -> List[_Column]:
     grid = inputs[0].image
@@ -276,13 +270,11 @@ def _columns(card: ModelCard, result: "TranslationResult", inputs: Sequence[Repo
         image = item.image if item is inputs[0] else sitk.Resample(item.image, grid, sitk.Transform(),
                                                                      sitk.sitkLinear, 0.0, sitk.sitkFloat32)
         panels.append((Panel(f"input {spec.label}", image), ""))
-    kind = {"CT": "ct", "PET": "pet"}.get(card.output["modality"], "grey")
-    display = output_display(card.display, result.provenance)
-    panels.append((Panel(card.output_label, result.synthetic, kind, _window(display)), unit))
+    look = output_look(card, result.provenance)
+    panels.append((Panel(card.output_label, result.synthetic, look.kind, look.window), unit))
     if result.difference is not None:
-        half = display.get("difference_window")
-        panels.append((Panel(f"difference (synthetic - {minus})", result.difference, "difference",
-                             (-float(half), float(half)) if half else None), unit))
+        panels.append((Panel(f"difference (synthetic - {minus})", result.difference, "difference", look.difference),
+                       unit))
     if uncertainty is not None:
         top = float(np.percentile(_body_values(uncertainty, result.body_mask), 99.5))
         panels.append((Panel("uncertainty", uncertainty, "uncertainty", (0.0, max(top, 2 * threshold))), unit))
