@@ -490,18 +490,23 @@ def card_section(rows: Sequence[Row], model: str, source: str) -> Dict[str, obje
     }
 
 
+def write_card_section(card, key: str, section: Dict[str, object], models_folder: Path) -> Optional[Path]:
+    """Writes ``validation.<key>`` into ``card`` when it is a bundled card (``models_folder/<id>/model.json``);
+    returns its path, or None for a card elsewhere (left alone)."""
+    path = models_folder / card.id / "model.json"
+    if not path.is_file() or path.resolve() != Path(card.path).resolve():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.setdefault("validation", {})[key] = section
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def write_cards(rows: Sequence[Row], cards, models_folder: Path) -> List[Path]:
     """Writes each bundled card's ``validation.real_heads`` (cards outside ``models_folder`` are left alone)."""
-    written = []
-    for card in cards:
-        path = models_folder / card.id / "model.json"
-        if not path.is_file() or path.resolve() != Path(card.path).resolve():
-            continue
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data.setdefault("validation", {})["real_heads"] = card_section(rows, card.id, "benchmarks/real_heads.py")
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        written.append(path)
-    return written
+    written = [write_card_section(card, "real_heads", card_section(rows, card.id, "benchmarks/real_heads.py"),
+                                  models_folder) for card in cards]
+    return [path for path in written if path is not None]
 
 
 def phantom_lines(cards) -> List[str]:

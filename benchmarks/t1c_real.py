@@ -81,6 +81,7 @@ TRAINED_WINDOW = (64, 64, 64)  #: the window the shipped model was trained on; t
 WINDOW_LABEL = "64³ windows"
 DEEP_MM = 5.0  #: the deep brain: this far inside the (already 2 mm eroded) brain mask
 MODEL = "mr-t1-to-t1c-pix2pix"
+MODELS_FOLDER = Path(__file__).resolve().parents[1] / "models"  #: --write-card writes only the bundled cards there
 
 
 def enhancement(t1n: np.ndarray, t1cn: np.ndarray) -> np.ndarray:
@@ -294,7 +295,6 @@ def save_figure(figure, title: str, path: Path, dpi: int) -> None:
 
 
 ENHANCING_SHARE = 0.5
-DEEP_HEAD_MM = 20.0
 HEADS = ("open_ms_patient01_T1W", "open_ms_patient04_T1W", "philips_adni_mprage_1mm", "siemens_xa30_t1w_2mm")
 
 
@@ -305,26 +305,23 @@ def measure_head(name: str, root: Path, models: Sequence[Tuple[str, Any, Any]], 
     :data:`ENHANCING_SHARE` of the white matter inside the cerebrum (``real_heads.Template.brain``: the average
     head's grey and white matter, 4 mm inside, above the skull base, registered affinely to the scan; only
     vessels, the choroid plexus and active lesions enhance there), the scan warnings, and the slices for the
-    picture. The input's NAWM is the engine's estimator at :data:`DEEP_HEAD_MM`."""
+    picture. The input's NAWM is the engine's estimator (its 20 mm deep region)."""
     from real_heads import in_template, place
-    from scipy import ndimage
 
     from MedGANTranslateLib.imageio import read_image
-    from MedGANTranslateLib.white_matter import white_matter, nawm_mask
+    from MedGANTranslateLib.white_matter import DEFAULT_DEPTH_MM, deep_region, nawm_mask
 
     image = read_image(root / "t1" / f"{name}.nii.gz")
     t1 = sitk.GetArrayFromImage(image).astype(np.float32)
     out: Dict[str, Any] = {"head": name, "rows": {}, "slices": {}}
     for label, _, translator in models:
         result = translator.translate([image])
-        body = sitk.GetArrayFromImage(result.body_mask) > 0
-        if "nawm" not in out:
-            deep = ndimage.distance_transform_edt(body, sampling=image.GetSpacing()[::-1]) >= DEEP_HEAD_MM
-            out["nawm"] = nawm_mask(t1, deep)
-            out["wm"] = white_matter(t1, body, image.GetSpacing()).value
+        if "placed" not in out:  # the scan's own masks, from the first model's body mask
+            body = sitk.GetArrayFromImage(result.body_mask) > 0
+            out["nawm"] = nawm_mask(t1, deep_region(body, image.GetSpacing(), DEFAULT_DEPTH_MM))
+            out["wm"] = float(np.median(t1[out["nawm"]]))  # the engine's white_matter() value
             out["z"] = int(np.argmax(out["nawm"].sum(axis=(1, 2))))
             out["slices"]["input"] = t1[out["z"]]
-        if "placed" not in out:
             out["placed"] = place(name, image, result.body_mask, template, is_ct=False)
         placed = out["placed"]
         synthetic = sitk.GetArrayFromImage(result.synthetic)
@@ -397,17 +394,6 @@ def heads_section(heads: List[Dict[str, Any]], label: str) -> Dict[str, Any]:
             "scans": [{"scan": h["head"], **h["rows"][label]} for h in heads]}
 
 
-def write_card(card, key: str, section: Dict[str, Any]) -> Optional[Path]:
-    """Writes ``validation.<key>`` into a bundled card (``models/<id>/model.json``); other cards are left alone."""
-    path = Path(__file__).resolve().parents[1] / "models" / card.id / "model.json"
-    if not path.is_file() or path.resolve() != Path(card.path).resolve():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data.setdefault("validation", {})[key] = section
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
 def main(argv=None) -> int:
     from MedGANTranslateLib.pipeline import Translator
     from MedGANTranslateLib.registry import resolve_model
@@ -448,7 +434,7 @@ def main(argv=None) -> int:
             models.append((f"{label}, {WINDOW_LABEL}", card,
                            Translator(card, RunOptions(device="cpu", threads=args.threads, roi=list(TRAINED_WINDOW)))))
     if args.heads is not None:
-        from real_heads import Template
+        from real_heads import Template, write_card_section
 
         template = Template.load(args.real_data / "templates")
         heads = [measure_head(name, args.real_data, models, template) for name in (args.heads or HEADS)]
@@ -457,7 +443,7 @@ def main(argv=None) -> int:
         heads_picture(heads, [label for label, _, _ in models], args.heads_picture or args.out / "heads.png",
                       args.picture_dpi)
         if args.write_card:
-            print(f"wrote {write_card(models[0][1], 'real_heads_enhancement', heads_section(heads, models[0][0]))}")
+            print(f"wrote {write_card_section(models[0][1], 'real_heads_enhancement', heads_section(heads, models[0][0]), MODELS_FOLDER)}")
         print(f"heads: results and picture in {args.out}")
         return 0
 
@@ -470,7 +456,9 @@ def main(argv=None) -> int:
                for m in measured}
     (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     if args.write_card:
-        print(f"wrote {write_card(models[0][1], 'real_pairs', pairs_section(measured, models[0][0]))}")
+        from real_heads import write_card_section
+
+        print(f"wrote {write_card_section(models[0][1], 'real_pairs', pairs_section(measured, models[0][0]), MODELS_FOLDER)}")
     for m in measured:
         picture([m], args.out / f"{m.pair}.png", 80)
     shown = [m for m in measured if m.pair in args.picture_pairs]
