@@ -13,9 +13,10 @@ from typing import Any, Dict
 from ..errors import MedGANError
 
 RECIPES = ("pix2pix", "cyclegan")
-#: Where training pairs come from: ``phantom`` (the phantoms' own images, the default) or ``template_synth``
-#: (domain-randomised T1w made from template-head and phantom label maps, :mod:`.synth`).
-SOURCES = ("phantom", "template_synth")
+#: Where training pairs come from: ``phantom`` (the phantoms' own images, the default), ``template_synth``
+#: (domain-randomised T1w made from template-head and phantom label maps, :mod:`.synth`) or ``phantom_acquired``
+#: (the phantoms' MR images re-acquired by random scanners, :mod:`.acquired_pairs`).
+SOURCES = ("phantom", "template_synth", "phantom_acquired")
 
 DEFAULTS: Dict[str, Any] = {
     "seed": 0,
@@ -71,15 +72,23 @@ def complete_config(config: Dict[str, Any]) -> Dict[str, Any]:
     source = data.get("source", "phantom")  # not a filled default: runs made before it keep their checkpoints
     if source not in SOURCES:
         raise MedGANError(f"Training config: 'data.source' must be one of {', '.join(SOURCES)}, got {source!r}.")
-    if source == "template_synth":
+    if source != "phantom":
         from .synth import SYNTH_DEFAULTS, check_synth_config
 
         data["synth"] = _merge(SYNTH_DEFAULTS, data.get("synth") or {})
-        check_synth_config(cfg)
-    elif set(data["train_seeds"]) & set(cfg["validation"]["seeds"]):  # template heads are not phantoms
-        raise MedGANError("Training config: validation seeds overlap the training seeds.")
+        if data.get("real_pairs"):
+            raise MedGANError(f"Training config: data.real_pairs trains beside the phantoms' own images; it does not "
+                              f"mix with data.source '{source}'.")
+        if source == "template_synth":
+            check_synth_config(cfg)
+        else:
+            from .acquired_pairs import check_acquired_config
+
+            check_acquired_config(cfg)
+    if source != "template_synth" and set(data["train_seeds"]) & set(cfg["validation"]["seeds"]):
+        raise MedGANError("Training config: validation seeds overlap the training seeds.")  # template heads are not phantoms
     selection = cfg["selection"]
-    phantom_seeds = set(data["train_seeds"]) if source == "phantom" else set()
+    phantom_seeds = set(data["train_seeds"]) if source != "template_synth" else set()
     if set(selection["seeds"]) & (phantom_seeds | set(cfg["validation"]["seeds"])):
         raise MedGANError("Training config: selection seeds overlap the training or validation seeds; pick "
                           "phantoms used for nothing else, so the held-out numbers stay unbiased.")

@@ -71,10 +71,12 @@ def _cache_key(seed: int, phantom: Dict[str, Any]) -> str:
 
 def load_phantom(seed: int, phantom: Dict[str, Any], cache_dir: Optional["str | Path"] = None) -> Dict[str, sitk.Image]:
     """The phantom's images by name; generated once per (seed, settings) and kept as ``.nii`` in ``cache_dir``
-    because generating a full-size head takes far longer than reading it back."""
+    because generating a full-size head takes far longer than reading it back. With a cache, every call returns
+    the images as read back from it (NIfTI rounds the origin and spacing), so the call that generates them and
+    every later one give the same images."""
     folder = Path(cache_dir) / _cache_key(seed, phantom) if cache_dir else None
     if folder is not None and all((folder / f"{n}.nii").is_file() for n in PHANTOM_IMAGES):
-        return {n: sitk.ReadImage(str(folder / f"{n}.nii")) for n in PHANTOM_IMAGES}
+        return _read_cached(folder)
     from ..phantom import make_phantom
 
     p = make_phantom(seed=seed, shape=tuple(phantom["shape"]), spacing=tuple(phantom["spacing"]),
@@ -86,7 +88,12 @@ def load_phantom(seed: int, phantom: Dict[str, Any], cache_dir: Optional["str | 
             tmp = folder / f".{name}.tmp.nii"
             sitk.WriteImage(image, str(tmp))
             tmp.replace(folder / f"{name}.nii")
+        return _read_cached(folder)
     return images
+
+
+def _read_cached(folder: Path) -> Dict[str, sitk.Image]:
+    return {n: sitk.ReadImage(str(folder / f"{n}.nii")) for n in PHANTOM_IMAGES}
 
 
 def to_network_range(values: np.ndarray, postprocessing: Dict[str, Any]) -> np.ndarray:

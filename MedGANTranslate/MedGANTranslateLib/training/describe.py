@@ -39,15 +39,21 @@ def training_inputs(card: Dict[str, Any], data: Dict[str, Any], cache_dir: Optio
                     seed: int = 0) -> Dict[str, Any]:
     """The ``training_inputs`` block for a card (dict) trained on the config's ``data`` section (and, for synthetic
     data, the run's ``seed``, which picks its realisations)."""
-    if data.get("source", "phantom") == "template_synth":
+    kind = data.get("source", "phantom")
+    if kind != "phantom":
         from .synth import training_cases
 
         synth = data["synth"]
         count = int(synth["describe_cases"])
-        source = (f"the first {count} domain-randomised T1w realisations of the run (template_synth: template "
-                  f"heads {_listed(data['train_seeds'])}, phantoms {_listed(synth['phantom_seeds'])} "
-                  f"for {float(synth['phantom_share']):.0%} of them; random contrast, resolution, bias, noise and "
-                  "field of view), as the pipeline's network_inputs prepares them")
+        if kind == "template_synth":
+            source = (f"the first {count} domain-randomised T1w realisations of the run (template_synth: template "
+                      f"heads {_listed(data['train_seeds'])}, phantoms {_listed(synth['phantom_seeds'])} "
+                      f"for {float(synth['phantom_share']):.0%} of them; random contrast, resolution, bias, noise "
+                      "and field of view), as the pipeline's network_inputs prepares them")
+        else:
+            source = (f"the first {count} realisations of the run (phantom_acquired: phantoms "
+                      f"{_listed(data['train_seeds'])}, inputs {', '.join(data['inputs'])}, re-acquired with random "
+                      "resolution, bias, noise and field of view), as the pipeline's network_inputs prepares them")
         return reference_statistics(training_cases(card, data, seed, cache_dir, count), source)
     seeds = sorted(data["train_seeds"])
     listed = _listed(seeds)

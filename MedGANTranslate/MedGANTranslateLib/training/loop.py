@@ -104,9 +104,12 @@ def train(
     card = card_template(cfg)
     data = cfg["data"]
 
-    if data.get("source", "phantom") == "template_synth":
-        say("info", f"synthetic T1w on {len(data['train_seeds'])} template heads and "
-                    f"{len(data['synth']['phantom_seeds'])} phantoms, {data['synth']['pool']} at a time")
+    source = data.get("source", "phantom")
+    if source != "phantom":
+        heads = (f"synthetic T1w on {len(data['train_seeds'])} template heads and "
+                 f"{len(data['synth']['phantom_seeds'])} phantoms" if source == "template_synth" else
+                 f"{len(data['train_seeds'])} training phantoms re-acquired by random scanners")
+        say("info", f"{heads}, {data['synth']['pool']} at a time")
         sampler: Any = SynthSampler(cfg, card, cache, say)
     else:
         say("info", f"preparing {len(data['train_seeds'])} training phantoms")

@@ -272,28 +272,39 @@ def _deface_mask(labels: np.ndarray, spacing_zyx: np.ndarray, acq: Acquisition) 
 
 def synthesize_t1w(labels: sitk.Image, acq: Acquisition, rng: np.random.Generator) -> sitk.Image:
     """A T1w scan of ``labels`` (a 1 mm label map) on its acquisition grid, as :class:`Acquisition` says."""
+    fine = sitk.GetImageFromArray(_gmm(sitk.GetArrayViewFromImage(labels), acq, rng))
+    fine.CopyInformation(labels)
+    return acquire(fine, labels, acq)
+
+
+def acquire(image: sitk.Image, labels: sitk.Image, acq: Acquisition, noise_seed: Optional[int] = None,
+            gamma: bool = True) -> sitk.Image:
+    """``image``, an MR contrast of ``labels`` on their 1 mm grid with white matter near 1, as ``acq``'s scanner
+    records it: slice profile, acquisition grid, bias field, gamma (unless ``gamma`` is False), noise (seeded by
+    ``noise_seed``, default the acquisition's), scanner scale and storage, defacing."""
     from monai.transforms import RandAdjustContrast, RandGaussianNoise, RandRicianNoise
 
     array = sitk.GetArrayViewFromImage(labels)
-    image = _gmm(array, acq, rng)
     spacing_zyx = np.asarray(labels.GetSpacing())[::-1]
     sigma = (acq.blur_fwhm_mm[::-1] / _FWHM) / spacing_zyx
-    image = ndimage.gaussian_filter(image, sigma, mode="nearest", truncate=3.0)
+    blurred = ndimage.gaussian_filter(sitk.GetArrayViewFromImage(image).astype(np.float32), sigma, mode="nearest",
+                                      truncate=3.0)
     deface = _deface_mask(array, spacing_zyx, acq)
-    fine = sitk.GetImageFromArray(image)
+    fine = sitk.GetImageFromArray(blurred)
     fine.CopyInformation(labels)
     grid = _acquisition_grid(labels, acq)
     scan = sitk.Resample(fine, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     values = sitk.GetArrayFromImage(scan)
     values *= _bias_field(values.shape, acq)
-    gamma = RandAdjustContrast(prob=1.0, gamma=(acq.gamma, acq.gamma))
-    gamma.set_random_state(acq.gamma_seed)
-    values = np.asarray(gamma(values[None]))[0]
+    if gamma:
+        contrast = RandAdjustContrast(prob=1.0, gamma=(acq.gamma, acq.gamma))
+        contrast.set_random_state(acq.gamma_seed)
+        values = np.asarray(contrast(values[None]))[0]
     if acq.rician:
         noise = RandRicianNoise(prob=1.0, std=acq.noise_std, sample_std=False)
     else:
         noise = RandGaussianNoise(prob=1.0, std=acq.noise_std, sample_std=False)
-    noise.set_random_state(acq.noise_seed)
+    noise.set_random_state(acq.noise_seed if noise_seed is None else int(noise_seed))
     values = np.abs(np.asarray(noise(values[None]))[0]).astype(np.float32)
     values *= np.float32(acq.scale)
     if acq.integer:
@@ -407,18 +418,44 @@ def check_synth_config(cfg: Dict[str, Any]) -> None:
                           "data.synth.phantom_share above 0 (it is a share of the phantom realisations).")
     if set(synth["phantom_seeds"]) & (set(cfg["validation"]["seeds"]) | set(cfg["selection"]["seeds"])):
         raise MedGANError("Training config: data.synth.phantom_seeds overlap the validation or selection seeds.")
+    check_pool(synth)
+
+
+def check_pool(synth: Dict[str, Any]) -> None:
     if int(synth["pool"]) < 1 or int(synth["patches_per_volume"]) < 1:
         raise MedGANError("Training config: data.synth.pool and data.synth.patches_per_volume must be at least 1.")
+
+
+#: A source's realisation ``index`` of a run (seed, data section, cache folder): the anatomy's name, the images by
+#: phantom name (the config's inputs and target among them) and the acquisition in words.
+ImageRealiser = Callable[[int, int, Dict[str, Any], Optional["str | Path"]], Tuple[str, Dict[str, sitk.Image], str]]
+
+
+def template_images(index: int, seed: int, data: Dict[str, Any],
+                    cache_dir: Optional["str | Path"]) -> Tuple[str, Dict[str, sitk.Image], str]:
+    """:func:`realise` as an :data:`ImageRealiser`."""
+    r = realise(index, seed, data, cache_dir)
+    return r.anatomy, {"t1": r.mr, "ct": r.ct}, r.description
+
+
+def realiser(source: str) -> ImageRealiser:
+    """The realisations of ``data.source``: ``template_synth`` (here) or ``phantom_acquired`` (:mod:`.acquired_pairs`)."""
+    if source == "phantom_acquired":
+        from .acquired_pairs import realise_pair
+
+        return realise_pair
+    return template_images
 
 
 # ---------------------------------------------------------------------------------------------- sampler
 
 
 class SynthSampler:
-    """Patches from a pool of realisations, each replaced by the next one after ``patches_per_volume`` patches.
+    """Patches from a pool of realisations of ``data.source`` (:func:`realiser`), each replaced by the next one
+    after ``patches_per_volume`` patches.
 
     The pool starts staggered (slot ``i`` as if it had served ``i / pool`` of its patches), so replacements come
-    one at a time rather than all at once. Patch positions and flips are the :class:`~.data.PatchSampler`'s."""
+    one at a time rather than all at once. Patch positions, focus and flips are the :class:`~.data.PatchSampler`'s."""
 
     def __init__(self, cfg: Dict[str, Any], card: Dict[str, Any], cache_dir: Optional["str | Path"],
                  log: Optional[Callable[[str, str], None]] = None) -> None:
@@ -430,13 +467,15 @@ class SynthSampler:
         self.patch_size = data["patch_size"]
         self.body_fraction, self.flip_axes = data["body_fraction"], data["flip_axes"]
         self.log = log or (lambda level, message: None)
+        self.realise = realiser(data["source"])
+        self.focus = data["focus_threshold"] if data["focus_fraction"] > 0 else None
         self.next_index = 0
         self.slots: List[Dict[str, int]] = []
         self.volumes: List[Any] = []
         self.seconds = 0.0
         from .data import PatchSampler
 
-        self._patches = PatchSampler([], self.patch_size, self.body_fraction, self.flip_axes)
+        self._patches = PatchSampler([], self.patch_size, self.body_fraction, self.flip_axes, data["focus_fraction"])
 
     # -- state -----------------------------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
@@ -454,14 +493,14 @@ class SynthSampler:
         from .data import prepare_volume
 
         t0 = time.perf_counter()
-        r = realise(index, self.seed, self.data, self.cache)
-        volume = prepare_volume({"t1": r.mr, "ct": r.ct}, ["t1"], "ct", self.card)
+        anatomy, images, description = self.realise(index, self.seed, self.data, self.cache)
+        volume = prepare_volume(images, self.data["inputs"], self.data["target"], self.card, self.focus)
         if any(n < p for n, p in zip(volume.mask.shape, self._patches.size)):
-            raise MedGANError(f"Realisation {index} ({r.anatomy}) is {list(volume.mask.shape[::-1])} voxels on the "
+            raise MedGANError(f"Realisation {index} ({anatomy}) is {list(volume.mask.shape[::-1])} voxels on the "
                               f"network grid, smaller than the patch {list(self.patch_size)}; raise "
                               "data.synth.fov_height_mm or lower data.patch_size.")
         self.seconds += time.perf_counter() - t0
-        self.log("info", f"realisation {index}: {r.anatomy}, {r.description} "
+        self.log("info", f"realisation {index}: {anatomy}, {description} "
                          f"({time.perf_counter() - t0:.1f} s)")
         return volume
 
@@ -511,6 +550,8 @@ def training_cases(card: Dict[str, Any], data: Dict[str, Any], seed: int, cache_
     from ..training_distribution import TrainingCase
     from .data import card_network_inputs
 
+    realise_images = realiser(data["source"])
     for index in range(count):
-        r = realise(index, seed, data, cache_dir)
-        yield TrainingCase([r.mr], *card_network_inputs([r.mr], card))
+        images = realise_images(index, seed, data, cache_dir)[1]
+        inputs = [images[name] for name in data["inputs"]]
+        yield TrainingCase(inputs, *card_network_inputs(inputs, card))

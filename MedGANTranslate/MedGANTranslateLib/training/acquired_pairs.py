@@ -1,0 +1,67 @@
+"""``data.source: phantom_acquired``: the training phantoms' paired MR images, each pair re-acquired by one random
+scanner.
+
+A model that reads one MR contrast and predicts another of the same head (T1w → T1w+Gd) learns the phantom's
+scanner when it sees only the phantom's images: 1 mm voxels, a mild bias field. Real T1w come with 3-6 mm slices
+and strong bias fields, and on those the T1c model v1.2.0 draws enhancement that is not there (docs/models.md, "On
+real whole heads"). Here each realisation is a training phantom cut to a random field of view (as in
+``template_synth``) whose images all pass through *one* random acquisition (:class:`.synth.Acquisition`): the same
+slice profile and acquisition grid, bias field, scanner scale and storage, and defacing, each image with its own
+noise. The target is then what the same scanner would record after the injection, so target minus input is still
+the enhancement alone, whatever the scanner. Two parts of the acquisition are left out: the per-tissue contrast (a
+new contrast would need the enhancement redrawn with it; the phantoms keep their own tissue values) and the gamma
+(a power law applied to each image would change the enhancement itself).
+
+Realisation ``k`` of a run is a pure function of (run seed, ``k``), as in :mod:`.synth`, whose pool sampler serves
+these realisations too.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import MedGANError
+from .data import load_phantom
+from .synth import Acquisition, _crop, _field_of_view, acquire, check_pool, realisation_rng
+
+#: The phantom's MR images that a scanner can re-acquire (CT and PET are other machines).
+MR_IMAGES = ("t1", "t2", "t1c")
+_WHITE_MATTER = 6  # label of phantom_labels.LABEL_NAMES
+
+
+def realise_pair(index: int, seed: int, data: Dict[str, Any],
+                 cache_dir: Optional["str | Path"]) -> Tuple[str, Dict[str, sitk.Image], str]:
+    """Realisation ``index`` (an :data:`.synth.ImageRealiser`): a random training phantom, field of view and
+    acquisition; every image the config names, divided by the phantom's T1w white matter (so the acquisition's
+    noise is relative to it, as in :func:`.synth.synthesize_t1w`) and acquired on one grid."""
+    synth = data["synth"]
+    rng = realisation_rng(seed, index)
+    phantom_seed = int(data["train_seeds"][int(rng.integers(len(data["train_seeds"])))])
+    images = load_phantom(phantom_seed, data["phantom"], cache_dir)
+    box = _field_of_view(images["labels"], rng, synth)
+    acq = Acquisition.draw(rng, synth)
+    names = list(dict.fromkeys([*data["inputs"], data["target"]]))
+    noise_seeds = rng.integers(0, 2 ** 31, len(names))
+    labels = sitk.GetArrayViewFromImage(images["labels"])
+    white = float(np.median(sitk.GetArrayViewFromImage(images["t1"])[labels == _WHITE_MATTER]))
+    cropped_labels = _crop(images["labels"], box)
+    acquired = {name: acquire(sitk.Cast(_crop(images[name], box), sitk.sitkFloat32) / white, cropped_labels, acq,
+                              noise_seed=int(noise_seed), gamma=False)
+                for name, noise_seed in zip(names, noise_seeds)}
+    description = (f"{' x '.join(f'{s:.2g}' for s in acq.spacing)} mm, bias {acq.bias_coefficient:.2f}, "
+                   f"{'Rician' if acq.rician else 'Gaussian'} noise {acq.noise_std:.3f}"
+                   f"{', defaced' if acq.deface else ''}")
+    return f"phantom {phantom_seed}", acquired, description
+
+
+def check_acquired_config(cfg: Dict[str, Any]) -> None:
+    """What ``phantom_acquired`` needs: inputs and target among the phantom's MR images, a sensible pool."""
+    data = cfg["data"]
+    if any(name not in MR_IMAGES for name in [*data["inputs"], data["target"]]):
+        raise MedGANError(f"Training config: data.source 'phantom_acquired' re-acquires the phantom's MR images "
+                          f"({', '.join(MR_IMAGES)}); data.inputs and data.target must be among them, got "
+                          f"{list(data['inputs'])} -> {data['target']!r}.")
+    check_pool(data["synth"])

@@ -1,0 +1,127 @@
+"""``data.source: phantom_acquired``: the phantoms' paired MR images, each pair re-acquired by one random scanner
+(same grid, slice profile, bias field and scale for input and target, each its own noise).
+
+Tiny phantoms (4.8 mm) and coarse acquisitions, as in tests/test_synth_data.py, so each test takes seconds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from MedGANTranslateLib.errors import MedGANError
+from MedGANTranslateLib.training import train
+from MedGANTranslateLib.training.acquired_pairs import realise_pair
+from MedGANTranslateLib.training.config import complete_config
+from MedGANTranslateLib.training.data import load_phantom
+from MedGANTranslateLib.training.synth import acquire
+
+from test_synth_data import COARSE, blocks, plain
+from test_training import tiny_config
+
+WHITE_MATTER, RIM = 6, 10
+
+
+def acquired_config(steps: int = 4, **synth) -> dict:
+    """The training tests' tiny config predicting the phantom's T1c from its T1w, pairs re-acquired."""
+    cfg = tiny_config("pix2pix", steps=steps)
+    cfg["card"]["output"].update({"modality": "MR", "unit": "a.u.", "valid_range": [0, 1600]})
+    settings = dict(COARSE, pool=2, patches_per_volume=3, describe_cases=2, fov_height_mm=[200.0, 260.0])
+    settings.update(synth)
+    cfg["data"].update({"source": "phantom_acquired", "target": "t1c", "synth": settings,
+                        "focus_fraction": 0.5, "focus_threshold": 0.2})
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("acquired_cache")
+
+
+def on_grid(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+
+
+def test_a_pair_acquired_without_gamma_differs_only_where_the_target_enhances_and_with_gamma_everywhere():
+    labels = blocks()
+    native = sitk.Cast(labels > 0, sitk.sitkFloat32)
+    enhanced = native + 4.0 * sitk.Cast(labels == 5, sitk.sitkFloat32)  # one 12 mm cube enhances five-fold
+    acq = plain((1.0, 1.0, 3.0), bias_coefficient=0.4, bias_seed=3, gamma=1.3, scale=250.0)
+    distance = sitk.SignedMaurerDistanceMap(labels == 5, useImageSpacing=True, insideIsPositive=False)
+    far = on_grid(distance > 8.0, acquire(native, labels, acq, gamma=False)) > 0  # 8 mm from the cube
+    for gamma, expected in ((False, True), (True, False)):
+        before, after = acquire(native, labels, acq, gamma=gamma), acquire(enhanced, labels, acq, gamma=gamma)
+        a, b = sitk.GetArrayViewFromImage(before), sitk.GetArrayViewFromImage(after)
+        inside = far & (a > 100.0)
+        assert np.allclose(a[inside], b[inside], rtol=1e-5) == expected, f"gamma {gamma}"
+        assert (b - a).max() > 0.5 * np.median(a[inside]), "the cube enhances"
+
+
+def test_a_realisation_is_one_phantom_seen_by_one_scanner_with_its_enhancement_intact(cache):
+    data = complete_config(acquired_config(noise=[0.0, 0.0], bias_coefficient=[0.3, 0.3], thick_slice_probability=0.0,
+                                           deface_probability=0.0))["data"]
+    anatomy, images, description = realise_pair(3, 7, data, cache)
+    again = realise_pair(3, 7, data, cache)[1]
+    t1, t1c = images["t1"], images["t1c"]
+    assert set(images) == {"t1", "t1c"} and "mm, bias 0.30" in description
+    assert t1.GetSize() == t1c.GetSize() and t1.GetOrigin() == t1c.GetOrigin() and t1.GetSpacing() == t1c.GetSpacing()
+    assert np.array_equal(sitk.GetArrayViewFromImage(t1c), sitk.GetArrayViewFromImage(again["t1c"]))
+    phantom = load_phantom(int(anatomy.split()[1]), data["phantom"], cache)
+    labels = on_grid(phantom["labels"], t1)
+    deep = np.asarray(sitk.GetArrayViewFromImage(sitk.BinaryErode(sitk.GetImageFromArray(
+        (labels == WHITE_MATTER).astype(np.uint8)), [1, 1, 1])), bool)
+    a, b = sitk.GetArrayViewFromImage(t1), sitk.GetArrayViewFromImage(t1c)
+    deep &= (a > 0.5 * np.median(a[deep])) & (a < 2.0 * np.median(a[deep]))  # not where the field nearly blanks it
+    ratio = b[deep] / a[deep]
+    raw = sitk.GetArrayViewFromImage(phantom["t1c"])[sitk.GetArrayViewFromImage(phantom["labels"]) == WHITE_MATTER] / \
+        sitk.GetArrayViewFromImage(phantom["t1"])[sitk.GetArrayViewFromImage(phantom["labels"]) == WHITE_MATTER]
+    # one bias field for both: the white matter's T1c/T1 ratio is the phantom's own, however strong the field
+    assert abs(np.median(ratio) - np.median(raw)) < 0.03 and np.std(ratio) < 2 * np.std(raw) + 0.02
+    field = a[deep] / np.median(a[deep])
+    assert field.std() > 3 * np.std(ratio), "the field itself is strong: the ratio stays flat because it is shared"
+    rim = labels == RIM
+    assert rim.sum() > 5 and np.median(b[rim] / a[rim]) > np.median(ratio) + 0.1, "the rim still enhances"
+
+
+def test_each_image_of_a_pair_gets_its_own_noise(cache):
+    data = complete_config(acquired_config(noise=[0.05, 0.05]))["data"]
+    data["inputs"], data["target"] = ["t1"], "t1"
+    assert set(realise_pair(2, 7, data, cache)[1]) == {"t1"}, "an image named twice is acquired once"
+    data["inputs"] = ["t1", "t2"]
+    images = realise_pair(2, 7, data, cache)[1]
+    noiseless = dict(data, synth=dict(data["synth"], noise=[0.0, 0.0]))
+    clean = realise_pair(2, 7, noiseless, cache)[1]
+    residual = {n: sitk.GetArrayViewFromImage(images[n]) - sitk.GetArrayViewFromImage(clean[n]) for n in ("t1", "t2")}
+    scale = float(np.median(sitk.GetArrayViewFromImage(clean["t1"])[sitk.GetArrayViewFromImage(clean["t1"]) > 0]))
+    bright = (sitk.GetArrayViewFromImage(clean["t1"]) > 0.3 * scale) & (sitk.GetArrayViewFromImage(clean["t2"]) > 0.3 * scale)
+    assert residual["t1"][bright].std() > 0.01 * scale
+    assert abs(np.corrcoef(residual["t1"][bright], residual["t2"][bright])[0, 1]) < 0.1
+
+
+def test_config_refuses_what_a_scanner_cannot_reacquire_and_real_pairs_beside_it():
+    bad = acquired_config()
+    bad["data"]["target"] = "ct"
+    with pytest.raises(MedGANError, match="phantom_acquired.*MR images"):
+        complete_config(bad)
+    bad = acquired_config()
+    bad["data"]["real_pairs"] = {"pairs": ["brats_gli_00001"]}
+    with pytest.raises(MedGANError, match="real_pairs"):
+        complete_config(bad)
+    bad = acquired_config()
+    bad["validation"] = {"seeds": [101]}
+    with pytest.raises(MedGANError, match="overlap"):
+        complete_config(bad)
+    with pytest.raises(MedGANError, match="pool"):
+        complete_config(acquired_config(pool=0))
+
+
+def test_training_on_reacquired_pairs_focuses_on_enhancement_and_describes_its_inputs(tmp_path, cache):
+    card = train(acquired_config(steps=3), tmp_path / "run", cache_dir=cache)
+    inputs = card.data["training_inputs"]
+    assert inputs["cases"] == 2 and "phantom_acquired" in inputs["source"]
+    from MedGANTranslateLib.training.loop import card_template
+    from MedGANTranslateLib.training.synth import SynthSampler
+
+    cfg = complete_config(acquired_config())
+    sampler = SynthSampler(cfg, card_template(cfg), cache)
+    sampler.paired(np.random.default_rng(0), 1)
+    assert all(v.focus_index.size > 0 for v in sampler.volumes), "the tumour rim's enhancement is found"
