@@ -1,5 +1,5 @@
 """``data.source: phantom_acquired``: the phantoms' paired MR images, each pair re-acquired by one random scanner
-(same grid, slice profile, bias field and scale for input and target, each its own noise).
+(same grid, slice profile, bias field, scale and noise draws for input and target).
 
 Tiny phantoms (4.8 mm) and coarse acquisitions, as in tests/test_synth_data.py, so each test takes seconds."""
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_a_realisation_is_one_phantom_seen_by_one_scanner_with_its_enhancement_i
     assert rim.sum() > 5 and np.median(b[rim] / a[rim]) > np.median(ratio) + 0.1, "the rim still enhances"
 
 
-def test_each_image_of_a_pair_gets_its_own_noise(cache):
+def test_the_images_of_a_pair_share_the_noise_draws_so_the_network_is_not_taught_to_smooth(cache):
     data = complete_config(acquired_config(noise=[0.05, 0.05]))["data"]
     data["inputs"], data["target"] = ["t1"], "t1"
     assert set(realise_pair(2, 7, data, cache)[1]) == {"t1"}, "an image named twice is acquired once"
@@ -94,7 +94,7 @@ def test_each_image_of_a_pair_gets_its_own_noise(cache):
     scale = float(np.median(sitk.GetArrayViewFromImage(clean["t1"])[sitk.GetArrayViewFromImage(clean["t1"]) > 0]))
     bright = (sitk.GetArrayViewFromImage(clean["t1"]) > 0.3 * scale) & (sitk.GetArrayViewFromImage(clean["t2"]) > 0.3 * scale)
     assert residual["t1"][bright].std() > 0.01 * scale
-    assert abs(np.corrcoef(residual["t1"][bright], residual["t2"][bright])[0, 1]) < 0.1
+    assert np.corrcoef(residual["t1"][bright], residual["t2"][bright])[0, 1] > 0.9
 
 
 def test_config_refuses_what_a_scanner_cannot_reacquire_and_real_pairs_beside_it():
