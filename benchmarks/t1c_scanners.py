@@ -54,8 +54,10 @@ def scanner(spacing: Sequence[float], bias: float, seed: int) -> Acquisition:
     """A fixed acquisition: the voxel size as the slice profile, half-voxel slice phase, Rician noise, no
     gamma, no defacing (the contrast fields are unused when re-acquiring an image)."""
     unused = np.zeros(len(T1W_BOUNDS), np.float32)
-    return Acquisition(unused, unused, np.asarray(spacing, float), np.asarray(spacing, float), np.full(3, 0.5),
-                       bias, seed, 1.0, 0, NOISE, True, seed + 1, 1000.0, False, None, "fixed")
+    return Acquisition(means=unused, stds=unused, spacing=np.asarray(spacing, float),
+                       blur_fwhm_mm=np.asarray(spacing, float), phase=np.full(3, 0.5), bias_coefficient=bias,
+                       bias_seed=seed, gamma=1.0, gamma_seed=0, noise_std=NOISE, rician=True, noise_seed=seed + 1,
+                       scale=1000.0, integer=False, deface=None, description="fixed")
 
 
 def acquired_pair(phantom: Dict[str, sitk.Image], acq: Acquisition) -> Tuple[sitk.Image, sitk.Image, np.ndarray]:

@@ -17,8 +17,8 @@ from MedGANTranslateLib.template_head_labels import TEETH
 from MedGANTranslateLib.training import train
 from MedGANTranslateLib.training.config import complete_config
 from MedGANTranslateLib.training.loop import LOSS_LOG, card_template
-from MedGANTranslateLib.training.synth import (SYNTH_DEFAULTS, T1W_BOUNDS, Acquisition, SynthSampler, _field_of_view,
-                                               realisation_rng, realise, synthesize_t1w)
+from MedGANTranslateLib.training.synth import (SYNTH_DEFAULTS, T1W_BOUNDS, Acquisition, SynthSampler,
+                                               random_field_of_view, realisation_rng, realise, synthesize_t1w)
 
 from test_training import tiny_config
 
@@ -201,7 +201,7 @@ def test_a_phantom_realisation_may_keep_the_phantoms_own_t1w_cut_to_its_field_of
     rng = realisation_rng(7, 4)  # the draws as they were before the option: anatomy, field of view, scan
     rng.random()
     seed = never["synth"]["phantom_seeds"][int(rng.integers(len(never["synth"]["phantom_seeds"])))]
-    _field_of_view(load_phantom(seed, never["phantom"], cache)["labels"], rng, never["synth"])
+    random_field_of_view(load_phantom(seed, never["phantom"], cache)["labels"], rng, never["synth"])
     assert Acquisition.draw(rng, never["synth"]).description == plain.description
 
 

@@ -28,7 +28,7 @@ import SimpleITK as sitk
 
 from ..errors import MedGANError
 from .data import load_phantom
-from .synth import Acquisition, _crop, _field_of_view, acquire, check_pool, realisation_rng
+from .synth import Acquisition, acquire, check_pool, crop_to_box, random_field_of_view, realisation_rng
 
 #: The phantom's MR images that a scanner can re-acquire (CT and PET are other machines).
 MR_IMAGES = ("t1", "t2", "t1c")
@@ -44,13 +44,13 @@ def realise_pair(index: int, seed: int, data: Dict[str, Any],
     rng = realisation_rng(seed, index)
     phantom_seed = int(data["train_seeds"][int(rng.integers(len(data["train_seeds"])))])
     images = load_phantom(phantom_seed, data["phantom"], cache_dir)
-    box = _field_of_view(images["labels"], rng, synth)
+    box = random_field_of_view(images["labels"], rng, synth)
     acq = Acquisition.draw(rng, synth)
     names = list(dict.fromkeys([*data["inputs"], data["target"]]))
     labels = sitk.GetArrayViewFromImage(images["labels"])
     white = float(np.median(sitk.GetArrayViewFromImage(images["t1"])[labels == _WHITE_MATTER]))
-    cropped_labels = _crop(images["labels"], box)
-    acquired = {name: acquire(sitk.Cast(_crop(images[name], box), sitk.sitkFloat32) / white, cropped_labels, acq,
+    cropped_labels = crop_to_box(images["labels"], box)
+    acquired = {name: acquire(sitk.Cast(crop_to_box(images[name], box), sitk.sitkFloat32) / white, cropped_labels, acq,
                               gamma=False) for name in names}
     description = (f"{' x '.join(f'{s:.2g}' for s in acq.spacing)} mm, bias {acq.bias_coefficient:.2f}, "
                    f"{'Rician' if acq.rician else 'Gaussian'} noise {acq.noise_std:.3f}"

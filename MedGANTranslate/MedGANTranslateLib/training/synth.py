@@ -322,7 +322,8 @@ def acquire(image: sitk.Image, labels: sitk.Image, acq: Acquisition, noise_seed:
 # ----------------------------------------------------------------------------------------- field of view
 
 
-def _field_of_view(labels: sitk.Image, rng: np.random.Generator, synth: Dict[str, Any]) -> Tuple[slice, slice, slice]:
+def random_field_of_view(labels: sitk.Image, rng: np.random.Generator,
+                         synth: Dict[str, Any]) -> Tuple[slice, slice, slice]:
     """A random box (z, y, x slices) around the head: from above the vertex down to a random level, with
     random margins, sometimes cutting the nose or the occiput."""
     array = sitk.GetArrayViewFromImage(labels)
@@ -347,7 +348,7 @@ def _field_of_view(labels: sitk.Image, rng: np.random.Generator, synth: Dict[str
     return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
 
 
-def _crop(image: sitk.Image, box: Tuple[slice, slice, slice]) -> sitk.Image:
+def crop_to_box(image: sitk.Image, box: Tuple[slice, slice, slice]) -> sitk.Image:
     z, y, x = box
     return image[x.start:x.stop, y.start:y.stop, z.start:z.stop]
 
@@ -393,10 +394,10 @@ def realise(index: int, seed: int, data: Dict[str, Any], cache_dir: Optional["st
     else:
         kind, anatomy_seed = "template", int(data["train_seeds"][int(rng.integers(len(data["train_seeds"])))])
     images = load_anatomy(kind, anatomy_seed, data, cache_dir, own_scan)
-    box = _field_of_view(images["labels"], rng, synth)
-    labels, ct = _crop(images["labels"], box), _crop(images["ct"], box)
+    box = random_field_of_view(images["labels"], rng, synth)
+    labels, ct = crop_to_box(images["labels"], box), crop_to_box(images["ct"], box)
     if own_scan:
-        return Realisation(index, f"{kind} {anatomy_seed}", _crop(images["t1"], box), ct, labels, None)
+        return Realisation(index, f"{kind} {anatomy_seed}", crop_to_box(images["t1"], box), ct, labels, None)
     acq = Acquisition.draw(rng, synth)
     mr = synthesize_t1w(labels, acq, rng)
     return Realisation(index, f"{kind} {anatomy_seed}", mr, ct, labels, acq)
