@@ -395,6 +395,8 @@ def heads_section(heads: List[Dict[str, Any]], label: str) -> Dict[str, Any]:
 
 
 def main(argv=None) -> int:
+    from real_heads import Template, write_card_section
+
     from MedGANTranslateLib.pipeline import Translator
     from MedGANTranslateLib.registry import resolve_model
     from MedGANTranslateLib.run_options import RunOptions
@@ -434,8 +436,6 @@ def main(argv=None) -> int:
             models.append((f"{label}, {WINDOW_LABEL}", card,
                            Translator(card, RunOptions(device="cpu", threads=args.threads, roi=list(TRAINED_WINDOW)))))
     if args.heads is not None:
-        from real_heads import Template, write_card_section
-
         template = Template.load(args.real_data / "templates")
         heads = [measure_head(name, args.real_data, models, template) for name in (args.heads or HEADS)]
         (args.out / "heads.json").write_text(json.dumps([{"head": h["head"], "white_matter": h["wm"], **h["rows"]}
@@ -443,7 +443,8 @@ def main(argv=None) -> int:
         heads_picture(heads, [label for label, _, _ in models], args.heads_picture or args.out / "heads.png",
                       args.picture_dpi)
         if args.write_card:
-            print(f"wrote {write_card_section(models[0][1], 'real_heads_enhancement', heads_section(heads, models[0][0]), MODELS_FOLDER)}")
+            section = heads_section(heads, models[0][0])
+            print(f"wrote {write_card_section(models[0][1], 'real_heads_enhancement', section, MODELS_FOLDER)}")
         print(f"heads: results and picture in {args.out}")
         return 0
 
@@ -456,9 +457,8 @@ def main(argv=None) -> int:
                for m in measured}
     (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     if args.write_card:
-        from real_heads import write_card_section
-
-        print(f"wrote {write_card_section(models[0][1], 'real_pairs', pairs_section(measured, models[0][0]), MODELS_FOLDER)}")
+        section = pairs_section(measured, models[0][0])
+        print(f"wrote {write_card_section(models[0][1], 'real_pairs', section, MODELS_FOLDER)}")
     for m in measured:
         picture([m], args.out / f"{m.pair}.png", 80)
     shown = [m for m in measured if m.pair in args.picture_pairs]

@@ -23,6 +23,7 @@ def test_each_generated_table_matches_the_cards(page, name, make):
 def test_real_heads_table_has_each_measured_models_row_per_scan_and_the_baselines_as_ranges():
     cards = docs_tables.bundled_cards()
     measured = [c for c in cards if c["validation"].get("real_heads")]
+    assert len(measured) == 2  # both CT models; the T1c card's real-head numbers are real_heads_enhancement
     rows = docs_tables.real_heads_table(cards).splitlines()[2:]
     scans = measured[0]["validation"]["real_heads"]["scans"]
     baselines = scans[0]["baselines"]

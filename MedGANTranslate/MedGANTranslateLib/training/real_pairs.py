@@ -3,14 +3,15 @@ white matter masks, and the one intensity scale that the T1c model, its training
 (``benchmarks/t1c_real.py``) share.
 
 The T1c model works on the phantom's MR scale (0-1600 a.u.), while real scans come on any scale (the BraTS T1 has
-white matter near 1000, the open_ms MNI T1 near 360, and each post-contrast scan its own gain). Its card (v1.2.0)
-puts any T1w there by the engine's white-matter estimate (:mod:`MedGANTranslateLib.white_matter`, 20 mm deep);
-here, for the pairs, one linear factor per image does it with the whole brain: its *normal-appearing white
+white matter near 1000, the open_ms MNI T1 near 360, and each post-contrast scan its own gain). Its card (since
+v1.2.0) puts any T1w there by the engine's white-matter estimate (:mod:`MedGANTranslateLib.white_matter`, 20 mm
+deep); here, for the pairs, one linear factor per image does it with the whole brain: its *normal-appearing white
 matter* (NAWM) median becomes :data:`PHANTOM_NAWM_T1`, the value the same estimator gives on the training
-phantoms' brains (the engine then finds the scaled T1's white matter within 4 % of it). Post-contrast scans are put on it the same way, with the NAWM
-found on the native T1 (white matter barely enhances; its own few per cent of enhancement are scaled away with
-the scanner's gain), so on a pair "T1c minus T1" is the enhancement relative to white matter, as in the phantom,
-where white matter keeps its value and only the tumour rim, scalp and muscle change.
+phantoms' brains (the engine then finds the scaled T1's white matter within 4 % of it). Post-contrast scans are
+put on it the same way, with the NAWM found on the native T1 (white matter barely enhances; its own few per cent
+of enhancement are scaled away with the scanner's gain), so on a pair "T1c minus T1" is the enhancement relative to
+white matter, as in the phantom, where white matter keeps its value and only the tumour rim, scalp and muscle
+change.
 
 Definitions (all on the native T1's grid):
 

@@ -287,8 +287,8 @@ def acquire(image: sitk.Image, labels: sitk.Image, acq: Acquisition, noise_seed:
     array = sitk.GetArrayViewFromImage(labels)
     spacing_zyx = np.asarray(labels.GetSpacing())[::-1]
     sigma = (acq.blur_fwhm_mm[::-1] / _FWHM) / spacing_zyx
-    blurred = ndimage.gaussian_filter(sitk.GetArrayViewFromImage(image).astype(np.float32), sigma, mode="nearest",
-                                      truncate=3.0)
+    blurred = ndimage.gaussian_filter(sitk.GetArrayViewFromImage(image).astype(np.float32, copy=False), sigma,
+                                      mode="nearest", truncate=3.0)
     deface = _deface_mask(array, spacing_zyx, acq)
     fine = sitk.GetImageFromArray(blurred)
     fine.CopyInformation(labels)
