@@ -18,7 +18,7 @@ from MedGANTranslateLib.training.synth import acquire
 from test_synth_data import COARSE, blocks, plain
 from test_training import tiny_config
 
-WHITE_MATTER, RIM = 6, 10
+WHITE_MATTER, RIM, GREY_MATTER, VENTRICLES = 6, 10, 5, 7
 
 
 def acquired_config(steps: int = 4, **synth) -> dict:
@@ -112,6 +112,28 @@ def test_config_refuses_what_a_scanner_cannot_reacquire_and_real_pairs_beside_it
         complete_config(bad)
     with pytest.raises(MedGANError, match="pool"):
         complete_config(acquired_config(pool=0))
+    with pytest.raises(MedGANError, match="brain_only_probability"):
+        complete_config(acquired_config(brain_only_probability=1.5))
+
+
+def test_a_skull_stripped_pair_is_the_same_scan_zeroed_outside_one_brain_mask(cache):
+    settings = dict(noise=[0.01, 0.01], deface_probability=0.0, fov_cut_probability=0.0)
+    stripped_data = complete_config(acquired_config(brain_only_probability=1.0, **settings))["data"]
+    whole_data = complete_config(acquired_config(**settings))["data"]
+    anatomy, stripped, description = realise_pair(1, 7, stripped_data, cache)
+    whole = realise_pair(1, 7, whole_data, cache)[1]
+    assert "skull-stripped" in description and "skull-stripped" not in realise_pair(1, 7, whole_data, cache)[2]
+    t1, t1c = (sitk.GetArrayFromImage(stripped[n]) for n in ("t1", "t1c"))
+    kept = t1 > 0
+    assert np.array_equal(kept, t1c > 0), "one mask for both images"
+    for name, image in stripped.items():
+        full = sitk.GetArrayViewFromImage(whole[name])
+        assert np.array_equal(sitk.GetArrayViewFromImage(image)[kept], full[kept]), "the same scan inside the mask"
+    labels = on_grid(load_phantom(int(anatomy.split()[1]), stripped_data["phantom"], cache)["labels"], stripped["t1"])
+    assert not kept[np.isin(labels, (1, 12))].any(), "scalp and muscle are gone"
+    assert kept[labels == VENTRICLES].mean() > 0.95, "the brain stays"
+    lowest_grey = np.flatnonzero((labels == GREY_MATTER).any(axis=(1, 2)))[0]
+    assert not kept[:max(lowest_grey - 2, 0)].any(), "the spinal canal is cut at the foramen magnum"
 
 
 def test_training_on_reacquired_pairs_focuses_on_enhancement_and_describes_its_inputs(tmp_path, cache):

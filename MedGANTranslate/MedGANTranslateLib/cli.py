@@ -125,7 +125,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_phantom(args: argparse.Namespace) -> int:
     from .phantom import make_phantom, save_phantom
 
-    phantom = make_phantom(seed=args.seed, shape=tuple(args.shape), spacing=tuple(args.spacing), tumour=not args.no_tumour)
+    phantom = make_phantom(seed=args.seed, shape=tuple(args.shape), spacing=tuple(args.spacing), tumour=not args.no_tumour,
+                           vessels=args.vessels)
     for name, path in save_phantom(phantom, args.out).items():
         print(f"{name:<8} {path}")
     return 0
@@ -317,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--shape", type=int, nargs=3, default=[192, 224, 192], metavar=("X", "Y", "Z"))
     phantom.add_argument("--spacing", type=float, nargs=3, default=[1.0, 1.0, 1.0], metavar=("X", "Y", "Z"))
     phantom.add_argument("--no-tumour", action="store_true")
+    phantom.add_argument("--vessels", action="store_true",
+                         help="add the dural venous sinuses and choroid plexus (bright on the T1w+Gd)")
 
     train = sub.add_parser("train", help="train a generator on phantoms from a YAML/JSON config")
     train.add_argument("--config", required=True, help="training config (YAML or JSON), e.g. models/<id>/train.yaml")

@@ -30,6 +30,7 @@ from .errors import InputError, OutputError
 from .phantom_acquisition import Acquisition, contrasts
 from .phantom_anatomy import Anatomy, Frame, Grid
 from .phantom_labels import LABEL_NAMES, label_map
+from .phantom_vessels import VESSEL_LABELS, VesselAnatomy
 
 VOLUMES = ("t1", "t2", "ct", "pet", "t1c", "labels")
 WRITABLE_FORMATS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -79,20 +80,25 @@ def _image(array: np.ndarray, grid: Grid) -> sitk.Image:
 
 def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = (192, 224, 192),
                  spacing: Sequence[float] = (1.0, 1.0, 1.0), tumour: bool = True, deform: bool = True,
-                 noise: bool = True) -> Phantom:
+                 noise: bool = True, vessels: bool = False) -> Phantom:
     """One synthetic head; ``shape`` and ``spacing`` in (x, y, z) order. The head keeps its physical size
     (about 150 × 190 × 170 mm) whatever the spacing; ``shape=None`` covers 192 × 224 × 192 mm.
 
     ``deform=False`` gives the canonical head (no jitter, no warp); ``noise=False`` drops the bias field and
-    the acquisition noise but keeps texture and blur. The same seed gives bit-identical arrays.
+    the acquisition noise but keeps texture and blur; ``vessels`` adds the dural venous sinuses and the choroid
+    plexus (:mod:`.phantom_vessels`), the anatomy that enhances on every post-contrast T1w. The same seed gives
+    bit-identical arrays.
     """
     grid = _grid(shape, spacing)
     rng = np.random.default_rng(seed)
     anatomy = Anatomy.draw(rng)
     acquisition = Acquisition.draw(rng)
-    labels = label_map(Frame(grid, anatomy if deform else None), anatomy, tumour)  # frees the coordinates
-    images = {name: _image(array, grid) for name, array in contrasts(labels, grid, acquisition, noise, rng).items()}
-    return Phantom(labels=_image(labels, grid), **images)
+    vessel_anatomy = VesselAnatomy.draw(seed) if vessels else None
+    labels = label_map(Frame(grid, anatomy if deform else None), anatomy, tumour, vessel_anatomy)  # frees the coordinates
+    images = {name: _image(array, grid)
+              for name, array in contrasts(labels, grid, acquisition, noise, rng, vessel_anatomy).items()}
+    names = {**LABEL_NAMES, **(VESSEL_LABELS if vessels else {})}
+    return Phantom(labels=_image(labels, grid), label_names=names, **images)
 
 
 def save_phantom(phantom: Phantom, out_dir: Union[str, Path], fmt: str = ".nii.gz") -> Dict[str, Path]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
 
 from .head_fields import SmoothField
 from .phantom_anatomy import Grid
+from .phantom_vessels import VENOUS_SINUS, VESSEL_TEXTURE, VesselAnatomy
 
 #: Nominal value of each label (index = label) per contrast: MR in arbitrary units, CT in HU, PET in SUV.
 #: Each seed draws its own tissue means around these (5 % for MR and PET, ``CT_SD`` HU for CT).
@@ -78,16 +79,31 @@ def _rician(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nda
     return np.sqrt(real, out=real)
 
 
-def contrasts(labels: np.ndarray, grid: Grid, acq: Acquisition, noise: bool, rng: np.random.Generator
-              ) -> Dict[str, np.ndarray]:
+def _with_vessels(table: np.ndarray, vessels: np.ndarray) -> np.ndarray:
+    """A per-label table extended to the vessel labels (the template heads' teeth, 13, between them: never in a
+    phantom)."""
+    out = np.zeros(VENOUS_SINUS + len(vessels), np.float32)
+    out[:len(table)] = table
+    out[VENOUS_SINUS:] = vessels
+    return out
+
+
+def contrasts(labels: np.ndarray, grid: Grid, acq: Acquisition, noise: bool, rng: np.random.Generator,
+              vessels: Optional[VesselAnatomy] = None) -> Dict[str, np.ndarray]:
     """Every contrast of ``labels`` by name, float32 (z, y, x): the seed's tissue values with texture and
-    partial-volume blur, and with ``noise`` each modality's bias field and noise (PET: count noise, then blur)."""
-    texture = np.asarray(TEXTURE, np.float32)[labels]
+    partial-volume blur, and with ``noise`` each modality's bias field and noise (PET: count noise, then blur).
+    ``vessels``: the values of the vessel labels (:mod:`.phantom_vessels`) when ``labels`` has them."""
+    texture_table = np.asarray(TEXTURE, np.float32)
+    means_by_name = acq.means
+    if vessels is not None:
+        texture_table = _with_vessels(texture_table, np.asarray(VESSEL_TEXTURE, np.float32))
+        means_by_name = {name: _with_vessels(m, vessels.means[name]) for name, m in acq.means.items()}
+    texture = texture_table[labels]
     texture *= acq.texture(grid.axes)
     texture += 1.0
     spacing_zyx = grid.spacing[::-1]
     clean = {name: ndimage.gaussian_filter(means[labels] * texture, acq.partial_volume, mode="nearest")
-             for name, means in acq.means.items() if name != "pet"}
+             for name, means in means_by_name.items() if name != "pet"}
     out: Dict[str, np.ndarray] = {}
     if noise:
         bias_t1 = 1.0 + acq.bias_amplitude[0] * np.tanh(acq.bias_t1(grid.axes))
@@ -98,7 +114,7 @@ def contrasts(labels: np.ndarray, grid: Grid, acq: Acquisition, noise: bool, rng
     else:
         out.update(clean)
 
-    pet = acq.means["pet"][labels] * texture
+    pet = means_by_name["pet"][labels] * texture
     if noise:
         per_voxel = acq.pet_counts * float(np.prod(grid.spacing))
         body = pet > 0

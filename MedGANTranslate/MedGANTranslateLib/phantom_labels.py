@@ -9,12 +9,13 @@ steps where it lies, so the order of :func:`label_map` is part of the anatomy.
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterator, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .head_fields import ellipsoid_depth
 from .phantom_anatomy import Anatomy, Frame, Slices
+from .phantom_vessels import CHOROID_PLEXUS, VENOUS_SINUS, VesselAnatomy, paint_vessels
 
 LABEL_NAMES: Dict[int, str] = {
     0: "air",
@@ -64,6 +65,10 @@ _VENTRICLES = (  # lateral ventricle pieces (left; mirrored), then midline third
 )
 _MIDLINE_VENTRICLES = (((0.0, 5.0, 0.0), (1.8, 14.0, 9.0)), ((0.0, 38.0, -28.0), (5.0, 4.0, 6.0)))
 _VENTRICLE_CENTRE = np.array([0.0, 8.0, 12.0])
+_CHOROID_PLEXUS = (  # glomus in the atrium, strip along the floor of the body (left; mirrored)
+    ((16.0, 27.0, 12.0), (3.5, 6.0, 3.5)),
+    ((10.0, 2.0, 16.5), (2.0, 16.0, 2.0)),
+)
 
 
 def _mirrored(shapes: Sequence[Tuple[Sequence[float], Sequence[float]]]
@@ -111,9 +116,9 @@ def _only(labels: np.ndarray, sl: Slices, mask: np.ndarray, value: int, within: 
     view[mask & np.isin(view, within)] = value
 
 
-def _body(frame: Frame, a: Anatomy) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _body(frame: Frame, a: Anatomy) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Skin, skull layers, CSF and a brain placeholder from the depth below the head's outer surface.
-    Returns the labels, the brain mask and the depth below the brain surface."""
+    Returns the labels, the brain mask, the depth below the brain surface and the depth below the inner table."""
     x, y, z = frame.q
     depth = ellipsoid_depth(frame.q, *_VAULT)
     for centre, axes in (_FACE, _NOSE):
@@ -142,7 +147,7 @@ def _body(frame: Frame, a: Anatomy) -> Tuple[np.ndarray, np.ndarray, np.ndarray]
     labels[cavity] = 4
     below_surface = np.minimum(depth - brain_top, z - floor - np.float32(a.csf_mm))
     brain = cavity & (below_surface > 0)
-    return labels, brain, below_surface
+    return labels, brain, below_surface, depth - inner
 
 
 def _cortex(labels: np.ndarray, brain: np.ndarray, below_surface: np.ndarray, frame: Frame, a: Anatomy) -> None:
@@ -252,17 +257,21 @@ def _tumour(labels: np.ndarray, frame: Frame, a: Anatomy) -> None:
     dx, dy, dz = x - cx, y - cy, z - cz
     radius = np.float32(a.tumour_radius) * (1.0 + 0.15 * a.tumour_lobes.field(dx, dy, dz))
     distance = np.sqrt(dx * dx + dy * dy + dz * dz)
-    _only(labels, sl, distance < radius, 10, within=(4, 5, 6, 7))
+    _only(labels, sl, distance < radius, 10, within=(4, 5, 6, 7, VENOUS_SINUS, CHOROID_PLEXUS))
     _only(labels, sl, distance < radius - np.float32(a.tumour_rim_mm), 11, within=(10,))
 
 
-def label_map(frame: Frame, a: Anatomy, tumour: bool) -> np.ndarray:
-    """The label volume (z, y, x); each step overwrites the previous ones where its structures lie."""
-    labels, brain, below_surface = _body(frame, a)
+def label_map(frame: Frame, a: Anatomy, tumour: bool, vessels: Optional[VesselAnatomy] = None) -> np.ndarray:
+    """The label volume (z, y, x); each step overwrites the previous ones where its structures lie. With
+    ``vessels``, the dural venous sinuses and choroid plexus too (:mod:`.phantom_vessels`)."""
+    labels, brain, below_surface, below_table = _body(frame, a)
     _cortex(labels, brain, below_surface, frame, a)
     del brain, below_surface
     _brainstem_and_spine(labels, frame)
     _ventricles(labels, frame, a)
+    if vessels is not None:
+        paint_vessels(labels, frame, a, vessels, below_table, _tentorium, _CHOROID_PLEXUS, _VENTRICLE_CENTRE)
+    del below_table
     _face(labels, frame, a)
     if tumour:
         _tumour(labels, frame, a)

@@ -15,6 +15,12 @@ other; docs/models.md). Two parts of the acquisition are left out: the per-tissu
 need the enhancement redrawn with it; the phantoms keep their own tissue values) and the gamma (a power law applied
 to each image would change the enhancement itself).
 
+With ``data.synth.brain_only_probability`` a share of the pairs is skull-stripped as research and challenge data
+come (BraTS, MNI-registered MS cohorts): both images set to zero outside a brain mask (:func:`brain_only_mask`:
+brain, ventricles, the CSF and venous sinuses around it, down to the foramen magnum, eroded or dilated by a random
+0-3 mm as skull-stripping tools differ). The draw is made only when the share is above zero, so recipes without it
+realise exactly what they did before it existed.
+
 Realisation ``k`` of a run is a pure function of (run seed, ``k``), as in :mod:`.synth`, whose pool sampler serves
 these realisations too.
 """
@@ -33,6 +39,26 @@ from .synth import Acquisition, acquire, check_pool, crop_to_box, random_field_o
 #: The phantom's MR images that a scanner can re-acquire (CT and PET are other machines).
 MR_IMAGES = ("t1", "t2", "t1c")
 _WHITE_MATTER = 6  # label of phantom_labels.LABEL_NAMES
+#: What skull stripping keeps: CSF, grey and white matter, ventricles, tumour, venous sinuses, choroid plexus.
+BRAIN_LABELS = (4, 5, 6, 7, 10, 11, 14, 15)
+_GREY_MATTER = 5
+
+
+def brain_only_mask(labels: sitk.Image, margin_mm: float) -> sitk.Image:
+    """The voxels a skull-stripping tool keeps: :data:`BRAIN_LABELS` down to 5 mm below the lowest grey matter
+    (the cerebellum's; the spinal canal below is cut as at the foramen magnum), the largest connected piece,
+    then dilated (``margin_mm`` > 0) or eroded (< 0) by that many millimetres."""
+    array = sitk.GetArrayViewFromImage(labels)
+    keep = np.isin(array, BRAIN_LABELS)
+    lowest = int(np.flatnonzero((array == _GREY_MATTER).any(axis=(1, 2)))[0])
+    keep[:max(lowest - int(round(5.0 / labels.GetSpacing()[2])), 0)] = False
+    mask = sitk.GetImageFromArray(keep.astype(np.uint8))
+    mask.CopyInformation(labels)
+    mask = sitk.Cast(sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True) == 1, sitk.sitkUInt8)
+    radius = [int(round(abs(margin_mm) / s)) for s in labels.GetSpacing()]
+    if any(radius):
+        mask = sitk.BinaryDilate(mask, radius) if margin_mm > 0 else sitk.BinaryErode(mask, radius)
+    return mask
 
 
 def realise_pair(index: int, seed: int, data: Dict[str, Any],
@@ -55,14 +81,25 @@ def realise_pair(index: int, seed: int, data: Dict[str, Any],
     description = (f"{' x '.join(f'{s:.2g}' for s in acq.spacing)} mm, bias {acq.bias_coefficient:.2f}, "
                    f"{'Rician' if acq.rician else 'Gaussian'} noise {acq.noise_std:.3f}"
                    f"{', defaced' if acq.deface else ''}")
+    share = float(synth["brain_only_probability"])
+    if share > 0 and rng.random() < share:
+        margin = float(rng.uniform(-3.0, 3.0))
+        mask = brain_only_mask(cropped_labels, margin)
+        grid = next(iter(acquired.values()))
+        on_scan = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        acquired = {name: sitk.Mask(image, on_scan) for name, image in acquired.items()}
+        description += f", skull-stripped ({margin:+.1f} mm)"
     return f"phantom {phantom_seed}", acquired, description
 
 
 def check_acquired_config(cfg: Dict[str, Any]) -> None:
-    """What ``phantom_acquired`` needs: inputs and target among the phantom's MR images, a sensible pool."""
+    """What ``phantom_acquired`` needs: inputs and target among the phantom's MR images, a sensible pool and
+    skull-stripping share."""
     data = cfg["data"]
     if any(name not in MR_IMAGES for name in [*data["inputs"], data["target"]]):
         raise MedGANError(f"Training config: data.source 'phantom_acquired' re-acquires the phantom's MR images "
                           f"({', '.join(MR_IMAGES)}); data.inputs and data.target must be among them, got "
                           f"{list(data['inputs'])} -> {data['target']!r}.")
     check_pool(data["synth"])
+    if not 0.0 <= float(data["synth"]["brain_only_probability"]) <= 1.0:
+        raise MedGANError("Training config: data.synth.brain_only_probability must lie in [0, 1].")

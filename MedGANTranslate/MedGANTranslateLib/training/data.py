@@ -80,7 +80,8 @@ def load_phantom(seed: int, phantom: Dict[str, Any], cache_dir: Optional["str | 
     from ..phantom import make_phantom
 
     p = make_phantom(seed=seed, shape=tuple(phantom["shape"]), spacing=tuple(phantom["spacing"]),
-                     tumour=phantom["tumour"], deform=phantom["deform"], noise=phantom["noise"])
+                     tumour=phantom["tumour"], deform=phantom["deform"], noise=phantom["noise"],
+                     vessels=phantom.get("vessels", False))
     images = {n: getattr(p, n) for n in PHANTOM_IMAGES}
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,7 @@ SYNTH_DEFAULTS: Dict[str, Any] = {
     "noise": [0.005, 0.06],  # noise standard deviation, white matter = 1
     "gaussian_noise_probability": 0.2,
     "deface_probability": 0.15,
+    "brain_only_probability": 0.0,  # phantom_acquired: skull-stripped pairs (acquired_pairs.brain_only_mask)
     "fov_height_mm": [120.0, 260.0],  # from the vertex down
     "fov_margin_mm": [0.0, 25.0],
     "fov_cut_probability": 0.15,  # nose or occiput cut by the field of view
@@ -417,6 +418,10 @@ def check_synth_config(cfg: Dict[str, Any]) -> None:
             float(synth["phantom_own_scan_share"]) > 0 and float(synth["phantom_share"]) == 0):
         raise MedGANError("Training config: data.synth.phantom_own_scan_share must lie in [0, 1], and needs "
                           "data.synth.phantom_share above 0 (it is a share of the phantom realisations).")
+    if float(synth["brain_only_probability"]) > 0 or data["phantom"].get("vessels", False):
+        raise MedGANError("Training config: data.synth.brain_only_probability and data.phantom.vessels are for "
+                          "data.source 'phantom_acquired'; template_synth's T1w contrasts have no values for the "
+                          "vessel labels and it does not skull-strip.")
     if set(synth["phantom_seeds"]) & (set(cfg["validation"]["seeds"]) | set(cfg["selection"]["seeds"])):
         raise MedGANError("Training config: data.synth.phantom_seeds overlap the validation or selection seeds.")
     check_pool(synth)
