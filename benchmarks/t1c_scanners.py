@@ -13,12 +13,13 @@ gamma), native and post-contrast through the *same* scanner, so the truth is kno
 - ``axial 3 mm + bias``: both, milder (open_ms 01 has 3 mm slices).
 
 Per phantom, scanner and model, on the scan's grid (the model's output comes back there): *invented* = mL of
-grey and white matter (the tumour and 3 voxels around it left out) that the model makes brighter than the input by
-more than half the white matter's value (the truth there: 0 mL); *rim captured* = mean predicted over mean true
-enhancement (T1c - T1) in the enhancing rim (1: all of it); *brain MAE* = mean |predicted - true T1c| over the
-same brain, in white-matter units.
+grey and white matter (the tumour, the vessels and 3 voxels around them left out) that the model makes brighter
+than the input by more than half the white matter's value (the truth there: 0 mL); *rim captured* = mean predicted
+over mean true enhancement (T1c - T1) in the enhancing rim (1: all of it); *vessels captured* the same over the
+venous sinuses and choroid plexus (``--vessels``: phantoms with them, :mod:`MedGANTranslateLib.phantom_vessels`);
+*brain MAE* = mean |predicted - true T1c| over the same brain, in white-matter units.
 
-    .venv/bin/python benchmarks/t1c_scanners.py --models v1.2.0=mr-t1-to-t1c-pix2pix trial=train_runs/RUN/model
+    .venv/bin/python benchmarks/t1c_scanners.py --models v1.2.0=mr-t1-to-t1c-pix2pix trial=train_runs/RUN/model [--vessels]
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from MedGANTranslateLib.phantom_vessels import VESSEL_LABELS
 from MedGANTranslateLib.training.data import load_phantom
 from MedGANTranslateLib.training.synth import T1W_BOUNDS, Acquisition, acquire
 
@@ -75,29 +77,33 @@ def scores(t1: np.ndarray, truth: np.ndarray, synthetic: np.ndarray, labels: np.
            ) -> Dict[str, float]:
     """Invented enhancement (mL), rim captured and brain MAE (white-matter units), as the module says."""
     white = float(np.median(t1[labels == WHITE]))
-    tumour = ndimage.binary_dilation(np.isin(labels, (RIM, CORE)), iterations=3)
-    brain = np.isin(labels, (GREY, WHITE)) & ~tumour
-    rim = labels == RIM
+    enhancing = ndimage.binary_dilation(np.isin(labels, (RIM, CORE, *VESSEL_LABELS)), iterations=3)
+    brain = np.isin(labels, (GREY, WHITE)) & ~enhancing
     added = synthetic - t1
+
+    def captured(where: np.ndarray):
+        return round(float(added[where].mean() / (truth - t1)[where].mean()), 3) if where.any() else None
+
     return {"invented_ml": round(float((brain & (added > INVENTED_SHARE * white)).sum()) * voxel_ml, 2),
             "true_ml": round(float((brain & ((truth - t1) > INVENTED_SHARE * white)).sum()) * voxel_ml, 2),
-            "rim_captured": round(float(added[rim].mean() / (truth - t1)[rim].mean()), 3) if rim.any() else None,
+            "rim_captured": captured(labels == RIM), "vessels_captured": captured(np.isin(labels, list(VESSEL_LABELS))),
             "brain_mae": round(float(np.abs(synthetic - truth)[brain].mean()) / white, 4)}
 
 
 def summary(rows: List[Dict[str, Any]]) -> str:
     """Markdown: per model and scanner, the mean invented mL (range) and rim captured over the phantoms."""
-    lines = ["| model | scanner | invented mL, mean (range) | rim captured | brain MAE (WM units) |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| model | scanner | invented mL, mean (range) | rim captured | vessels captured | brain MAE (WM units) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for model in dict.fromkeys(r["model"] for r in rows):
         for name in SCANNERS:
             sel = [r for r in rows if r["model"] == model and r["scanner"] == name]
             if not sel:
                 continue
             ml = [r["invented_ml"] for r in sel]
-            rim = [r["rim_captured"] for r in sel if r["rim_captured"] is not None]
+            rim, vessels = ([r[k] for r in sel if r.get(k) is not None] for k in ("rim_captured", "vessels_captured"))
             lines.append(f"| {model} | {name} | {np.mean(ml):.1f} ({min(ml):.1f}-{max(ml):.1f}) | "
-                         f"{np.mean(rim):.2f} | {np.mean([r['brain_mae'] for r in sel]):.3f} |")
+                         f"{np.mean(rim):.2f} | {f'{np.mean(vessels):.2f}' if vessels else '–'} | "
+                         f"{np.mean([r['brain_mae'] for r in sel]):.3f} |")
     return "\n".join(lines)
 
 
@@ -113,6 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "train_runs" / "phantoms")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "t1c_scanners.json")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vessels", action="store_true", help="phantoms with venous sinuses and choroid plexus")
     args = parser.parse_args(argv)
     models = []
     for spec in args.models:
@@ -121,7 +128,7 @@ def main(argv=None) -> int:
         models.append((label or f"{card.id} v{card.version}", Translator(card, RunOptions(device="cpu", threads=args.threads))))
     rows = []
     for seed in args.seeds:
-        phantom = load_phantom(seed, PHANTOM, args.cache_dir)
+        phantom = load_phantom(seed, dict(PHANTOM, vessels=True) if args.vessels else PHANTOM, args.cache_dir)
         for name in args.scanners:
             spacing, bias = SCANNERS[name]
             t1, t1c, labels = acquired_pair(phantom, scanner(spacing, bias, 100 + seed))

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
+from MedGANTranslateLib.phantom_vessels import VENOUS_SINUS
 from MedGANTranslateLib.training.data import load_phantom
 
 from test_training import TINY_PHANTOM
@@ -23,18 +25,26 @@ def labelled_block() -> np.ndarray:
     return labels
 
 
-def test_invented_enhancement_counts_brightened_brain_away_from_the_tumour_only():
+def test_invented_enhancement_counts_brightened_brain_away_from_the_tumour_and_vessels_only():
     labels = labelled_block()
     t1 = np.where(labels == GREY, 60.0, 100.0).astype(np.float32)
     truth = t1 + np.where(labels == RIM, 150.0, 0.0).astype(np.float32)
     perfect = scores(t1, truth, truth, labels, voxel_ml=0.001)
-    assert perfect == {"invented_ml": 0.0, "true_ml": 0.0, "rim_captured": 1.0, "brain_mae": 0.0}
+    assert perfect == {"invented_ml": 0.0, "true_ml": 0.0, "rim_captured": 1.0, "vessels_captured": None,
+                       "brain_mae": 0.0}
     assert scores(t1, truth, t1, labels, 0.001)["rim_captured"] == 0.0
     invented = truth.copy()
     invented[:2, :2, :2] += 51.0  # 8 voxels of white matter, just over half its value
     invented[7:13, 7:13, 11:17] += 80.0  # around the tumour: not counted
     invented[15:, 15:, 15:] += 49.0  # under half: not counted
     assert scores(t1, truth, invented, labels, 1.0)["invented_ml"] == 8.0
+    labels[:2, 10:12, 2:4] = VENOUS_SINUS  # a sinus in the grey matter: it and 3 voxels around it left out
+    truth[labels == VENOUS_SINUS] += 200.0
+    half = t1 + np.where(labels == VENOUS_SINUS, 100.0, 0.0).astype(np.float32)
+    sinus = labels == VENOUS_SINUS
+    half[ndimage.binary_dilation(sinus, iterations=2) & ~sinus] += 60.0  # its partial volume around it
+    assert scores(t1, truth, half, labels, 1.0)["vessels_captured"] == 0.5
+    assert scores(t1, truth, half, labels, 1.0)["invented_ml"] == 0.0
 
 
 def test_a_scanner_acquires_native_and_post_contrast_alike_on_one_grid(tmp_path):

@@ -21,6 +21,7 @@ from ..inference_settings import InferenceSettings
 from ..metrics import ct_tissue_metrics, image_metrics
 from ..normalisation import normalize
 from ..output_mapping import map_output
+from ..phantom_vessels import CHOROID_PLEXUS, VENOUS_SINUS
 from ..pipeline import TranslationResult, Translator
 from ..progress import ProgressCallback
 from ..run_options import RunOptions
@@ -28,9 +29,10 @@ from .data import load_phantom
 
 DEFAULT_PHANTOM = {"shape": [192, 224, 192], "spacing": [1.0, 1.0, 1.0], "tumour": True, "deform": True, "noise": True}
 _SEQUENCE_IMAGES = {"T1w": "t1", "T2w": "t2", "T1w+Gd": "t1c"}
-#: Scores inside one label of the phantom, per target image: the enhancing tumour rim is where a contrast
-#: model has to change the T1w, and it is under 0.1 % of the body, too little to move the body MAE.
-LABEL_SCORES = {"t1c": {"mae_enhancing_rim": 10}}
+#: Scores inside one label of the phantom, per target image: the enhancing tumour rim (and in a phantom with
+#: vessels the venous sinuses and choroid plexus) is where a contrast model has to change the T1w, and it is under
+#: 0.1 % of the body, too little to move the body MAE.
+LABEL_SCORES = {"t1c": {"mae_enhancing_rim": 10, "mae_venous_sinus": VENOUS_SINUS, "mae_choroid_plexus": CHOROID_PLEXUS}}
 
 
 def phantom_roles(card: ModelCard) -> Tuple[List[str], str]:
