@@ -114,6 +114,32 @@ def test_config_refuses_what_a_scanner_cannot_reacquire_and_real_pairs_beside_it
         complete_config(acquired_config(pool=0))
     with pytest.raises(MedGANError, match="brain_only_probability"):
         complete_config(acquired_config(brain_only_probability=1.5))
+    for focus in ({"rim": 1.0}, {10: 0.0}, [10]):
+        with pytest.raises(MedGANError, match="focus_labels"):
+            complete_config(acquired_config(focus_labels=focus))
+
+
+def test_focus_patches_centre_on_each_listed_label_with_its_weight(cache):
+    from MedGANTranslateLib.training.data import PatchSampler, prepare_volume
+    from MedGANTranslateLib.training.loop import card_template
+
+    cfg = complete_config(acquired_config(focus_labels={RIM: 0.8, WHITE_MATTER: 0.2}, noise=[0.0, 0.0],
+                                          fov_cut_probability=0.0, deface_probability=0.0))
+    images = realise_pair(0, 7, cfg["data"], cache)[1]
+    assert "labels" in images and "labels" not in realise_pair(0, 7, complete_config(acquired_config())["data"], cache)[1]
+    plain = prepare_volume(images, ["t1"], "t1c", card_template(cfg), 0.2)
+    volume = prepare_volume(images, ["t1"], "t1c", card_template(cfg), 0.2, {RIM: 0.8, 99: 0.5, WHITE_MATTER: 0.2})
+    assert plain.focus_groups == () and len(volume.focus_groups) in (1, 2), "only labels with focus voxels"
+    assert np.isin(np.concatenate(volume.focus_groups), volume.focus_index).all()
+    volume.focus_groups = (volume.focus_index[:5], volume.focus_index[5:])
+    volume.focus_weights = (0.9, 0.1)
+    sampler = PatchSampler([volume], [8, 8, 8], focus_fraction=1.0)
+    rng = np.random.default_rng(0)
+    shape = volume.mask.shape
+    first = {tuple(int(c) for c in np.unravel_index(i, shape)) for i in volume.focus_index[:5]}
+    corners = [sampler._corner(rng, volume) for _ in range(400)]
+    centred = np.mean([any(all(c <= p[a] < c + 8 for a, c in enumerate(corner)) for p in first) for corner in corners])
+    assert 0.8 < centred < 0.98, "nine draws in ten from the first group"
 
 
 def test_a_skull_stripped_pair_is_the_same_scan_zeroed_outside_one_brain_mask(cache):

@@ -19,7 +19,10 @@ With ``data.synth.brain_only_probability`` a share of the pairs is skull-strippe
 come (BraTS, MNI-registered MS cohorts): both images set to zero outside a brain mask (:func:`brain_only_mask`:
 brain, ventricles, the CSF and venous sinuses around it, down to the foramen magnum, eroded or dilated by a random
 0-3 mm as skull-stripping tools differ). The draw is made only when the share is above zero, so recipes without it
-realise exactly what they did before it existed.
+realise exactly what they did before it existed. With ``data.synth.focus_labels`` ({phantom label: weight}) a
+realisation carries its labels too, so the focus patches centre on each enhancing structure with its weight (the
+venous sinuses of a phantom with vessels are six times the tumour rim's volume, and would otherwise take most
+of them).
 
 Realisation ``k`` of a run is a pure function of (run seed, ``k``), as in :mod:`.synth`, whose pool sampler serves
 these realisations too.
@@ -89,6 +92,8 @@ def realise_pair(index: int, seed: int, data: Dict[str, Any],
         on_scan = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         acquired = {name: sitk.Mask(image, on_scan) for name, image in acquired.items()}
         description += f", skull-stripped ({margin:+.1f} mm)"
+    if synth["focus_labels"]:
+        acquired["labels"] = cropped_labels  # the focus groups' labels (1 mm), for data.prepare_volume
     return f"phantom {phantom_seed}", acquired, description
 
 
@@ -103,3 +108,8 @@ def check_acquired_config(cfg: Dict[str, Any]) -> None:
     check_pool(data["synth"])
     if not 0.0 <= float(data["synth"]["brain_only_probability"]) <= 1.0:
         raise MedGANError("Training config: data.synth.brain_only_probability must lie in [0, 1].")
+    focus = data["synth"]["focus_labels"]
+    if not isinstance(focus, dict) or any(not str(k).isdigit() or not float(w) > 0 for k, w in focus.items()) \
+            or (focus and not float(data["focus_fraction"]) > 0):
+        raise MedGANError("Training config: data.synth.focus_labels maps phantom labels to positive weights "
+                          f"({{10: 0.5, 14: 0.25}}) and needs data.focus_fraction above 0; got {focus!r}.")

@@ -115,17 +115,24 @@ def card_network_inputs(images: Sequence[sitk.Image], card: Dict[str, Any]) -> T
 @dataclass
 class Volume:
     """One prepared phantom: network inputs, target in network range, body mask, and the voxel indices of
-    the body and of the voxels where the target differs from the first input by more than a threshold."""
+    the body and of the voxels where the target differs from the first input by more than a threshold; with
+    ``focus_groups`` those voxels split by tissue label, each group drawn with its weight."""
 
     inputs: np.ndarray
     target: np.ndarray
     mask: np.ndarray
     body_index: np.ndarray
     focus_index: np.ndarray
+    focus_groups: Tuple[np.ndarray, ...] = ()
+    focus_weights: Tuple[float, ...] = ()
 
 
 def prepare_volume(images: Dict[str, sitk.Image], input_names: Sequence[str], target_name: str,
-                   card: Dict[str, Any], focus_threshold: Optional[float] = None) -> Volume:
+                   card: Dict[str, Any], focus_threshold: Optional[float] = None,
+                   focus_labels: Optional[Dict[int, float]] = None) -> Volume:
+    """``images`` prepared as the pipeline prepares its inputs; with ``focus_labels`` ({label: weight}) and a
+    ``labels`` image among ``images``, the focus voxels of each label listed form a group drawn with its weight
+    (:class:`PatchSampler`), so that a small enhancing structure is not drowned by a large one."""
     volume, on_grid, grid = card_network_inputs([images[n] for n in input_names], card)
     inputs, mask = volume.astype(np.float32, copy=False), np.array(on_grid)
     post = card["postprocessing"]
@@ -137,7 +144,20 @@ def prepare_volume(images: Dict[str, sitk.Image], input_names: Sequence[str], ta
     focus = np.zeros(0, np.int64)
     if focus_threshold is not None:  # only meaningful when input and target share one intensity scale
         focus = np.flatnonzero(mask & (np.abs(target - inputs[0]) > focus_threshold)).astype(np.int64)
-    return Volume(inputs, target, mask, np.flatnonzero(mask).astype(np.int64), focus)
+    groups: List[np.ndarray] = []
+    weights: List[float] = []
+    if focus_labels and focus.size:
+        labels = to_network_grid(images["labels"], {}, reference_grid=grid.image(mask.astype(np.uint8)),
+                                 interpolator=sitk.sitkNearestNeighbor)
+        of_focus = sitk.GetArrayViewFromImage(labels).reshape(-1)[focus]
+        for label, weight in focus_labels.items():
+            group = focus[of_focus == int(label)]
+            if group.size:
+                groups.append(group)
+                weights.append(float(weight))
+    total = sum(weights)
+    return Volume(inputs, target, mask, np.flatnonzero(mask).astype(np.int64), focus, tuple(groups),
+                  tuple(w / total for w in weights))
 
 
 class PatchSampler:
@@ -160,7 +180,10 @@ class PatchSampler:
     def _corner(self, rng: np.random.Generator, vol: Volume) -> Tuple[int, ...]:
         shape = vol.mask.shape
         draw = rng.random()
-        if draw < self.focus_fraction and vol.focus_index.size:
+        if draw < self.focus_fraction and vol.focus_groups:
+            group = vol.focus_groups[int(rng.choice(len(vol.focus_groups), p=vol.focus_weights))]
+            centre = np.unravel_index(int(group[rng.integers(group.size)]), shape)
+        elif draw < self.focus_fraction and vol.focus_index.size:
             centre = np.unravel_index(int(vol.focus_index[rng.integers(vol.focus_index.size)]), shape)
         elif draw < self.focus_fraction + (1 - self.focus_fraction) * self.body_fraction and vol.body_index.size:
             centre = np.unravel_index(int(vol.body_index[rng.integers(vol.body_index.size)]), shape)

@@ -95,6 +95,7 @@ SYNTH_DEFAULTS: Dict[str, Any] = {
     "gaussian_noise_probability": 0.2,
     "deface_probability": 0.15,
     "brain_only_probability": 0.0,  # phantom_acquired: skull-stripped pairs (acquired_pairs.brain_only_mask)
+    "focus_labels": {},  # phantom_acquired: {phantom label: weight} for the focus patches' centres (data.prepare_volume)
     "fov_height_mm": [120.0, 260.0],  # from the vertex down
     "fov_margin_mm": [0.0, 25.0],
     "fov_cut_probability": 0.15,  # nose or occiput cut by the field of view
@@ -418,10 +419,10 @@ def check_synth_config(cfg: Dict[str, Any]) -> None:
             float(synth["phantom_own_scan_share"]) > 0 and float(synth["phantom_share"]) == 0):
         raise MedGANError("Training config: data.synth.phantom_own_scan_share must lie in [0, 1], and needs "
                           "data.synth.phantom_share above 0 (it is a share of the phantom realisations).")
-    if float(synth["brain_only_probability"]) > 0 or data["phantom"].get("vessels", False):
-        raise MedGANError("Training config: data.synth.brain_only_probability and data.phantom.vessels are for "
-                          "data.source 'phantom_acquired'; template_synth's T1w contrasts have no values for the "
-                          "vessel labels and it does not skull-strip.")
+    if float(synth["brain_only_probability"]) > 0 or synth["focus_labels"] or data["phantom"].get("vessels", False):
+        raise MedGANError("Training config: data.synth.brain_only_probability, data.synth.focus_labels and "
+                          "data.phantom.vessels are for data.source 'phantom_acquired'; template_synth's T1w "
+                          "contrasts have no values for the vessel labels, and it neither skull-strips nor focuses.")
     if set(synth["phantom_seeds"]) & (set(cfg["validation"]["seeds"]) | set(cfg["selection"]["seeds"])):
         raise MedGANError("Training config: data.synth.phantom_seeds overlap the validation or selection seeds.")
     check_pool(synth)
@@ -500,7 +501,8 @@ class SynthSampler:
 
         t0 = time.perf_counter()
         anatomy, images, description = self.realise(index, self.seed, self.data, self.cache)
-        volume = prepare_volume(images, self.data["inputs"], self.data["target"], self.card, self.focus)
+        volume = prepare_volume(images, self.data["inputs"], self.data["target"], self.card, self.focus,
+                                self.data["synth"]["focus_labels"])
         if any(n < p for n, p in zip(volume.mask.shape, self._patches.size)):
             raise MedGANError(f"Realisation {index} ({anatomy}) is {list(volume.mask.shape[::-1])} voxels on the "
                               f"network grid, smaller than the patch {list(self.patch_size)}; raise "
