@@ -270,8 +270,11 @@ def test_contrast_models_are_also_scored_on_the_enhancing_rim_alone():
     synth = ref.copy()
     synth[0, 0, 0] += 300.0  # one rim voxel missed by 300
     synth[3, 3, 3] += 1000.0  # outside the rim: not counted
-    assert label_scores(synth, ref, labels, "t1c") == {"mae_enhancing_rim": 150.0}
-    assert label_scores(synth, ref, np.zeros_like(labels), "t1c") == {"mae_enhancing_rim": None}
+    none = {"mae_venous_sinus": None, "mae_choroid_plexus": None}  # a phantom without vessels
+    assert label_scores(synth, ref, labels, "t1c") == {"mae_enhancing_rim": 150.0, **none}
+    assert label_scores(synth, ref, np.zeros_like(labels), "t1c") == {"mae_enhancing_rim": None, **none}
+    labels[1, 1, 1] = 14  # a sinus voxel, right
+    assert label_scores(synth, ref, labels, "t1c")["mae_venous_sinus"] == 0.0
     assert label_scores(synth, ref, labels, "ct") == {}
 
 
