@@ -114,7 +114,7 @@ def test_config_refuses_what_a_scanner_cannot_reacquire_and_real_pairs_beside_it
         complete_config(acquired_config(pool=0))
     with pytest.raises(MedGANError, match="brain_only_probability"):
         complete_config(acquired_config(brain_only_probability=1.5))
-    for focus in ({"rim": 1.0}, {10: 0.0}, [10]):
+    for focus in ({"rim": 1.0}, {10: 0.0}, {10: "half"}, [10]):
         with pytest.raises(MedGANError, match="focus_labels"):
             complete_config(acquired_config(focus_labels=focus))
 

@@ -1,15 +1,15 @@
 """The head's normally enhancing anatomy, an option of the phantom: dural venous sinuses and choroid plexus.
 
-On a real post-contrast T1w most of the brightest enhancement is not a lesion but blood: the superior sagittal,
-straight and transverse sinuses, their confluence, and the choroid plexus in the ventricles' atria and bodies
-(the top 1 % enhancing voxels of both real pairs in ``real-data/t1c`` are mostly these; docs/models.md). A
-phantom without them teaches a T1→T1c model that nothing but a tumour enhances. With ``vessels`` the phantom
+On a real post-contrast T1w much of the brightest enhancement is not a lesion but blood: the superior sagittal,
+straight and transverse sinuses, their confluence, cortical veins, and the choroid plexus in the ventricles' atria
+and bodies (the top 1 % enhancing voxels of both real pairs in ``real-data/t1c``, beside the glioma's rim;
+docs/models.md). A phantom without them teaches a T1→T1c model that nothing but a tumour enhances. With ``vessels`` the phantom
 paints them as two labels of :data:`VESSEL_LABELS` (14 and 15, after the template heads' teeth, 13) and gives each
 contrast their values (:data:`VESSEL_NOMINAL`): on the native T1w darker than grey matter (flowing blood, a
 vascular tuft in CSF), on the T1w+Gd far brighter than white matter, on T2w dark (flow void) and bright, blood
 on CT and in PET.
 
-Their size, the transverse sinuses' asymmetry (one side is usually dominant) and their tissue values vary per
+Their size, the transverse sinuses' asymmetry (one side, more often the right, is dominant) and their tissue values vary per
 seed from a random stream of their own (:class:`VesselAnatomy`), so a phantom without vessels is bit for bit the
 one the project made before the option existed.
 """
@@ -56,13 +56,14 @@ class VesselAnatomy:
         rng = np.random.default_rng([int(seed), _STREAM])
         dominant = rng.uniform(3.5, 5.0)
         other = dominant * rng.uniform(0.55, 1.0)
-        transverse = (dominant, other) if rng.random() < 0.6 else (other, dominant)  # right-dominant more often
-        sizes = (rng.uniform(3.5, 5.0), rng.uniform(6.0, 9.0), transverse, rng.uniform(2.0, 3.0),
-                 rng.uniform(0.8, 1.25))
+        # (left, right): +x is the patient's left; the right one is dominant more often
+        transverse = (other, dominant) if rng.random() < 0.6 else (dominant, other)
+        sagittal, sagittal_depth = rng.uniform(3.5, 5.0), rng.uniform(6.0, 9.0)
+        straight, plexus = rng.uniform(2.0, 3.0), rng.uniform(0.8, 1.25)
         means = {name: (np.asarray(v) * np.clip(1.0 + _MEAN_JITTER * rng.standard_normal(2), 0.8, 1.2)
                         if name != "ct" else np.asarray(v) + 5.0 * rng.standard_normal(2)).astype(np.float32)
                  for name, v in VESSEL_NOMINAL.items()}
-        return cls(sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], means)
+        return cls(sagittal, sagittal_depth, transverse, straight, plexus, means)
 
 
 def paint_vessels(labels: np.ndarray, frame: Frame, a: Anatomy, v: VesselAnatomy, below_table: np.ndarray,

@@ -98,8 +98,8 @@ def realise_pair(index: int, seed: int, data: Dict[str, Any],
 
 
 def check_acquired_config(cfg: Dict[str, Any]) -> None:
-    """What ``phantom_acquired`` needs: inputs and target among the phantom's MR images, a sensible pool and
-    skull-stripping share."""
+    """What ``phantom_acquired`` needs: inputs and target among the phantom's MR images, a sensible pool,
+    skull-stripping share and focus weights."""
     data = cfg["data"]
     if any(name not in MR_IMAGES for name in [*data["inputs"], data["target"]]):
         raise MedGANError(f"Training config: data.source 'phantom_acquired' re-acquires the phantom's MR images "
@@ -109,7 +109,8 @@ def check_acquired_config(cfg: Dict[str, Any]) -> None:
     if not 0.0 <= float(data["synth"]["brain_only_probability"]) <= 1.0:
         raise MedGANError("Training config: data.synth.brain_only_probability must lie in [0, 1].")
     focus = data["synth"]["focus_labels"]
-    if not isinstance(focus, dict) or any(not str(k).isdigit() or not float(w) > 0 for k, w in focus.items()) \
-            or (focus and not float(data["focus_fraction"]) > 0):
+    weights_ok = isinstance(focus, dict) and all(
+        str(k).isdigit() and isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for k, w in focus.items())
+    if not weights_ok or (focus and not float(data["focus_fraction"]) > 0):
         raise MedGANError("Training config: data.synth.focus_labels maps phantom labels to positive weights "
                           f"({{10: 0.5, 14: 0.25}}) and needs data.focus_fraction above 0; got {focus!r}.")
