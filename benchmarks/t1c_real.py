@@ -137,6 +137,29 @@ def t1c_scores(t1n: np.ndarray, true_n: np.ndarray, pred_n: np.ndarray, brain: n
     return out
 
 
+DEPTH_BANDS_MM = ((0.0, 3.0), (3.0, 10.0), (10.0, float("inf")))  #: distance inside the brain mask, for top_by_depth
+
+
+def top_by_depth(t1n: np.ndarray, true_n: np.ndarray, predictions: Dict[str, np.ndarray], brain: np.ndarray,
+                 spacing_mm: float = 1.0) -> List[Dict[str, Any]]:
+    """Where the top voxels lie, per band of :data:`DEPTH_BANDS_MM` inside the brain mask (its edge is the
+    skull-stripping's, where sinuses and dura are cut; deeper lie veins in sulci and cisterns, the plexus, a
+    lesion): their share, the T1 there (median, NAWM units), the mean true E and each prediction's."""
+    from scipy import ndimage
+
+    e_true = enhancement(t1n, true_n)
+    top = top_voxels(e_true, brain)
+    depth = ndimage.distance_transform_edt(np.asarray(brain, bool)) * spacing_mm
+    rows = []
+    for low, high in DEPTH_BANDS_MM:
+        band = top & (depth >= low) & (depth < high)
+        if band.any():
+            rows.append({"band_mm": [low, None if np.isinf(high) else high], "share": round(float(band.sum() / top.sum()), 3),
+                         "t1": round(float(np.median(t1n[band])), 3), "e_true": round(float(e_true[band].mean()), 3),
+                         "e_pred": {label: round(float((pred - t1n)[band].mean()), 3) for label, pred in predictions.items()}})
+    return rows
+
+
 def fit_linear(t1n: np.ndarray, true_n: np.ndarray, brain: np.ndarray) -> Tuple[float, float]:
     """Least-squares ``a, b`` of ``true_n ~ a * t1n + b`` over the brain."""
     a, b = np.polyfit(np.asarray(t1n[brain], np.float64), np.asarray(true_n[brain], np.float64), 1)
@@ -453,8 +476,15 @@ def main(argv=None) -> int:
         cross_baselines(measured)
     print()
     print(table(measured))
-    results = {m.pair: {"alignment": m.alignment, "rows": [{"prediction": label, **s} for label, s in m.rows]}
-               for m in measured}
+    results = {m.pair: {"alignment": m.alignment, "rows": [{"prediction": label, **s} for label, s in m.rows],
+                        "top_by_depth": top_by_depth(m.t1n, m.true_n, m.predictions, m.brain)} for m in measured}
+    for pair, result in results.items():
+        print(f"\n{pair}: where the top {TOP_SHARE:.0%} lies (mm inside the brain mask: share, T1, mean E true / predicted)")
+        for row in result["top_by_depth"]:
+            low, high = row["band_mm"]
+            predicted = ", ".join(f"{label} {e:.2f}" for label, e in row["e_pred"].items())
+            print(f"  {low:g}-{'' if high is None else f'{high:g}'} mm: {row['share']:.0%}, T1 {row['t1']:.2f}, "
+                  f"E {row['e_true']:.2f} / {predicted}")
     (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     if args.write_card:
         section = pairs_section(measured, models[0][0])

@@ -22,7 +22,7 @@ from real_data import REAL_DATA, real_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import t1c_real  # noqa: E402
-from t1c_real import deep_region, fit_linear, t1c_scores, trained_pairs  # noqa: E402
+from t1c_real import deep_region, fit_linear, t1c_scores, top_by_depth, trained_pairs  # noqa: E402
 
 
 def toy_pair(seed: int = 0):
@@ -51,6 +51,21 @@ def test_scores_no_enhancement_perfect_and_half():
     assert half["captured"] == pytest.approx(0.5) and half["r_E"] == pytest.approx(1)
     assert half["mae_E_top"] == pytest.approx(0.5 * half["E_true"])
     assert none["top_voxels"] >= 0.01 * brain.sum()
+
+
+def test_top_voxels_by_depth_say_where_the_enhancement_lies_and_what_each_prediction_adds_there():
+    t1, t1c, brain = toy_pair()
+    edge = brain & ~deep_region(brain, 2.0)
+    t1c = np.where(edge & (np.indices(brain.shape)[0] < 20), 0.5 + 3.0, t1c)  # half the rim of the brain enhances most
+    t1 = np.where(edge & (np.indices(brain.shape)[0] < 20), 0.5, t1)
+    rows = top_by_depth(t1, t1c, {"none": t1, "perfect": t1c}, brain)
+    assert [r["band_mm"] for r in rows] == [[0.0, 3.0]], "every top voxel at the edge: the shell's are not in the top"
+    assert rows[0]["share"] == 1.0 and rows[0]["t1"] == pytest.approx(0.5)
+    assert rows[0]["e_true"] == pytest.approx(3.0) and rows[0]["e_pred"] == {"none": 0.0, "perfect": pytest.approx(3.0)}
+    t1, t1c, brain = toy_pair()
+    deep = top_by_depth(t1, t1c, {"none": t1}, brain)
+    assert sum(r["share"] for r in deep) == pytest.approx(1.0) and all(r["band_mm"][0] >= 3.0 for r in deep), \
+        "the shell lies 7 or more voxels inside"
 
 
 def test_deep_region_and_scores_there():
