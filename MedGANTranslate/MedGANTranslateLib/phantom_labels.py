@@ -116,9 +116,11 @@ def _only(labels: np.ndarray, sl: Slices, mask: np.ndarray, value: int, within: 
     view[mask & np.isin(view, within)] = value
 
 
-def _body(frame: Frame, a: Anatomy) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _body(frame: Frame, a: Anatomy, table_depth: bool
+          ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """Skin, skull layers, CSF and a brain placeholder from the depth below the head's outer surface.
-    Returns the labels, the brain mask, the depth below the brain surface and the depth below the inner table."""
+    Returns the labels, the brain mask, the depth below the brain surface and, with ``table_depth``, the depth
+    below the inner table (for the venous sinuses; one more head-sized array otherwise not made)."""
     x, y, z = frame.q
     depth = ellipsoid_depth(frame.q, *_VAULT)
     for centre, axes in (_FACE, _NOSE):
@@ -147,7 +149,7 @@ def _body(frame: Frame, a: Anatomy) -> Tuple[np.ndarray, np.ndarray, np.ndarray,
     labels[cavity] = 4
     below_surface = np.minimum(depth - brain_top, z - floor - np.float32(a.csf_mm))
     brain = cavity & (below_surface > 0)
-    return labels, brain, below_surface, depth - inner
+    return labels, brain, below_surface, depth - inner if table_depth else None
 
 
 def _cortex(labels: np.ndarray, brain: np.ndarray, below_surface: np.ndarray, frame: Frame, a: Anatomy) -> None:
@@ -264,7 +266,7 @@ def _tumour(labels: np.ndarray, frame: Frame, a: Anatomy) -> None:
 def label_map(frame: Frame, a: Anatomy, tumour: bool, vessels: Optional[VesselAnatomy] = None) -> np.ndarray:
     """The label volume (z, y, x); each step overwrites the previous ones where its structures lie. With
     ``vessels``, the dural venous sinuses and choroid plexus too (:mod:`.phantom_vessels`)."""
-    labels, brain, below_surface, below_table = _body(frame, a)
+    labels, brain, below_surface, below_table = _body(frame, a, vessels is not None)
     _cortex(labels, brain, below_surface, frame, a)
     del brain, below_surface
     _brainstem_and_spine(labels, frame)
