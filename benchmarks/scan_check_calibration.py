@@ -32,6 +32,7 @@ import SimpleITK as sitk
 
 from MedGANTranslateLib import anatomy_checks, image_checks, scan_checks, training_distribution
 from MedGANTranslateLib.card import ModelCard
+from MedGANTranslateLib.phantom_labels import SKULL_STRIPPING_KEEPS
 from MedGANTranslateLib.errors import InputError
 from MedGANTranslateLib.imageio import read_image
 from MedGANTranslateLib.registry import resolve_model
@@ -41,8 +42,6 @@ DEFAULT_REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "real-data"
 PHANTOM = {"shape": [192, 224, 192], "spacing": [1.0, 1.0, 1.0], "tumour": True, "deform": True, "noise": True}
 HELD_OUT_SEEDS = (1, 2, 3, 4, 5)
 BODY_REFERENCE_SEEDS = (100, 101, 102, 103)
-#: Labels of the phantom's brain and the CSF around it (phantom.LABEL_NAMES): what skull stripping keeps.
-BRAIN_LABELS = (4, 5, 6, 7, 10, 11)
 REAL_PASS = ("t1/open_ms_patient01_T1W.nii.gz", "t1/open_ms_patient04_T1W.nii.gz",
              "t1/philips_adni_mprage_1mm.nii.gz", "t1/siemens_xa30_t1w_2mm.nii.gz")
 REAL_SKULL_STRIPPED = ("t1c/brats_gli_00001_t1n.nii.gz", "t1c/open_ms_patient07_T1_mni.nii.gz")
@@ -76,7 +75,7 @@ def skull_stripped(phantom: Dict[str, sitk.Image]) -> sitk.Image:
     """The phantom's T1w with everything but the brain and its CSF set to 0, as skull stripping leaves it."""
     labels = sitk.GetArrayViewFromImage(phantom["labels"])
     values = sitk.GetArrayFromImage(phantom["t1"])
-    values[~np.isin(labels, BRAIN_LABELS)] = 0
+    values[~np.isin(labels, SKULL_STRIPPING_KEEPS)] = 0
     image = sitk.GetImageFromArray(values)
     image.CopyInformation(phantom["t1"])
     return image

@@ -17,12 +17,11 @@ from MedGANTranslateLib.dicom_reading import INPUT_WARNING
 from MedGANTranslateLib.errors import CardError
 from MedGANTranslateLib.imageio import read_image
 from MedGANTranslateLib.phantom import make_phantom
+from MedGANTranslateLib.phantom_labels import SKULL_STRIPPING_KEEPS
 from MedGANTranslateLib.registry import resolve_model
 from MedGANTranslateLib.scan_report import CHECKS, ScanReport
 from MedGANTranslateLib.training.data import card_network_inputs
 
-#: Labels of the phantom's brain and the CSF around it: what skull stripping keeps.
-BRAIN_LABELS = (4, 5, 6, 7, 10, 11)
 SKULL_STRIPPED = ("brats_gli_00001_t1n.nii.gz", "open_ms_patient07_T1_mni.nii.gz")
 
 
@@ -131,7 +130,7 @@ def test_thick_slices_warn_beyond_what_the_training_spacing_holds_up_to(card, ph
 
 def test_a_skull_stripped_head_warns_a_whole_head_model(card, phantom):
     values = sitk.GetArrayFromImage(phantom.t1)
-    values[~np.isin(sitk.GetArrayViewFromImage(phantom.labels), BRAIN_LABELS)] = 0
+    values[~np.isin(sitk.GetArrayViewFromImage(phantom.labels), SKULL_STRIPPING_KEEPS)] = 0
     report = check(card, like(values, phantom.t1))
     assert "skull_stripped" in codes(report)
     assert report.measurements["scalp_bright_fraction"][0] < anatomy_checks.SCALP_BRIGHT_MIN

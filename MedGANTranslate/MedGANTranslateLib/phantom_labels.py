@@ -33,6 +33,9 @@ LABEL_NAMES: Dict[int, str] = {
     12: "muscle_soft_tissue",
 }
 
+#: What skull stripping keeps: CSF, grey and white matter, ventricles, tumour, venous sinuses, choroid plexus.
+SKULL_STRIPPING_KEEPS = (4, 5, 6, 7, 10, 11, VENOUS_SINUS, CHOROID_PLEXUS)
+
 # Canonical head geometry (mm, LPS, centred on the head): (centre, semi-axes).
 _VAULT = ((0.0, 6.0, 4.0), (75.0, 93.0, 76.0))
 _FACE = ((0.0, -20.0, -28.0), (68.0, 72.0, 60.0))

@@ -36,23 +36,22 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import MedGANError
+from ..phantom_labels import SKULL_STRIPPING_KEEPS
 from .data import load_phantom
 from .synth import Acquisition, acquire, check_pool, crop_to_box, random_field_of_view, realisation_rng
 
 #: The phantom's MR images that a scanner can re-acquire (CT and PET are other machines).
 MR_IMAGES = ("t1", "t2", "t1c")
 _WHITE_MATTER = 6  # label of phantom_labels.LABEL_NAMES
-#: What skull stripping keeps: CSF, grey and white matter, ventricles, tumour, venous sinuses, choroid plexus.
-BRAIN_LABELS = (4, 5, 6, 7, 10, 11, 14, 15)
 _GREY_MATTER = 5
 
 
 def brain_only_mask(labels: sitk.Image, margin_mm: float) -> sitk.Image:
-    """The voxels a skull-stripping tool keeps: :data:`BRAIN_LABELS` down to 5 mm below the lowest grey matter
-    (the cerebellum's; the spinal canal below is cut as at the foramen magnum), the largest connected piece,
-    then dilated (``margin_mm`` > 0) or eroded (< 0) by that many millimetres."""
+    """The voxels a skull-stripping tool keeps: :data:`..phantom_labels.SKULL_STRIPPING_KEEPS` down to 5 mm
+    below the lowest grey matter (the cerebellum's; the spinal canal below is cut as at the foramen magnum), the
+    largest connected piece, then dilated (``margin_mm`` > 0) or eroded (< 0) by that many millimetres."""
     array = sitk.GetArrayViewFromImage(labels)
-    keep = np.isin(array, BRAIN_LABELS)
+    keep = np.isin(array, SKULL_STRIPPING_KEEPS)
     lowest = int(np.flatnonzero((array == _GREY_MATTER).any(axis=(1, 2)))[0])
     keep[:max(lowest - int(round(5.0 / labels.GetSpacing()[2])), 0)] = False
     mask = sitk.GetImageFromArray(keep.astype(np.uint8))
