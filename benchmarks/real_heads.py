@@ -444,14 +444,17 @@ class Row:
     seconds: Optional[float] = None
 
 
-def reference_ct(real_data: Path, template: Template, spec: Mapping[str, object],
-                 preprocessing: Mapping[str, object]) -> Placed:
-    """The real head CT on the card's network grid (1 mm, LPS), its head mask, in template space."""
+def reference_ct(real_data: Path, template: Template) -> Placed:
+    """The real head CT on the default model's network grid (1 mm, LPS) with that card's body mask, in template
+    space: the same reference whichever models are measured (a 2 mm model's grid would blur it)."""
     from MedGANTranslateLib.imageio import read_image
     from MedGANTranslateLib.network_grid import to_network_grid
+    from MedGANTranslateLib.registry import resolve_model
 
-    ct = to_network_grid(read_image(real_data / REAL_CT), preprocessing)
-    return place("real head CT", ct, ct_head_mask(ct, spec), template, is_ct=True)
+    card = resolve_model(MODELS[0])
+    ct = to_network_grid(read_image(real_data / REAL_CT), card.preprocessing)
+    return place("real head CT", ct, ct_head_mask(ct, card.postprocessing.get("body_mask", {})), template,
+                 is_ct=True)
 
 
 def format_table(rows: Sequence[Row]) -> str:
@@ -547,9 +550,7 @@ def main(argv=None) -> int:
     cards = [resolve_model(m) for m in args.models]
     print("\n".join(phantom_lines(cards)) + "\n", flush=True)
     template = Template.load(args.real_data / "templates")
-    default = cards[0]
-    reference = reference_ct(args.real_data, template, default.postprocessing.get("body_mask", {}),
-                             default.preprocessing)
+    reference = reference_ct(args.real_data, template)
     rows = [Row("real head CT", "the real CT (reference)", measure(reference.ct, reference, template, reference))]
     translators = [Translator(card) for card in cards]
     overview: List[Tuple[str, Placed, np.ndarray]] = [("real head CT (GE, the reference)", reference, reference.ct)]
@@ -592,7 +593,7 @@ def main(argv=None) -> int:
             draw_row(row_axes[:3], placed.input, t1_window(placed.input, placed.head), template, f"{name}\nT1w",
                      template.brain, titles=number == 0)
         draw_row(row_axes[3:], values, BONE_WINDOW, template, "the CT, bone window" if placed.ct is not None
-                 else f"{default.id}\nbone window", titles=number == 0)
+                 else f"{cards[0].id}\nbone window", titles=number == 0)
     figure.suptitle("Real heads in template (MNI) space: input, and synthetic CT in a bone window (L 300 / W 1500); "
                     "dashed: the cranial slices; gold: the brain region", fontsize=9)
     figure.tight_layout()

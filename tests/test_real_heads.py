@@ -146,12 +146,8 @@ def template():
 
 @pytest.fixture(scope="module")
 def real_ct(template):
-    from MedGANTranslateLib.registry import resolve_model
-
     real_file("ct", "ge_head_ct_dicom")
-    card = resolve_model("mr-t1-to-ct-pix2pix")
-    return real_heads.reference_ct(REAL_DATA, template, card.postprocessing.get("body_mask", {}),
-                                   card.preprocessing)
+    return real_heads.reference_ct(REAL_DATA, template)
 
 
 def test_the_real_head_ct_passes_its_own_yardstick(template, real_ct):
