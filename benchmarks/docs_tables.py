@@ -40,6 +40,10 @@ def _network(card: Dict[str, Any]) -> str:
         parts.append("unpaired")
     if card.get("inference", {}).get("fully_convolutional"):
         parts.append("fully convolutional")
+    spacing = card.get("preprocessing", {}).get("spacing")
+    if spacing and any(s != 1.0 for s in spacing):
+        size = f"{spacing[0]:g}" if len(set(spacing)) == 1 else " × ".join(f"{s:g}" for s in spacing)
+        parts.append(f"on a {size} mm grid")
     return ", ".join(x for x in parts if x)
 
 

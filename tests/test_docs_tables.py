@@ -52,6 +52,16 @@ def test_table_shows_each_cards_numbers_and_says_when_a_model_is_no_better_than_
     assert "fine-tun" not in docs_tables.models_table([cards[1]]), "a run from random weights"
 
 
+def test_the_architecture_cell_names_a_grid_coarser_or_finer_than_1_mm():
+    """A 2 mm model's output is smoother than a 1 mm one's: the table says so, and says nothing for 1 mm."""
+    card = copy.deepcopy(docs_tables.bundled_cards()[0])
+    assert "grid" not in docs_tables._io(card)
+    card["preprocessing"]["spacing"] = [2.0, 2.0, 2.0]
+    assert docs_tables._io(card).endswith(", on a 2 mm grid")
+    card["preprocessing"]["spacing"] = [1.0, 1.0, 3.0]
+    assert docs_tables._io(card).endswith(", on a 1 × 1 × 3 mm grid")
+
+
 def test_a_readme_without_the_markers_is_refused():
     with pytest.raises(SystemExit, match="models-table"):
         docs_tables.with_table("# no table here\n", "models-table", "| x |")
