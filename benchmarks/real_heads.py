@@ -570,15 +570,15 @@ def main(argv=None) -> int:
             synthetic = in_template(result.synthetic, placed.transform, template, default=-1000.0)
             rows.append(Row(name, f"{card.id} v{card.version}", measure(synthetic, placed, template, reference),
                             result.seconds))
-            volumes.append((card.id, synthetic))
+            volumes.append((f"{card.id} v{card.version}", synthetic))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
         for what, values in baselines(placed, template).items():
             rows.append(Row(name, f"baseline: {what}", measure(values, placed, template, reference)))
         window = t1_window(placed.input, placed.head)
         figure, axes = plt.subplots(1 + len(volumes), 3, figsize=(7.5, 2.6 * (1 + len(volumes))))
         draw_row(axes[0], placed.input, window, template, f"{name}\ninput T1w", template.brain, titles=True)
-        for row_axes, (model_id, values) in zip(axes[1:], volumes):
-            draw_row(row_axes, values, BONE_WINDOW, template, f"{model_id}\nbone window")
+        for row_axes, (model, values) in zip(axes[1:], volumes):
+            draw_row(row_axes, values, BONE_WINDOW, template, f"{model}\nbone window")
         figure.tight_layout()
         figure.savefig(args.out / f"{name}.png", dpi=80)
         plt.close(figure)
@@ -593,7 +593,7 @@ def main(argv=None) -> int:
             draw_row(row_axes[:3], placed.input, t1_window(placed.input, placed.head), template, f"{name}\nT1w",
                      template.brain, titles=number == 0)
         draw_row(row_axes[3:], values, BONE_WINDOW, template, "the CT, bone window" if placed.ct is not None
-                 else f"{cards[0].id}\nbone window", titles=number == 0)
+                 else f"{cards[0].id} v{cards[0].version}\nbone window", titles=number == 0)
     figure.suptitle("Real heads in template (MNI) space: input, and synthetic CT in a bone window (L 300 / W 1500); "
                     "dashed: the cranial slices; gold: the brain region", fontsize=9)
     figure.tight_layout()
