@@ -14,8 +14,8 @@ gantry tilt or head pitch, and anatomical levels are template heights z (MNI mm,
 - *covered slices*: those where the scan's field of view holds at least 99 % of the template head's cross-section
   (the template CT above -500 HU); only these count, so a scan that cuts the top of the head loses slices, not
   correctness;
-- *the head*: the pipeline's body mask of the T1w (the default model's translation's; the CT cards share its
-  settings), or for the real CT the same ``body_mask`` on the CT after its head-holder is removed (see
+- *the head*: the pipeline's body mask of the T1w (the default model's translation's, whichever models are
+  measured), or for the real CT the same ``body_mask`` on the CT after its head-holder is removed (see
   :func:`ct_head_mask`), at z from -40 to +65 (skull base, orbits, sinuses and the vault, which every scan
   here covers; the open_ms scans are defaced, so they lack the face);
 - *cranial slices*: covered slices at z from +20 to +65, above the orbits, the frontal sinus and the skull
@@ -444,14 +444,21 @@ class Row:
     seconds: Optional[float] = None
 
 
-def reference_ct(real_data: Path, template: Template) -> Placed:
-    """The real head CT on the default model's network grid (1 mm, LPS) with that card's body mask, in template
-    space: the same reference whichever models are measured (a 2 mm model's grid would blur it)."""
-    from MedGANTranslateLib.imageio import read_image
-    from MedGANTranslateLib.network_grid import to_network_grid
+def default_card():
+    """The bundled default model's card: its grid and body mask define the reference CT and every scan's head,
+    whichever models are measured (a 2 mm model's grid would blur the one and coarsen the other)."""
     from MedGANTranslateLib.registry import resolve_model
 
-    card = resolve_model(MODELS[0])
+    return resolve_model(MODELS[0])
+
+
+def reference_ct(real_data: Path, template: Template) -> Placed:
+    """The real head CT on the default model's network grid (1 mm, LPS) with that card's body mask, in template
+    space."""
+    from MedGANTranslateLib.imageio import read_image
+    from MedGANTranslateLib.network_grid import to_network_grid
+
+    card = default_card()
     ct = to_network_grid(read_image(real_data / REAL_CT), card.preprocessing)
     return place("real head CT", ct, ct_head_mask(ct, card.postprocessing.get("body_mask", {})), template,
                  is_ct=True)
@@ -553,6 +560,9 @@ def main(argv=None) -> int:
     reference = reference_ct(args.real_data, template)
     rows = [Row("real head CT", "the real CT (reference)", measure(reference.ct, reference, template, reference))]
     translators = [Translator(card) for card in cards]
+    default = default_card()
+    head_translator = next((t for c, t in zip(cards, translators)
+                            if (c.id, c.version) == (default.id, default.version)), None) or Translator(default)
     overview: List[Tuple[str, Placed, np.ndarray]] = [("real head CT (GE, the reference)", reference, reference.ct)]
     for name in args.scans:
         path = args.real_data / "t1" / f"{name}.nii.gz"
@@ -560,13 +570,11 @@ def main(argv=None) -> int:
             print(f"skipped {name}: not found under {args.real_data / 't1'}", file=sys.stderr)
             continue
         image = read_image(path)
-        results = []
-        for card, translator in zip(cards, translators):
-            result = translator.translate([image])
-            results.append((card, result))
-        placed = place(name, image, results[0][1].body_mask, template, is_ct=False)
+        results = [(card, translator, translator.translate([image])) for card, translator in zip(cards, translators)]
+        head = next((r for _, t, r in results if t is head_translator), None) or head_translator.translate([image])
+        placed = place(name, image, head.body_mask, template, is_ct=False)
         volumes = []
-        for card, result in results:
+        for card, _, result in results:
             synthetic = in_template(result.synthetic, placed.transform, template, default=-1000.0)
             rows.append(Row(name, f"{card.id} v{card.version}", measure(synthetic, placed, template, reference),
                             result.seconds))
