@@ -7,7 +7,9 @@ What is timed is what a user waits for once the engine's process runs (``medgan-
 module's worker): ``translate_files`` loading the model, reading the input(s), preprocessing, inference,
 postprocessing and writing the synthetic volume (``MedGANTranslateLib.training.evaluate.whole_translation``;
 uncompressed NRRD in, NRRD out, as the Slicer module exchanges them). The phantom is the card's first held-out
-validation phantom (seed, size and spacing from its training config); the threads are those its validation used
+validation phantom (seed and settings from its training config) on the 1 mm grid a user's scan has, whatever
+grid the model works on, so the panel's times compare (a 2 mm model resamples the head to 2 mm and back inside
+the timed translation); the threads are those its validation used
 (``training.config.validation.threads``). Each run is a fresh Python process with the engine imported and the
 allocator set as the command line sets it (``keep_freed_memory``), since every Slicer job starts one; the card
 gets the fastest of ``--repeats`` runs, to two significant digits: on a shared machine other work only ever
@@ -88,7 +90,8 @@ def measure(folder: Path, args: argparse.Namespace) -> Dict[str, Any]:
 
     card = load_card(folder)
     config = card.data["training"]["config"]
-    phantom = dict(DEFAULT_PHANTOM, **config["data"].get("phantom", {}))
+    phantom = {**DEFAULT_PHANTOM, **config["data"].get("phantom", {}),
+               "shape": DEFAULT_PHANTOM["shape"], "spacing": DEFAULT_PHANTOM["spacing"]}
     seed = int(config["validation"]["seeds"][0])
     threads = int(args.threads or config["validation"]["threads"])
     load_phantom(seed, phantom, args.cache_dir)  # generated once, untimed
