@@ -58,13 +58,13 @@ Baselines, measured with the same code on the same head masks:
 - ``atlas``: the average head CT (``scct``, in HU) as registered, inside the head: what an affine atlas gives.
 
     .venv/bin/python benchmarks/real_heads.py [--real-data ../shared/real-data] [--out benchmarks/out/real_heads]
-        [--overview docs/images/real_heads.png] [--models mr-t1-to-ct-pix2pix mr-t1-to-ct-cyclegan]
+        [--overview docs/images/real_heads.png] [--models mr-t1-to-ct-pix2pix mr-t1-to-ct-cyclegan] [--n4]
 
 prints the phantom goals and the cards' held-out phantom numbers, then a Markdown table (rows: scan x model or
 baseline, the real CT as reference; ``s``: the model's translation through ``Translator.translate`` with
-default settings, preprocessing to output on the input grid); writes ``<scan>.png`` per scan (input T1w and
-each synthetic CT in a bone window, three template-space planes) and an overview picture (``overview.png`` there
-unless ``--overview`` names another place). About 2 minutes on
+default settings, preprocessing to output on the input grid, or with N4 bias-field correction under ``--n4``);
+writes ``<scan>.png`` per scan (input T1w and each synthetic CT in a bone window, three template-space planes)
+and an overview picture (``overview.png`` there unless ``--overview`` names another place). About 2 minutes on
 2 CPU cores.
 """
 from __future__ import annotations
@@ -538,6 +538,7 @@ def main(argv=None) -> int:
     from MedGANTranslateLib.imageio import read_image
     from MedGANTranslateLib.pipeline import Translator
     from MedGANTranslateLib.registry import resolve_model
+    from MedGANTranslateLib.run_options import RunOptions
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = Path(__file__).resolve().parents[1]
@@ -548,9 +549,14 @@ def main(argv=None) -> int:
                              "the one the docs show, so name it only when measuring the bundled models)")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--scans", nargs="+", default=list(T1_SCANS), help="T1w file names under t1/, no suffix")
+    parser.add_argument("--n4", action="store_true",
+                        help="translate with N4 bias-field correction (as --n4 does); rows and pictures say '+ N4', "
+                             "the heads stay the default model's without it; not with --write-cards")
     parser.add_argument("--write-cards", action="store_true",
                         help="write each bundled model's numbers into models/<id>/model.json (validation.real_heads)")
     args = parser.parse_args(argv)
+    if args.n4 and args.write_cards:
+        parser.error("--write-cards records the cards' own runs, without N4: leave out --n4")
     args.out.mkdir(parents=True, exist_ok=True)
     args.overview = args.overview or args.out / "overview.png"
 
@@ -559,10 +565,11 @@ def main(argv=None) -> int:
     template = Template.load(args.real_data / "templates")
     reference = reference_ct(args.real_data, template)
     rows = [Row("real head CT", "the real CT (reference)", measure(reference.ct, reference, template, reference))]
-    translators = [Translator(card) for card in cards]
+    translators = [Translator(card, RunOptions(n4=args.n4)) for card in cards]
+    labels = [f"{card.id} v{card.version}" + (" + N4" if args.n4 else "") for card in cards]
     default = default_card()
-    head_translator = next((t for c, t in zip(cards, translators)
-                            if (c.id, c.version) == (default.id, default.version)), None) or Translator(default)
+    head_translator = next((t for c, t in zip(cards, translators) if not args.n4
+                            and (c.id, c.version) == (default.id, default.version)), None) or Translator(default)
     overview: List[Tuple[str, Placed, np.ndarray]] = [("real head CT (GE, the reference)", reference, reference.ct)]
     for name in args.scans:
         path = args.real_data / "t1" / f"{name}.nii.gz"
@@ -570,15 +577,14 @@ def main(argv=None) -> int:
             print(f"skipped {name}: not found under {args.real_data / 't1'}", file=sys.stderr)
             continue
         image = read_image(path)
-        results = [(card, translator, translator.translate([image])) for card, translator in zip(cards, translators)]
+        results = [(label, translator, translator.translate([image])) for label, translator in zip(labels, translators)]
         head = next((r for _, t, r in results if t is head_translator), None) or head_translator.translate([image])
         placed = place(name, image, head.body_mask, template, is_ct=False)
         volumes = []
-        for card, _, result in results:
+        for label, _, result in results:
             synthetic = in_template(result.synthetic, placed.transform, template, default=-1000.0)
-            rows.append(Row(name, f"{card.id} v{card.version}", measure(synthetic, placed, template, reference),
-                            result.seconds))
-            volumes.append((f"{card.id} v{card.version}", synthetic))
+            rows.append(Row(name, label, measure(synthetic, placed, template, reference), result.seconds))
+            volumes.append((label, synthetic))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
         for what, values in baselines(placed, template).items():
             rows.append(Row(name, f"baseline: {what}", measure(values, placed, template, reference)))
@@ -601,7 +607,7 @@ def main(argv=None) -> int:
             draw_row(row_axes[:3], placed.input, t1_window(placed.input, placed.head), template, f"{name}\nT1w",
                      template.brain, titles=number == 0)
         draw_row(row_axes[3:], values, BONE_WINDOW, template, "the CT, bone window" if placed.ct is not None
-                 else f"{cards[0].id} v{cards[0].version}\nbone window", titles=number == 0)
+                 else f"{labels[0]}\nbone window", titles=number == 0)
     figure.suptitle("Real heads in template (MNI) space: input, and synthetic CT in a bone window (L 300 / W 1500); "
                     "dashed: the cranial slices; gold: the brain region", fontsize=9)
     figure.tight_layout()

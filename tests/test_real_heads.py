@@ -47,6 +47,13 @@ def head_slices(count: int = 6, size: int = 96, gap_in: tuple = ()) -> tuple:
     return ct, head
 
 
+def test_n4_runs_are_never_written_into_the_cards(capsys):
+    """The cards hold the models as run by default; a run with --n4 only prints its rows."""
+    with pytest.raises(SystemExit):
+        real_heads.main(["--n4", "--write-cards"])
+    assert "without N4" in capsys.readouterr().err
+
+
 def test_a_closed_ring_encloses_the_inside_and_a_ring_with_a_gap_encloses_nothing():
     ct, head = head_slices(gap_in=(1,))
     inside = (np.hypot(*(np.indices((96, 96)) - 48)) < 34).sum()
