@@ -452,13 +452,12 @@ def default_card():
     return resolve_model(MODELS[0])
 
 
-def reference_ct(real_data: Path, template: Template) -> Placed:
-    """The real head CT on the default model's network grid (1 mm, LPS) with that card's body mask, in template
-    space."""
+def reference_ct(real_data: Path, template: Template, card) -> Placed:
+    """The real head CT on ``card``'s network grid (the default model's, :func:`default_card`: 1 mm, LPS) with
+    that card's body mask, in template space."""
     from MedGANTranslateLib.imageio import read_image
     from MedGANTranslateLib.network_grid import to_network_grid
 
-    card = default_card()
     ct = to_network_grid(read_image(real_data / REAL_CT), card.preprocessing)
     return place("real head CT", ct, ct_head_mask(ct, card.postprocessing.get("body_mask", {})), template,
                  is_ct=True)
@@ -563,11 +562,11 @@ def main(argv=None) -> int:
     cards = [resolve_model(m) for m in args.models]
     print("\n".join(phantom_lines(cards)) + "\n", flush=True)
     template = Template.load(args.real_data / "templates")
-    reference = reference_ct(args.real_data, template)
+    default = default_card()
+    reference = reference_ct(args.real_data, template, default)
     rows = [Row("real head CT", "the real CT (reference)", measure(reference.ct, reference, template, reference))]
     translators = [Translator(card, RunOptions(n4=args.n4)) for card in cards]
     labels = [f"{card.id} v{card.version}" + (" + N4" if args.n4 else "") for card in cards]
-    default = default_card()
     head_translator = next((t for c, t in zip(cards, translators) if not args.n4
                             and (c.id, c.version) == (default.id, default.version)), None) or Translator(default)
     overview: List[Tuple[str, Placed, np.ndarray]] = [("real head CT (GE, the reference)", reference, reference.ct)]

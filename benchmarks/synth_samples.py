@@ -201,7 +201,7 @@ def measure_targets(cfg: dict, card: dict, cache: str, real_data: Path, count: i
 
     template = real_heads.Template.load(real_data / "templates")
     spec = card["postprocessing"].get("body_mask", {})
-    reference = real_heads.reference_ct(real_data, template, spec, card["preprocessing"])
+    reference = real_heads.reference_ct(real_data, template, real_heads.default_card())
     rows = [real_heads.Row("real head CT", "the real CT (reference)",
                            real_heads.measure(reference.ct, reference, template, reference))]
     bands = ["real head CT | " + skull_base(reference.ct, reference, template, reference)]

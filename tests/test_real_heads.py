@@ -154,7 +154,7 @@ def template():
 @pytest.fixture(scope="module")
 def real_ct(template):
     real_file("ct", "ge_head_ct_dicom")
-    return real_heads.reference_ct(REAL_DATA, template)
+    return real_heads.reference_ct(REAL_DATA, template, real_heads.default_card())
 
 
 def test_the_real_head_ct_passes_its_own_yardstick(template, real_ct):
